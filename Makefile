@@ -1,0 +1,41 @@
+# The two commands: `make serve` and `make test`. Everything they need, they install.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FILES_HOST ?= 127.0.0.1
+export FILES_PORT ?= 8321
+
+.PHONY: serve test lint deps test-deps system-test-deps clean tests bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test-deps: requirements-test.txt $(VENV)/.deps
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+deps: $(VENV)/.deps
+
+# System tools the tests drive for real (curl); installed when missing.
+system-test-deps:
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+
+test-deps: $(VENV)/.test-deps system-test-deps
+
+serve: deps
+	$(BIN)/gunicorn -c gunicorn.conf.py app:app
+
+test: test-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 --dist loadfile -q
+
+lint: test-deps
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,97 @@
+"""The application factory: config, extensions, blueprints, error handlers, CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .config import load_settings
+from .errors import FilesError
+from .models import db
+from .services import ObjectService, UploadService
+from .storage import BlobStore, make_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FilesExtension:
+    store: BlobStore
+    objects: ObjectService
+    uploads: UploadService
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    settings = load_settings(config)
+    Path(settings["FILES_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(settings)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings["FILES_DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    app.config["MAX_CONTENT_LENGTH"] = None  # sessions enforce their own sizes while streaming
+    app.url_map.merge_slashes = False  # a malformed path is a JSON 404, never a redirect
+    app.json.sort_keys = False
+
+    db.init_app(app)
+    store = make_store(settings)
+    objects = ObjectService(store)
+    app.extensions["files"] = FilesExtension(store, objects, UploadService(store, objects, settings))
+
+    from .api import bp as api_bp
+
+    app.register_blueprint(api_bp)
+    _register_error_handlers(app)
+    _register_health(app)
+
+    from .cli import files_cli
+
+    app.cli.add_command(files_cli)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers run beside the writer; FULL makes a commit survive power loss;
+    # busy_timeout makes concurrent writers queue instead of failing.
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=15000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
+    body = {"error": {"status": status, "code": code, "message": message, **extra}}
+    return body, status, headers or {}
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(FilesError)
+    def domain_error(error: FilesError):
+        if error.status >= 500:
+            app.logger.error("server fault on %s %s: %s", request.method, request.path, error.message)
+        return error.to_dict(), error.status, error.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if isinstance(error, InternalServerError):
+            return error_response(500, "internal_error", "the server failed; this is a bug")
+        headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+        code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
+        return error_response(error.code or 500, code, error.description or error.name, headers)
+
+
+def _register_health(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        db.session.execute(text("SELECT 1"))
+        db.session.commit()
+        return {"status": "ok"}

@@ -1,0 +1,7 @@
+"""JSON blueprint for the seed's Files API (/v1/files...) and content downloads (/v1/content...)."""
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+
+from . import content, files, openapi, sessions  # noqa: E402,F401  (routes register on bp)

@@ -1,0 +1,71 @@
+"""What the API views share: the services, the JSON shapes, and the request body adapter."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, url_for
+
+from ..errors import IncompleteBody, InvalidInput
+from ..services import ObjectInfo, ObjectService, SessionInfo, UploadService
+
+MAX_JSON_BYTES = 64 * 1024
+
+
+def uploads() -> UploadService:
+    return current_app.extensions["files"].uploads
+
+
+def objects() -> ObjectService:
+    return current_app.extensions["files"].objects
+
+
+def session_json(info: SessionInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "url": url_for("api.session", session_id=info.id, _external=True),
+        "offset": info.offset,
+        "size": info.size,
+    }
+
+
+def file_json(info: ObjectInfo) -> dict[str, Any]:
+    return {
+        "key": info.key,
+        "bucket": info.bucket,
+        "mime_type": info.mime_type,
+        "bytes": info.size,
+        "created_at": info.created_at,
+        "sha256": info.sha256,
+        "url": url_for("api.content", bucket=info.bucket, key=info.key, _external=True),
+    }
+
+
+def read_json_object(stream) -> dict[str, Any]:
+    """Parse a small JSON object from the raw body, whatever Content-Type claims: the seed's
+    curl examples send JSON as application/x-www-form-urlencoded."""
+    raw = RequestBody(stream).read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise InvalidInput(f"the JSON body must be at most {MAX_JSON_BYTES} bytes", "body_too_large")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"the body is not valid JSON: {error}", "invalid_json") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("the body must be a JSON object", "invalid_json")
+    return value
+
+
+class RequestBody:
+    """`request.stream` as the services' Body: any failure to read is the client's broken body
+    (disconnects, bad chunked encoding raise from deep in the server), never a 500."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self._stream.read(size)
+        except Exception as error:  # noqa: BLE001 - server-specific exception types
+            raise IncompleteBody(f"the request body broke off: {error.__class__.__name__}") from None

@@ -1,0 +1,111 @@
+"""Content downloads: streamed, conditional (ETag, Last-Modified), single Range, HEAD.
+
+Under gunicorn the body is its `wsgi.file_wrapper`, which uses sendfile(); for a Range the
+file is positioned at the range's start and Content-Length bounds it, so sendfile still
+applies (Werkzeug's own Range support would wrap the file in a Python iterator).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Response, request
+from werkzeug.http import http_date
+
+from . import bp
+from .common import objects
+
+READ_SIZE = 1024 * 1024
+# Shown inline only when a browser can display them without running anything.
+_INLINE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp",
+                 "application/pdf", "text/plain", "application/json")
+_CONTENT_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
+
+
+@bp.route("/content/<bucket>/<path:key>", methods=["GET", "HEAD"])
+def content(bucket: str, key: str):
+    info, stream = objects().open(bucket, key)
+    try:
+        etag = info.sha256
+        headers = {
+            "ETag": f'"{etag}"',
+            "Last-Modified": http_date(info.created_at),
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": _CONTENT_CSP,
+            "Content-Disposition": _disposition(info.key, info.mime_type, request.args.get("download")),
+        }
+        if _not_modified(etag, info.created_at):
+            stream.close()
+            return Response(status=304, headers=headers)
+        start, length, status = 0, info.size, 200
+        byte_range = request.range if _if_range_holds(etag, info.created_at) else None
+        if byte_range is not None and len(byte_range.ranges) == 1:
+            bounds = byte_range.range_for_length(info.size)
+            if bounds is None:
+                stream.close()
+                return Response(status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"})
+            start, stop = bounds
+            length, status = stop - start, 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            stream.close()
+            body = b""
+        else:
+            stream.seek(start)
+            body = _file_body(stream, length)
+        response = Response(body, status=status, headers=headers, mimetype=None, direct_passthrough=True)
+        response.headers["Content-Type"] = info.mime_type
+        response.headers["Content-Length"] = str(length)
+        return response
+    except BaseException:
+        stream.close()
+        raise
+
+
+def _not_modified(etag: str, modified: int) -> bool:
+    if request.if_none_match:
+        return request.if_none_match.contains_weak(etag)
+    since = request.if_modified_since
+    return since is not None and int(since.timestamp()) >= modified
+
+
+def _if_range_holds(etag: str, modified: int) -> bool:
+    if_range = request.if_range
+    if if_range.etag is not None:
+        return if_range.etag == etag
+    if if_range.date is not None:
+        return int(if_range.date.timestamp()) >= modified
+    return True
+
+
+def _file_body(stream, length: int):
+    server_wrapper = request.environ.get("wsgi.file_wrapper")
+    # gunicorn's wrapper sends `Content-Length` bytes from the current position with
+    # sendfile(). Other servers' wrappers read to EOF, which would overrun a Range.
+    if server_wrapper is not None and server_wrapper.__module__.startswith("gunicorn."):
+        return server_wrapper(stream, READ_SIZE)
+    return _bounded_chunks(stream, length)
+
+
+def _bounded_chunks(stream, length: int):
+    try:
+        while length > 0:
+            data = stream.read(min(READ_SIZE, length))
+            if not data:
+                break
+            length -= len(data)
+            yield data
+    finally:
+        stream.close()
+
+
+def _disposition(key: str, mime_type: str, download: str | None) -> str:
+    base = mime_type.split(";")[0].strip().lower()
+    inline = not download and (base in _INLINE_TYPES or base.startswith(("audio/", "video/")))
+    name = key.rsplit("/", 1)[-1]
+    ascii_name = name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_")
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"

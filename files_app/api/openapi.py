@@ -1,0 +1,171 @@
+"""GET /v1/openapi.json: an OpenAPI 3.1 description of the whole API."""
+
+from __future__ import annotations
+
+from flask import request
+
+from . import bp
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+_SESSION_ID = {"name": "session_id", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+_BUCKET = {"name": "bucket", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$"}}
+_KEY = {"name": "key", "in": "path", "required": True, "description": "may contain '/'",
+        "schema": {"type": "string"}}
+_OFFSET_HEADER = {"name": "Upload-Offset", "in": "header", "required": False,
+                  "schema": {"type": "integer", "minimum": 0}}
+_CHECKSUM_HEADER = {"name": "Upload-Checksum", "in": "header", "required": False,
+                    "description": "'<sha256|sha1|md5> <base64 digest>' of this chunk",
+                    "schema": {"type": "string"}}
+
+_SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "required": ["status", "code", "message"],
+            "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
+                           "message": {"type": "string"}},
+            "additionalProperties": True,
+        }},
+    },
+    "SessionCreate": {
+        "type": "object", "required": ["bucket", "key", "size"],
+        "properties": {
+            "bucket": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$"},
+            "key": {"type": "string", "minLength": 1},
+            "mime_type": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        },
+    },
+    "Session": {
+        "type": "object", "required": ["id", "url", "offset", "size"],
+        "properties": {"id": {"type": "string"}, "url": {"type": "string", "format": "uri"},
+                       "offset": {"type": "integer"}, "size": {"type": "integer"}},
+    },
+    "File": {
+        "type": "object", "required": ["key", "bucket", "mime_type", "bytes", "created_at", "url", "sha256"],
+        "properties": {"key": {"type": "string"}, "bucket": {"type": "string"},
+                       "mime_type": {"type": "string"}, "bytes": {"type": "integer"},
+                       "created_at": {"type": "integer", "description": "Unix seconds"},
+                       "url": {"type": "string", "format": "uri"}, "sha256": {"type": "string"}},
+    },
+    "BucketList": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "array", "items": {
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string"}, "created_at": {"type": "integer"}}}}},
+    },
+    "FileList": {
+        "type": "object", "required": ["data", "has_more", "next_cursor"],
+        "properties": {"data": {"type": "array", "items": _ref("File")},
+                       "has_more": {"type": "boolean"},
+                       "next_cursor": {"type": ["string", "null"]},
+                       "prefixes": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "Files API", "version": "1.0.0",
+             "description": "Buckets of files written through resumable upload sessions."},
+    "paths": {
+        "/v1/files": {
+            "get": {"summary": "List buckets", "operationId": "listBuckets",
+                    "responses": {"200": _json(_ref("BucketList"), "The buckets")}},
+            "post": {
+                "summary": "Create an upload session", "operationId": "createSession",
+                "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
+                                "description": "'*': fail with 412 if the key exists",
+                                "schema": {"type": "string", "enum": ["*"]}}],
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("SessionCreate")}}},
+                "responses": {"201": _json(_ref("Session"), "The new session"),
+                              "400": _error("Invalid field"), "412": _error("The key exists"),
+                              "413": _error("Above the maximum object size")},
+            },
+        },
+        "/v1/files/session:{session_id}": {
+            "parameters": [_SESSION_ID],
+            "get": {"summary": "Read an upload session", "operationId": "getSession",
+                    "responses": {"200": _json(_ref("Session"), "The session"),
+                                  "404": _error("Unknown session"), "410": _error("Expired")}},
+            "post": {
+                "summary": "Send content (the whole file or the next chunk)", "operationId": "uploadContent",
+                "parameters": [_OFFSET_HEADER, _CHECKSUM_HEADER],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}}}},
+                "responses": {
+                    "200": _json({"oneOf": [_ref("Session"), _ref("File")]},
+                                 "The session while incomplete; the file once complete"),
+                    "400": _error("Bad header or broken body"), "404": _error("Unknown session"),
+                    "409": _error("Offset mismatch"), "410": _error("Expired"),
+                    "413": _error("Runs past the session's size"), "422": _error("sha256 mismatch"),
+                    "423": _error("Another request is writing"), "460": _error("Chunk checksum mismatch"),
+                },
+            },
+            "delete": {"summary": "Abort an upload session", "operationId": "abortSession",
+                       "responses": {"204": {"description": "Aborted"}, "404": _error("Unknown session")}},
+        },
+        "/v1/files/{bucket}": {
+            "parameters": [_BUCKET],
+            "get": {
+                "summary": "List a bucket's files", "operationId": "listFiles",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+                    {"name": "delimiter", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json(_ref("FileList"), "One page of files"),
+                              "400": _error("Bad query"), "404": _error("Unknown bucket")},
+            },
+            "delete": {"summary": "Delete an empty bucket", "operationId": "deleteBucket",
+                       "responses": {"204": {"description": "Deleted"}, "404": _error("Unknown bucket"),
+                                     "409": _error("Not empty")}},
+        },
+        "/v1/files/{bucket}/{key}": {
+            "parameters": [_BUCKET, _KEY],
+            "get": {"summary": "Read a file's metadata", "operationId": "getFile",
+                    "responses": {"200": _json(_ref("File"), "The file"), "404": _error("Unknown file")}},
+            "delete": {"summary": "Delete a file", "operationId": "deleteFile",
+                       "responses": {"200": _json(_ref("File"), "The deleted file"),
+                                     "404": _error("Unknown file")}},
+        },
+        "/v1/content/{bucket}/{key}": {
+            "parameters": [_BUCKET, _KEY],
+            "get": {
+                "summary": "Download a file's content (Range, conditional GET)", "operationId": "getContent",
+                "parameters": [{"name": "Range", "in": "header", "schema": {"type": "string"}},
+                               {"name": "download", "in": "query", "schema": {"type": "string"},
+                                "description": "any value: Content-Disposition attachment"}],
+                "responses": {"200": {"description": "The content"}, "206": {"description": "A range"},
+                              "304": {"description": "Not modified"}, "404": _error("Unknown file"),
+                              "416": {"description": "Range not satisfiable"}},
+            },
+            "head": {"summary": "A file's content headers", "operationId": "headContent",
+                     "responses": {"200": {"description": "Headers only"}, "404": {"description": "Unknown"}}},
+        },
+        "/v1/openapi.json": {"get": {"summary": "This description", "operationId": "openapi",
+                                     "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    },
+    "components": {"schemas": _SCHEMAS},
+}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return {**SPEC, "servers": [{"url": request.host_url.rstrip("/")}]}

@@ -1,0 +1,53 @@
+"""Upload sessions: create, send content, read, abort."""
+
+from __future__ import annotations
+
+from flask import request
+
+from .. import validation
+from ..errors import InvalidInput
+from . import bp
+from .common import RequestBody, file_json, read_json_object, session_json, uploads
+
+_FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
+
+
+@bp.post("/files")
+def create_session():
+    fields = read_json_object(request.stream)
+    for name in ("bucket", "key", "size"):
+        if name not in fields:
+            raise InvalidInput(f"missing field {name!r}", "missing_field", field=name)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match not in (None, "*"):
+        raise InvalidInput("If-None-Match on session creation may only be '*'", "invalid_precondition")
+    info = uploads().create(**{name: fields.get(name) for name in _FIELDS}, create_only=if_none_match == "*")
+    body = session_json(info)
+    return body, 201, {"Location": body["url"]}
+
+
+@bp.get("/files/session:<session_id>")
+def session(session_id: str):
+    info = uploads().get(session_id)
+    return session_json(info), 200, {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
+
+
+@bp.post("/files/session:<session_id>")
+def upload_content(session_id: str):
+    result = uploads().write(
+        session_id,
+        RequestBody(request.stream),
+        length=request.content_length,
+        offset=validation.offset_header(request.headers.get("Upload-Offset")),
+        checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
+    )
+    headers = {"Upload-Offset": str(result.session.offset)}
+    if result.object is not None:
+        return file_json(result.object), 200, headers
+    return session_json(result.session), 200, headers
+
+
+@bp.delete("/files/session:<session_id>")
+def abort_session(session_id: str):
+    uploads().abort(session_id)
+    return "", 204

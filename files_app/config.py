@@ -1,0 +1,67 @@
+"""Settings from the environment (FILES_*), with safe defaults.
+
+Every setting here is documented in the README's configuration table. The Flask config
+keys are the environment variable names themselves, so `create_app({"FILES_DATA_DIR": ...})`
+overrides exactly what `FILES_DATA_DIR=...` would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# name -> (parser, default). Defaults are what `make serve` runs with.
+_SETTINGS: dict[str, tuple[type, Any]] = {
+    "FILES_HOST": (str, "127.0.0.1"),
+    "FILES_PORT": (int, 8321),
+    "FILES_DATA_DIR": (str, "./data"),
+    "FILES_DATABASE_URL": (str, ""),  # empty: SQLite in the data dir
+    "FILES_SESSION_TTL": (int, 86400),  # seconds of inactivity before a session expires
+    "FILES_MAX_OBJECT_SIZE": (int, 1024 * GIB),
+    "FILES_LEASE_TTL": (int, 30),  # seconds a dead writer can block a session
+    "FILES_CHECKPOINT_BYTES": (int, 32 * MIB),  # make the offset durable this often
+    "FILES_WORKERS": (int, 2),
+    "FILES_THREADS": (int, 8),
+}
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; raised before anything starts."""
+
+
+def _parse(name: str, kind: type, raw: Any) -> Any:
+    if kind is int:
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative, got {value}")
+        return value
+    return str(raw)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then the environment, then `overrides` (tests), each parsed and checked."""
+    overrides = overrides or {}
+    settings: dict[str, Any] = {}
+    for name, (kind, default) in _SETTINGS.items():
+        raw = overrides.get(name, os.environ.get(name, default))
+        settings[name] = _parse(name, kind, raw)
+    if settings["FILES_LEASE_TTL"] < 1:
+        raise ConfigError("FILES_LEASE_TTL must be at least 1 second")
+    if settings["FILES_CHECKPOINT_BYTES"] < MIB:
+        raise ConfigError("FILES_CHECKPOINT_BYTES must be at least 1 MiB")
+    data_dir = Path(settings["FILES_DATA_DIR"]).resolve()
+    settings["FILES_DATA_DIR"] = str(data_dir)
+    if not settings["FILES_DATABASE_URL"]:
+        settings["FILES_DATABASE_URL"] = f"sqlite:///{data_dir / 'files.db'}"
+    # Anything else the caller passed (e.g. TESTING) goes through unchanged.
+    for name, value in overrides.items():
+        settings.setdefault(name, value)
+    return settings

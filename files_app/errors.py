@@ -1,0 +1,119 @@
+"""Domain errors and the one JSON error shape of the API.
+
+Services raise these; views and the error handlers turn them into
+`{"error": {"status": 409, "code": "offset_mismatch", "message": "...", ...}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FilesError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"status": self.status, "code": self.code, "message": self.message, **self.extra}}
+
+
+class InvalidInput(FilesError):
+    """Malformed or out-of-range input; `code` names what was wrong."""
+
+    def __init__(self, message: str, code: str = "invalid_request", **extra: Any):
+        super().__init__(message, **extra)
+        self.code = code
+
+
+class NotFound(FilesError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(FilesError):
+    status = 409
+    code = "conflict"
+
+
+class BucketNotEmpty(Conflict):
+    code = "bucket_not_empty"
+
+
+class OffsetMismatch(FilesError):
+    status = 409
+    code = "offset_mismatch"
+
+    def __init__(self, expected: int, given: int):
+        super().__init__(
+            f"chunk starts at offset {given} but the session is at offset {expected}",
+            headers={"Upload-Offset": str(expected)},
+            offset=expected,
+        )
+        self.offset = expected
+
+
+class SessionExpired(FilesError):
+    status = 410
+    code = "session_expired"
+
+
+class PreconditionFailed(FilesError):
+    status = 412
+    code = "precondition_failed"
+
+
+class TooLarge(FilesError):
+    status = 413
+    code = "too_large"
+
+
+class SessionLocked(FilesError):
+    status = 423
+    code = "session_locked"
+
+    def __init__(self, retry_after: int):
+        super().__init__(
+            "another request is writing to this session; retry later",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class DigestMismatch(FilesError):
+    """The whole file's sha256 is not the one the client announced."""
+
+    status = 422
+    code = "sha256_mismatch"
+
+
+class ChecksumMismatch(FilesError):
+    """A chunk's Upload-Checksum did not match; 460 is tus's status for it."""
+
+    status = 460
+    code = "checksum_mismatch"
+
+
+class StorageError(FilesError):
+    """The blob store lost or refused bytes it should have: a server fault, not the client's."""
+
+    status = 500
+    code = "storage_error"
+
+
+class IncompleteBody(FilesError):
+    """The request body broke off (client gone, bad chunked encoding); durable bytes are kept."""
+
+    status = 400
+    code = "incomplete_body"
+
+
+class LeaseLost(FilesError):
+    """This writer stalled past its lease and another took the session over."""
+
+    status = 409
+    code = "lease_lost"

@@ -1,0 +1,68 @@
+"""The metadata model: buckets, stored objects and upload sessions. Blob bytes never live here.
+
+The schema itself is created by the Alembic migrations in files_app/migrations; these classes
+must stay in step with them (tests/unit/test_schema.py checks that they do).
+"""
+
+from __future__ import annotations
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+# Keys sort bytewise everywhere: SQLite's default BINARY collation already does; PostgreSQL needs "C".
+KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+
+class Bucket(db.Model):
+    __tablename__ = "buckets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoredObject(db.Model):
+    """A visible file: its row exists only once its bytes are durable under `blob_id`."""
+
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("bucket_id", "key", name="uq_objects_bucket_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))
+    key: Mapped[str] = mapped_column(KeyString)
+    blob_id: Mapped[str] = mapped_column(String(64), unique=True)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class UploadSession(db.Model):
+    """An upload in progress. `offset` counts only bytes that are durable in the blob store."""
+
+    __tablename__ = "upload_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"), index=True)
+    key: Mapped[str] = mapped_column(KeyString)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | completed
+    expected_sha256: Mapped[str | None] = mapped_column(String(64))
+    create_only: Mapped[bool] = mapped_column(default=False)  # If-None-Match: *
+    # sha256 state after `offset` bytes, so chunks need not be re-read (see hashing.py).
+    hash_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    # One writer at a time: a lease taken by compare-and-set, renewed while a body streams.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[float] = mapped_column(Float, default=0.0)

@@ -1,0 +1,214 @@
+"""Buckets and stored objects: list (prefix, delimiter, cursor pages), get, open, delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import validation
+from ..errors import BucketNotEmpty, Conflict, InvalidInput, NotFound
+from ..models import Bucket, StoredObject, UploadSession, db
+from ..storage import BlobStore
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    mime_type: str
+    size: int
+    sha256: str
+    created_at: int
+
+    @classmethod
+    def from_row(cls, bucket: str, row: StoredObject) -> ObjectInfo:
+        return cls(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at)
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class ObjectPage:
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    next_cursor: str | None
+
+
+def key_successor_bound(prefix: str) -> str:
+    """The smallest string greater than every string that starts with `prefix`.
+
+    Keys compare by code point (= UTF-8 bytes), so bumping the last character works;
+    surrogates cannot be stored, so U+D7FF bumps to U+E000, and U+10FFFF carries left.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return ""  # prefix was empty (or all U+10FFFF): no upper bound
+
+
+def encode_cursor(start_at: str) -> str:
+    return base64.urlsafe_b64encode(start_at.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this server gave out", "invalid_cursor") from None
+
+
+class ObjectService:
+    def __init__(self, store: BlobStore):
+        self.store = store
+
+    # --- buckets -----------------------------------------------------------------------
+    def ensure_bucket(self, name: str) -> int:
+        """The bucket's id, creating it on first use; safe when two requests race to create it."""
+        for _ in range(3):
+            bucket_id = db.session.scalar(select(Bucket.id).where(Bucket.name == name))
+            if bucket_id is not None:
+                return bucket_id
+            db.session.add(bucket := Bucket(name=name, created_at=int(time.time())))
+            try:
+                db.session.commit()
+                return bucket.id
+            except IntegrityError:
+                db.session.rollback()
+        raise Conflict(f"bucket {name!r} could not be created; retry")
+
+    def bucket_id(self, name: str) -> int:
+        bucket_id = db.session.scalar(select(Bucket.id).where(Bucket.name == validation.bucket_name(name)))
+        if bucket_id is None:
+            raise NotFound(f"bucket {name!r} does not exist")
+        return bucket_id
+
+    def list_buckets(self) -> list[BucketInfo]:
+        rows = db.session.execute(select(Bucket.name, Bucket.created_at).order_by(Bucket.name)).all()
+        db.session.commit()
+        return [BucketInfo(name, created_at) for name, created_at in rows]
+
+    def delete_bucket(self, name: str) -> None:
+        bucket_id = self.bucket_id(name)
+        has_objects = db.session.scalar(select(exists().where(StoredObject.bucket_id == bucket_id)))
+        has_uploads = db.session.scalar(
+            select(exists().where(UploadSession.bucket_id == bucket_id, UploadSession.state == "active"))
+        )
+        if has_objects or has_uploads:
+            db.session.rollback()
+            raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
+        # Completed sessions only remember an upload that is over; they go with the bucket.
+        db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id))
+        db.session.execute(delete(Bucket).where(Bucket.id == bucket_id))
+        db.session.commit()
+
+    # --- objects -------------------------------------------------------------------------
+    def _row(self, bucket: str, key: str) -> StoredObject:
+        bucket_id = self.bucket_id(bucket)
+        row = db.session.scalar(
+            select(StoredObject).where(
+                StoredObject.bucket_id == bucket_id, StoredObject.key == validation.object_key(key)
+            )
+        )
+        if row is None:
+            db.session.rollback()
+            raise NotFound(f"no file {key!r} in bucket {bucket!r}")
+        return row
+
+    def get(self, bucket: str, key: str) -> ObjectInfo:
+        info = ObjectInfo.from_row(bucket, self._row(bucket, key))
+        db.session.commit()
+        return info
+
+    def open(self, bucket: str, key: str) -> tuple[ObjectInfo, BinaryIO]:
+        """The file's metadata and its bytes, opened before the transaction ends: a replace or
+        delete that commits afterwards cannot take them away (POSIX keeps open files)."""
+        row = self._row(bucket, key)
+        info = ObjectInfo.from_row(bucket, row)
+        content = self.store.open_blob(row.blob_id)
+        db.session.commit()
+        return info, content
+
+    def delete(self, bucket: str, key: str) -> ObjectInfo:
+        row = self._row(bucket, key)
+        info, blob_id = ObjectInfo.from_row(bucket, row), row.blob_id
+        db.session.execute(
+            delete(StoredObject).where(StoredObject.id == row.id, StoredObject.blob_id == blob_id)
+        )
+        db.session.commit()
+        self.store.delete_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
+        return info
+
+    def count(self, bucket: str) -> int:
+        bucket_id = self.bucket_id(bucket)
+        total = db.session.scalar(select(func.count()).where(StoredObject.bucket_id == bucket_id))
+        db.session.commit()
+        return total or 0
+
+    def list(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> ObjectPage:
+        """One page in key order. Keyset pagination: each query seeks on (bucket_id, key).
+
+        With a delimiter, every key below a common prefix ("folder") is skipped by seeking
+        past the folder's upper bound, so a folder of a million keys costs one query.
+        """
+        bucket_id = self.bucket_id(bucket)
+        start_at = max(decode_cursor(cursor) or "", prefix)
+        upper = key_successor_bound(prefix) if prefix else None
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        has_more = False
+        while not has_more:
+            query = select(StoredObject).where(StoredObject.bucket_id == bucket_id, StoredObject.key >= start_at)
+            if upper:
+                query = query.where(StoredObject.key < upper)
+            want = limit - len(objects) - len(prefixes)
+            rows = db.session.scalars(query.order_by(StoredObject.key).limit(want + 1)).all()
+            if not rows:
+                break
+            for row in rows:
+                if len(objects) + len(prefixes) == limit:
+                    has_more = True
+                    break
+                folder = _common_prefix(row.key, prefix, delimiter)
+                if folder is None:
+                    objects.append(ObjectInfo.from_row(bucket, row))
+                    start_at = row.key + "\x00"  # keys hold no control characters
+                    continue
+                prefixes.append(folder)
+                start_at = key_successor_bound(folder)
+                break  # seek past the folder with a fresh query
+            else:
+                if len(rows) <= want:
+                    break  # the range is exhausted
+        db.session.commit()
+        return ObjectPage(objects, prefixes, encode_cursor(start_at) if has_more else None)
+
+
+def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:
+    if not delimiter:
+        return None
+    at = key.find(delimiter, len(prefix))
+    return None if at < 0 else key[: at + len(delimiter)]

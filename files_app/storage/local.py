@@ -1,0 +1,126 @@
+"""Local disk: `uploads/<session-id>` while a session writes, then fsync and rename into
+`objects/<2 hex>/<blob-id>`. Names are server-made ids; a key never becomes a path."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import StorageError
+
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _checked_id(value: str) -> str:
+    # Ids come from our own rows, but a path is built from them: refuse anything else.
+    if not _ID_RE.fullmatch(value):
+        raise ValueError(f"not a server-made id: {value!r}")
+    return value
+
+
+class LocalPartialWriter:
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def sync(self) -> None:
+        os.fdatasync(self._fd)
+
+    def rollback(self, offset: int) -> None:
+        os.ftruncate(self._fd, offset)
+        os.lseek(self._fd, offset, os.SEEK_SET)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class LocalBlobStore:
+    def __init__(self, data_dir: str | os.PathLike):
+        self.root = Path(data_dir)
+        self.uploads = self.root / "uploads"
+        self.objects = self.root / "objects"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.objects.mkdir(parents=True, exist_ok=True)
+
+    def _partial_path(self, session_id: str) -> Path:
+        return self.uploads / _checked_id(session_id)
+
+    def _blob_path(self, blob_id: str) -> Path:
+        blob_id = _checked_id(blob_id)
+        return self.objects / blob_id[:2] / blob_id
+
+    def open_partial(self, session_id: str, offset: int) -> LocalPartialWriter:
+        path = self._partial_path(session_id)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            length = os.fstat(fd).st_size
+            if length < offset:
+                raise StorageError(f"session {session_id} lost durable bytes ({length} < {offset})")
+            if length == 0 and offset == 0:
+                _fsync_dir(self.uploads)  # the new name itself must survive a crash
+            writer = LocalPartialWriter(fd)
+            writer.rollback(offset)  # bytes past the durable offset were never acknowledged
+            return writer
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def discard_partial(self, session_id: str) -> None:
+        self._partial_path(session_id).unlink(missing_ok=True)
+
+    def finalize(self, session_id: str, blob_id: str, size: int) -> None:
+        source = self._partial_path(session_id)
+        target = self._blob_path(blob_id)
+        target.parent.mkdir(exist_ok=True)
+        if size == 0 and not source.exists():
+            source.touch(0o600)
+        if source.stat().st_size != size:
+            raise StorageError(f"session {session_id} holds {source.stat().st_size} bytes, not {size}")
+        os.rename(source, target)
+        _fsync_dir(target.parent)
+        _fsync_dir(self.uploads)
+
+    def open_blob(self, blob_id: str) -> BinaryIO:
+        try:
+            return open(self._blob_path(blob_id), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"blob {blob_id} is missing") from None
+
+    def delete_blob(self, blob_id: str) -> None:
+        self._blob_path(blob_id).unlink(missing_ok=True)
+
+    def blob_ids(self, older_than: float) -> Iterator[str]:
+        for path in self.objects.glob("??/*"):
+            if _ID_RE.fullmatch(path.name) and _mtime(path) < older_than:
+                yield path.name
+
+    def partial_ids(self, older_than: float) -> Iterator[str]:
+        for path in self.uploads.iterdir():
+            if _ID_RE.fullmatch(path.name) and _mtime(path) < older_than:
+                yield path.name
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()  # vanished meanwhile: treat as new, i.e. leave it alone

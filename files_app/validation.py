@@ -1,0 +1,134 @@
+"""Rules for names, sizes, types and checksums, in one place.
+
+Everything here takes plain values and raises InvalidInput (400) or TooLarge (413).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import re
+from typing import Any
+
+from .errors import InvalidInput, TooLarge
+
+BUCKET_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+MAX_KEY_BYTES = 1024
+# type "/" subtype, RFC 6838 restricted names, optional parameters (e.g. "; charset=utf-8").
+MIME_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\\\x00-\x1f]*\"|[A-Za-z0-9!#$&^_.+-]+))*"
+)
+SHA256_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
+DEFAULT_MIME = "application/octet-stream"
+CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def bucket_name(value: Any) -> str:
+    if not isinstance(value, str) or not BUCKET_RE.fullmatch(value):
+        raise InvalidInput(
+            "bucket must be 1 to 63 characters of a-z, A-Z, 0-9, '_' and '-'", "invalid_bucket"
+        )
+    return value
+
+
+def object_key(value: Any) -> str:
+    """Keys are column values, never paths; these rules keep them sane to show and to share."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("key must be a non-empty string", "invalid_key")
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("key must be valid UTF-8", "invalid_key") from None
+    if len(encoded) > MAX_KEY_BYTES:
+        raise InvalidInput(f"key must be at most {MAX_KEY_BYTES} bytes of UTF-8", "invalid_key")
+    if _CONTROL_RE.search(value):
+        raise InvalidInput("key must not contain control characters", "invalid_key")
+    if value.startswith("/"):
+        raise InvalidInput("key must not start with '/'", "invalid_key")
+    if any(segment in ("", ".", "..") for segment in value.split("/")):
+        raise InvalidInput("key must not have empty, '.' or '..' segments", "invalid_key")
+    return value
+
+
+def mime_type(value: Any, key: str) -> str:
+    if value is None or value == "":
+        guessed, _ = mimetypes.guess_type(key, strict=False)
+        return guessed or DEFAULT_MIME
+    if not isinstance(value, str) or len(value) > 255 or not MIME_RE.fullmatch(value):
+        raise InvalidInput("mime_type must look like 'type/subtype'", "invalid_mime_type")
+    return value
+
+
+def object_size(value: Any, max_size: int) -> int:
+    # bool is an int in Python; `true` is not a size.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("size must be an integer number of bytes", "invalid_size")
+    if value < 0:
+        raise InvalidInput("size must not be negative", "invalid_size")
+    if value > max_size:
+        raise TooLarge(f"size {value} is above the maximum object size {max_size}", max_size=max_size)
+    return value
+
+
+def sha256_hex(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256_HEX_RE.fullmatch(value):
+        raise InvalidInput("sha256 must be 64 hexadecimal characters", "invalid_sha256")
+    return value.lower()
+
+
+def offset_header(value: str | None) -> int | None:
+    """The optional `Upload-Offset` header: a non-negative decimal integer."""
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise InvalidInput("Upload-Offset must be a non-negative integer", "invalid_offset")
+    return int(value)
+
+
+def checksum_header(value: str | None) -> tuple[str, bytes] | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>` -> (algorithm, digest bytes)."""
+    if value is None:
+        return None
+    parts = value.strip().split(" ")
+    if len(parts) != 2:
+        raise InvalidInput("Upload-Checksum must be '<algorithm> <base64>'", "invalid_checksum")
+    algorithm, encoded = parts[0].lower(), parts[1]
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise InvalidInput(
+            f"unsupported checksum algorithm {algorithm!r}; use one of {', '.join(CHECKSUM_ALGORITHMS)}",
+            "unsupported_checksum",
+        )
+    try:
+        digest = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("Upload-Checksum digest must be base64", "invalid_checksum") from None
+    return algorithm, digest
+
+
+def list_limit(value: str | None, default: int = 1000, maximum: int = 10000) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise InvalidInput(f"limit must be an integer from 1 to {maximum}", "invalid_limit")
+    return int(value)
+
+
+def list_prefix(value: str | None) -> str:
+    if not value:
+        return ""
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES or _CONTROL_RE.search(value):
+        raise InvalidInput("prefix must be at most 1024 bytes without control characters", "invalid_prefix")
+    return value
+
+
+def list_delimiter(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) > 8 or _CONTROL_RE.search(value):
+        raise InvalidInput("delimiter must be 1 to 8 printable characters", "invalid_delimiter")
+    return value

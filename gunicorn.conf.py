@@ -1,0 +1,24 @@
+"""gunicorn settings for `make serve`: gthread workers on FILES_HOST:FILES_PORT."""
+
+from files_app.config import load_settings
+
+_settings = load_settings()
+
+bind = f"{_settings['FILES_HOST']}:{_settings['FILES_PORT']}"
+worker_class = "gthread"
+workers = _settings["FILES_WORKERS"]
+threads = _settings["FILES_THREADS"]
+# Long uploads are fine: gthread's heartbeat does not wait for requests to finish.
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+limit_request_line = 8190  # keys are up to 1024 bytes, percent-encoded up to 3x
+accesslog = "-"
+
+
+def on_starting(server):
+    """Create or upgrade the schema once, in the master, before any worker serves."""
+    from files_app import create_app
+    from files_app.schema import upgrade_database
+
+    upgrade_database(create_app())
