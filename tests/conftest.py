@@ -1,0 +1,42 @@
+"""Fixtures after Flask's tutorial: a fresh app and data dir per test, its client and CLI runner."""
+
+from __future__ import annotations
+
+import pytest
+
+from files_app import create_app
+from files_app.schema import upgrade_database
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return {"TESTING": True, "FILES_DATA_DIR": str(tmp_path / "data"), "FILES_DATABASE_URL": ""}
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    upgrade_database(app)
+    yield app
+    with app.app_context():
+        from files_app.models import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def services(app):
+    """The domain services, inside an app context, for tests without HTTP."""
+    with app.app_context():
+        yield app.extensions["files"]
+

@@ -1,0 +1,86 @@
+"""Listing: key order, prefixes, folders by delimiter, cursor pages that cover everything once."""
+
+from __future__ import annotations
+
+import pytest
+
+from files_app.errors import InvalidInput, NotFound
+from files_app.models import Bucket, StoredObject, db
+from files_app.services.objects import decode_cursor, encode_cursor, key_successor_bound
+
+KEYS = [
+    "B.txt", "a.txt", "docs/2024/q1.pdf", "docs/2024/q2.pdf", "docs/readme.md", "docs/zeta/x",
+    "docs-old.txt", "img/cat.jpg", "img/dog.jpg", "z/ünïcode.txt", "zz", "日本/語.txt",
+]
+
+
+@pytest.fixture
+def bucket(services):
+    """Rows made directly: listing does not care how the bytes got there."""
+    db.session.add(row := Bucket(name="b", created_at=0))
+    db.session.flush()
+    for index, key in enumerate(KEYS):
+        db.session.add(StoredObject(bucket_id=row.id, key=key, blob_id=f"{index:032x}", mime_type="text/plain",
+                                    size=index, sha256="0" * 64, created_at=index))
+    db.session.commit()
+    return "b"
+
+
+def walk(objects, bucket, limit, **query):
+    """Every page, following cursors; returns the entries in order and the page count."""
+    entries, pages, cursor = [], 0, None
+    while True:
+        page = objects.list(bucket, limit=limit, cursor=cursor, **query)
+        pages += 1
+        assert len(page.objects) + len(page.prefixes) <= limit
+        entries += [("file", o.key) for o in page.objects] + [("dir", p) for p in page.prefixes]
+        cursor = page.next_cursor
+        if cursor is None:
+            return sorted(entries, key=lambda e: e[1]), pages
+
+
+def test_keys_sort_bytewise(services, bucket):
+    page = services.objects.list(bucket)
+    assert [o.key for o in page.objects] == sorted(KEYS, key=lambda k: k.encode("utf-8"))
+    assert page.objects[0].key == "B.txt" and page.next_cursor is None
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 100])
+def test_pages_cover_every_key_once(services, bucket, limit):
+    entries, pages = walk(services.objects, bucket, limit)
+    assert [key for _, key in entries] == sorted(KEYS)
+    assert pages == -(-len(KEYS) // limit)  # the last page knows it is the last
+
+
+def test_prefix(services, bucket):
+    page = services.objects.list(bucket, prefix="docs/")
+    assert [o.key for o in page.objects] == ["docs/2024/q1.pdf", "docs/2024/q2.pdf", "docs/readme.md", "docs/zeta/x"]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 100])
+def test_delimiter_folds_folders(services, bucket, limit):
+    entries, _ = walk(services.objects, bucket, limit, delimiter="/")
+    assert entries == [("file", "B.txt"), ("file", "a.txt"), ("file", "docs-old.txt"), ("dir", "docs/"),
+                       ("dir", "img/"), ("dir", "z/"), ("file", "zz"), ("dir", "日本/")]
+    inner, _ = walk(services.objects, bucket, limit, prefix="docs/", delimiter="/")
+    assert inner == [("dir", "docs/2024/"), ("file", "docs/readme.md"), ("dir", "docs/zeta/")]
+
+
+def test_unknown_bucket_and_bad_cursor(services, bucket):
+    with pytest.raises(NotFound):
+        services.objects.list("nope")
+    with pytest.raises(InvalidInput):
+        services.objects.list(bucket, cursor="%%%")
+
+
+def test_cursor_round_trip():
+    for key in ["a", "docs/ü/", "日本\x00"]:
+        assert decode_cursor(encode_cursor(key)) == key
+
+
+def test_successor_bound():
+    assert key_successor_bound("docs/") == "docs0"
+    assert key_successor_bound("a\ud7ff") == "a\ue000"
+    assert key_successor_bound("a\U0010ffff") == "b"
+    for key in ["docs/", "docs/x", "docs/\U0010ffff\U0010ffff"]:
+        assert key < key_successor_bound("docs/")

@@ -1,0 +1,248 @@
+"""The upload service without HTTP: offsets, durability, integrity, leases, expiry, replace."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import pytest
+from sqlalchemy import update
+
+from files_app.errors import (
+    ChecksumMismatch,
+    DigestMismatch,
+    IncompleteBody,
+    NotFound,
+    OffsetMismatch,
+    PreconditionFailed,
+    SessionExpired,
+    SessionLocked,
+    TooLarge,
+)
+from files_app.models import UploadSession, db
+from tests.helpers import ChunkedBody, sha256, upload
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def settings(settings):
+    return {**settings, "FILES_CHECKPOINT_BYTES": MIB}
+
+
+def partial_path(services, session_id):
+    return services.store.uploads / session_id
+
+
+def test_whole_file_in_one_write(services):
+    data = os.urandom(3 * MIB + 17)
+    info, obj = upload(services.uploads, "b", "dir/file.bin", data)
+    assert (obj.bucket, obj.key, obj.size, obj.sha256) == ("b", "dir/file.bin", len(data), sha256(data))
+    assert services.uploads.get(info.id).offset == len(data)
+    with services.objects.open("b", "dir/file.bin")[1] as stream:
+        assert stream.read() == data
+    assert not partial_path(services, info.id).exists()
+
+
+def test_chunks_hash_across_writes(services):
+    data = os.urandom(5 * MIB + 3)
+    _, obj = upload(services.uploads, "b", "k", data, chunk=MIB + 1)
+    assert obj.sha256 == sha256(data)
+
+
+def test_offset_mismatch_changes_nothing(services):
+    data = os.urandom(1000)
+    info = services.uploads.create(bucket="b", key="k", size=len(data))
+    services.uploads.write(info.id, ChunkedBody(data[:400]), length=400, offset=0)
+    with pytest.raises(OffsetMismatch) as caught:
+        services.uploads.write(info.id, ChunkedBody(data[300:]), length=700, offset=300)
+    assert caught.value.offset == 400
+    assert caught.value.headers["Upload-Offset"] == "400"
+    assert services.uploads.get(info.id).offset == 400
+    result = services.uploads.write(info.id, ChunkedBody(data[400:]), length=600, offset=400)
+    assert result.object.sha256 == sha256(data)
+
+
+def test_declared_body_past_size_is_refused_before_reading(services):
+    info = services.uploads.create(bucket="b", key="k", size=10)
+    body = ChunkedBody(b"x" * 11)
+    with pytest.raises(TooLarge):
+        services.uploads.write(info.id, body, length=11)
+    assert body.read_bytes == 0
+    assert services.uploads.get(info.id).offset == 0
+
+
+def test_chunked_body_past_size_keeps_nothing_even_after_checkpoints(services):
+    size = 2 * MIB + MIB // 2
+    info = services.uploads.create(bucket="b", key="k", size=size)
+    services.uploads.write(info.id, ChunkedBody(b"a" * 100), length=100)
+    with pytest.raises(TooLarge):
+        services.uploads.write(info.id, ChunkedBody(b"b" * 3 * MIB), length=None)  # passes 2 checkpoints
+    assert services.uploads.get(info.id).offset == 100
+    assert partial_path(services, info.id).stat().st_size == 100
+    rest = b"c" * (size - 100)
+    result = services.uploads.write(info.id, ChunkedBody(rest), length=None)
+    assert result.object.sha256 == sha256(b"a" * 100 + rest)
+
+
+def test_broken_body_keeps_every_byte_that_arrived(services):
+    data = os.urandom(3 * MIB)
+    info = services.uploads.create(bucket="b", key="k", size=len(data))
+    cut = 2 * MIB + 12345
+    with pytest.raises(IncompleteBody):
+        services.uploads.write(info.id, ChunkedBody(data, fail_after=cut), length=len(data))
+    assert services.uploads.get(info.id).offset == cut
+    result = services.uploads.write(info.id, ChunkedBody(data[cut:]), offset=cut)
+    assert result.object.sha256 == sha256(data)
+
+
+def test_bytes_written_but_not_durable_are_dropped_on_resume(services):
+    """A writer killed between write() and its checkpoint leaves bytes past the offset."""
+    data = os.urandom(4000)
+    info = services.uploads.create(bucket="b", key="k", size=len(data))
+    services.uploads.write(info.id, ChunkedBody(data[:1000]), length=1000)
+    with open(partial_path(services, info.id), "ab") as partial:
+        partial.write(b"garbage that was never acknowledged")
+    result = services.uploads.write(info.id, ChunkedBody(data[1000:]), offset=1000)
+    assert result.object.sha256 == sha256(data)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha1", "md5"])
+def test_chunk_checksum(services, algorithm):
+    data = os.urandom(2 * MIB + 5)
+    info = services.uploads.create(bucket="b", key="k", size=len(data) * 2)
+    good = base64.b64decode(base64.b64encode(hashlib.new(algorithm, data).digest()))
+    services.uploads.write(info.id, ChunkedBody(data), checksum=(algorithm, good))
+    assert services.uploads.get(info.id).offset == len(data)
+    bad = hashlib.new(algorithm, b"other").digest()
+    with pytest.raises(ChecksumMismatch) as caught:
+        services.uploads.write(info.id, ChunkedBody(data), checksum=(algorithm, bad))
+    assert caught.value.status == 460
+    assert services.uploads.get(info.id).offset == len(data)
+    assert partial_path(services, info.id).stat().st_size == len(data)
+    result = services.uploads.write(info.id, ChunkedBody(data), checksum=(algorithm, good))
+    assert result.object.sha256 == sha256(data + data)
+
+
+def test_whole_file_digest_mismatch_discards_the_session(services):
+    data = b"hello world"
+    info = services.uploads.create(bucket="b", key="k", size=len(data), sha256=sha256(b"other"))
+    with pytest.raises(DigestMismatch):
+        services.uploads.write(info.id, ChunkedBody(data))
+    with pytest.raises(NotFound):
+        services.objects.get("b", "k")
+    with pytest.raises(NotFound):
+        services.uploads.get(info.id)
+    assert not partial_path(services, info.id).exists()
+    assert list(services.store.objects.glob("??/*")) == []
+
+
+def test_whole_file_digest_match(services):
+    data = b"hello world"
+    _, obj = upload(services.uploads, "b", "k", data, sha256=sha256(data).upper())
+    assert obj.sha256 == sha256(data)
+
+
+def test_empty_file_exists_as_soon_as_its_session(services):
+    info, obj = upload(services.uploads, "b", "empty", b"")
+    assert (obj.size, obj.sha256) == (0, sha256(b""))
+    again = services.uploads.write(info.id, ChunkedBody(b""), offset=0)
+    assert again.object == obj
+    with pytest.raises(TooLarge):
+        services.uploads.write(info.id, ChunkedBody(b"x"))
+
+
+def test_second_writer_is_locked_out_until_the_lease_expires(services):
+    info = services.uploads.create(bucket="b", key="k", size=10)
+    now = services.uploads.clock()
+    db.session.execute(update(UploadSession).values(lease_token="f" * 32, lease_expires_at=now + 20))
+    db.session.commit()
+    with pytest.raises(SessionLocked) as caught:
+        services.uploads.write(info.id, ChunkedBody(b"0123456789"))
+    assert caught.value.status == 423
+    assert 1 <= int(caught.value.headers["Retry-After"]) <= 20
+    services.uploads.clock = lambda: now + 21  # the holder died: its lease runs out
+    result = services.uploads.write(info.id, ChunkedBody(b"0123456789"))
+    assert result.object.size == 10
+
+
+def test_expired_sessions_answer_410_and_gc_frees_them(services):
+    info = services.uploads.create(bucket="b", key="k", size=10)
+    services.uploads.write(info.id, ChunkedBody(b"01234"))
+    later = services.uploads.clock() + services.uploads.ttl + 1
+    services.uploads.clock = lambda: later
+    with pytest.raises(SessionExpired):
+        services.uploads.get(info.id)
+    with pytest.raises(SessionExpired):
+        services.uploads.write(info.id, ChunkedBody(b"56789"))
+    counts = services.uploads.collect_garbage(grace=0)
+    assert counts["expired_sessions"] == 1
+    with pytest.raises(NotFound):
+        services.uploads.get(info.id)
+    assert not partial_path(services, info.id).exists()
+
+
+def test_gc_sweeps_unreferenced_bytes_but_spares_young_ones(services):
+    _, obj = upload(services.uploads, "b", "kept", b"kept")
+    orphan_old = services.store.objects / "ab" / ("ab" + "0" * 30)
+    orphan_young = services.store.objects / "cd" / ("cd" + "0" * 30)
+    stray_partial = services.store.uploads / ("e" * 32)
+    for path in (orphan_old, orphan_young, stray_partial):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"orphan")
+    hour_ago = services.uploads.clock() - 3700
+    os.utime(orphan_old, (hour_ago, hour_ago))
+    os.utime(stray_partial, (hour_ago, hour_ago))
+    counts = services.uploads.collect_garbage(grace=3600)
+    assert counts == {"expired_sessions": 0, "orphan_partials": 1, "orphan_blobs": 1}
+    assert not orphan_old.exists() and not stray_partial.exists() and orphan_young.exists()
+    with services.objects.open("b", "kept")[1] as stream:
+        assert stream.read() == b"kept"
+
+
+def test_replace_is_atomic_for_readers(services):
+    old, new = os.urandom(2 * MIB), os.urandom(MIB)
+    upload(services.uploads, "b", "k", old)
+    _, reader = services.objects.open("b", "k")
+    with reader:
+        head = reader.read(1000)
+        _, obj = upload(services.uploads, "b", "k", new)
+        assert head + reader.read() == old  # the reader keeps the old file whole
+    assert obj.sha256 == sha256(new)
+    with services.objects.open("b", "k")[1] as stream:
+        assert stream.read() == new
+    assert len(list(services.store.objects.glob("??/*"))) == 1  # the old blob is freed
+
+
+def test_create_only(services):
+    upload(services.uploads, "b", "k", b"first")
+    with pytest.raises(PreconditionFailed):
+        services.uploads.create(bucket="b", key="k", size=3, create_only=True)
+
+
+def test_create_only_loses_a_race_at_completion(services):
+    first = services.uploads.create(bucket="b", key="k", size=3, create_only=True)
+    second = services.uploads.create(bucket="b", key="k", size=3, create_only=True)
+    services.uploads.write(first.id, ChunkedBody(b"one"))
+    with pytest.raises(PreconditionFailed):
+        services.uploads.write(second.id, ChunkedBody(b"two"))
+    with services.objects.open("b", "k")[1] as stream:
+        assert stream.read() == b"one"
+    with pytest.raises(NotFound):
+        services.uploads.get(second.id)
+
+
+def test_abort_frees_bytes(services):
+    info = services.uploads.create(bucket="b", key="k", size=10)
+    services.uploads.write(info.id, ChunkedBody(b"01234"))
+    services.uploads.abort(info.id)
+    with pytest.raises(NotFound):
+        services.uploads.get(info.id)
+    assert not partial_path(services, info.id).exists()
+
+
+def test_unknown_session_ids_are_not_found(services):
+    for session_id in ("0" * 32, "../../etc/passwd", "", "Z" * 32):
+        with pytest.raises(NotFound):
+            services.uploads.get(session_id)
