@@ -42,3 +42,13 @@ def upload(uploads, bucket: str, key: str, data: bytes, chunk: int | None = None
         piece = data[start:start + step]
         result = uploads.write(info.id, ChunkedBody(piece), length=len(piece), offset=start)
     return info, result.object
+
+
+def assert_error(response, status, code):
+    """The one error shape: {"error": {"status", "code", "message", ...}} as JSON."""
+    assert response.status_code == status, response.data
+    assert response.content_type == "application/json"
+    error = response.get_json()["error"]
+    assert (error["status"], error["code"]) == (status, code)
+    assert isinstance(error["message"], str) and error["message"]
+    return error

@@ -10,8 +10,7 @@ from email.utils import format_datetime
 import pytest
 from openapi_spec_validator import validate
 
-from tests.api.test_sessions import assert_error
-from tests.helpers import sha256
+from tests.helpers import assert_error, sha256
 
 
 def put(client, bucket, key, data, mime_type=None):

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.helpers import sha256
+from tests.helpers import assert_error, sha256
 
 
 def create(client, headers=None, **fields):
@@ -17,15 +17,6 @@ def create(client, headers=None, **fields):
     # Like the seed's `curl -d`, which sends application/x-www-form-urlencoded.
     return client.post("/v1/files", data=json.dumps(body), headers=headers or {},
                        content_type="application/x-www-form-urlencoded")
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.data
-    assert response.content_type == "application/json"
-    error = response.get_json()["error"]
-    assert (error["status"], error["code"]) == (status, code)
-    assert isinstance(error["message"], str) and error["message"]
-    return error
 
 
 def test_seed_flow(client):
