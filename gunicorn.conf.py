@@ -14,6 +14,8 @@ graceful_timeout = 30
 keepalive = 5
 limit_request_line = 8190  # keys are up to 1024 bytes, percent-encoded up to 3x
 accesslog = "-"
+# gunicorn's control socket lives at one path per user: two servers on one host would fight over it.
+control_socket_disable = True
 
 
 def on_starting(server):

@@ -133,7 +133,7 @@ class UploadService:
                 raise TooLarge(f"{length} bytes at offset {info.offset} run past the size {info.size}")
             writer = self.store.open_partial(session_id, info.offset)
             try:
-                position, hasher = self._stream(info, token, writer, body, hash_state, checksum)
+                position, hasher = self._stream(info, token, writer, body, length, hash_state, checksum)
                 if position < info.size:
                     self._checkpoint(session_id, token, position, hasher.state(), release=True)
                     token = None
@@ -147,7 +147,7 @@ class UploadService:
             if token is not None:
                 self._release_lease(session_id, token)
 
-    def _stream(self, info: SessionInfo, token: str, writer: PartialWriter, body: Body,
+    def _stream(self, info: SessionInfo, token: str, writer: PartialWriter, body: Body, length: int | None,
                 hash_state: bytes | None, checksum: tuple[str, bytes] | None) -> tuple[int, ResumableSha256]:
         """Copy the body to the writer while hashing; make progress durable every so often.
 
@@ -174,6 +174,9 @@ class UploadService:
                 elif self.clock() - renewed > self.lease_ttl / 3:
                     self._renew_lease(info.id, token)
                     renewed = self.clock()
+            if length is not None and position - info.offset < length:
+                # Some servers end the stream quietly when the client goes away.
+                raise IncompleteBody(f"the body ended after {position - info.offset} of {length} bytes")
         except IncompleteBody:
             # Keep what arrived: it is the client's progress. A checksummed chunk is never partial.
             if verifier is None and position > durable:

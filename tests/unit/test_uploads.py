@@ -246,3 +246,11 @@ def test_unknown_session_ids_are_not_found(services):
     for session_id in ("0" * 32, "../../etc/passwd", "", "Z" * 32):
         with pytest.raises(NotFound):
             services.uploads.get(session_id)
+
+
+def test_body_shorter_than_declared_keeps_what_arrived(services):
+    data = os.urandom(3000)
+    info = services.uploads.create(bucket="b", key="k", size=len(data))
+    with pytest.raises(IncompleteBody):
+        services.uploads.write(info.id, ChunkedBody(data[:1200]), length=len(data))
+    assert services.uploads.get(info.id).offset == 1200

@@ -1,0 +1,71 @@
+"""A real gunicorn server on a free port with its own data dir, as `make serve` runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    def __init__(self, data_dir: Path, **env: str):
+        self.data_dir = data_dir
+        self.env = env
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.log = data_dir.parent / "gunicorn.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> GunicornServer:
+        self.port = free_port()
+        env = {**os.environ, "FILES_DATA_DIR": str(self.data_dir), "FILES_HOST": "127.0.0.1",
+               "FILES_PORT": str(self.port), "FILES_WORKERS": "2", "FILES_THREADS": "4", **self.env}
+        if "FILES_DATABASE_URL" not in self.env:
+            env.pop("FILES_DATABASE_URL", None)  # the embedded default: SQLite in the data dir
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)  # polling for readiness, bounded by the deadline
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL the master and every worker at once, as a crash or OOM kill would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,189 @@
+"""The seed's curl examples and the resumable flows, against a real gunicorn server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import sha256
+
+pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
+
+
+def curl(*args: str) -> tuple[int, dict]:
+    """Run real curl; return (status, JSON body or {})."""
+    result = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args], capture_output=True, check=True,
+                            timeout=120)
+    body, _, status = result.stdout.rpartition(b"\n")
+    return int(status), (json.loads(body) if body.strip() else {})
+
+
+def session_offset(server, session_id: str) -> int:
+    status, body = curl(f"{server.url}/v1/files/session:{session_id}")
+    assert status == 200, body
+    return body["offset"]
+
+
+def test_seed_examples(server, tmp_path):
+    local = tmp_path / "image123.jpg"
+    local.write_bytes(content := os.urandom(12345))
+    # The seed's JSON, with its one typo (a ' closing "image123.jpg") fixed so a shell can run it.
+    status, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                           '{ "key": "image123.jpg", "bucket": "images", "mime_type": "image/jpg", "size": 12345 }')
+    assert status == 201
+    assert session == {"id": session["id"], "url": f"{server.url}/v1/files/session:{session['id']}",
+                       "offset": 0, "size": 12345}
+
+    status, file = curl("-X", "POST", session["url"], "--data-binary", f"@{local}")
+    assert status == 200
+    assert (file["key"], file["bucket"], file["mime_type"], file["bytes"]) == ("image123.jpg", "images",
+                                                                               "image/jpg", 12345)
+    assert file["sha256"] == sha256(content) and abs(file["created_at"] - time.time()) < 60
+
+    assert curl("-X", "GET", session["url"]) == (200, {**session, "offset": 12345})
+    assert curl(f"{server.url}/v1/files") == (200, {"data": [{"name": "images", "created_at": file["created_at"]}]})
+    status, listing = curl(f"{server.url}/v1/files/images")
+    assert status == 200 and listing["data"] == [file]
+    assert curl(f"{server.url}/v1/files/images/image123.jpg") == (200, file)
+
+    downloaded = tmp_path / "downloaded"
+    subprocess.run(["curl", "-sS", "-o", str(downloaded), file["url"]], check=True, timeout=60)
+    assert downloaded.read_bytes() == content
+
+    assert curl("-X", "DELETE", f"{server.url}/v1/files/images/image123.jpg") == (200, file)
+    status, error = curl(f"{server.url}/v1/files/images/image123.jpg")
+    assert status == 404 and error["error"]["code"] == "not_found"
+
+
+def test_chunked_upload_with_a_wrong_offset_in_the_middle(server, tmp_path):
+    data = os.urandom(3 * MIB + 5)
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "chunks.bin", "size": len(data)}))
+    chunk = tmp_path / "chunk"
+    offset = 0
+    for index, start in enumerate(range(0, len(data), MIB)):
+        if index == 2:  # a stale client retries an old chunk
+            chunk.write_bytes(data[:MIB])
+            status, error = curl("-X", "POST", session["url"], "-H", "Upload-Offset: 0", "--data-binary", f"@{chunk}")
+            assert status == 409 and error["error"]["offset"] == offset
+            assert session_offset(server, session["id"]) == offset
+        chunk.write_bytes(data[start:start + MIB])
+        status, body = curl("-X", "POST", session["url"], "-H", f"Upload-Offset: {start}", "--data-binary",
+                            f"@{chunk}")
+        assert status == 200
+        offset = start + len(data[start:start + MIB])
+    assert body["sha256"] == sha256(data) and body["bytes"] == len(data)
+
+
+def test_streamed_chunked_transfer_encoding(server, tmp_path):
+    local = tmp_path / "big"
+    local.write_bytes(data := os.urandom(5 * MIB + 1))
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "big", "size": len(data)}))
+    status, file = curl("-X", "POST", session["url"], "-H", "Transfer-Encoding: chunked", "-T", str(local))
+    assert status == 200 and file["sha256"] == sha256(data)
+
+
+def test_range_download_with_curl(server, tmp_path):
+    data = os.urandom(MIB)
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "r.bin", "size": len(data)}))
+    (tmp_path / "r").write_bytes(data)
+    _, file = curl("-X", "POST", session["url"], "--data-binary", f"@{tmp_path / 'r'}")
+    result = subprocess.run(["curl", "-sS", "-r", "1000-200999", "-D", "-", "-o", str(tmp_path / "part"),
+                             file["url"]], capture_output=True, check=True, timeout=60)
+    headers = result.stdout.decode()
+    assert headers.startswith("HTTP/1.1 206")
+    assert f"content-range: bytes 1000-200999/{len(data)}" in headers.lower()
+    assert (tmp_path / "part").read_bytes() == data[1000:201000]
+
+
+def send_partially(server, session_url: str, data: bytes, send: int) -> socket.socket:
+    """Start a POST declaring all of `data`, send only `send` bytes, and keep the socket open."""
+    path = session_url.removeprefix(server.url)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", path)
+    connection.putheader("Content-Length", str(len(data)))
+    connection.putheader("Content-Type", "application/octet-stream")
+    connection.endheaders()
+    for start in range(0, send, 256 * 1024):
+        connection.send(data[start:min(start + 256 * 1024, send)])
+    return connection
+
+
+def wait_for_offset(server, session_id: str, at_least: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (offset := session_offset(server, session_id)) < at_least:
+        assert time.monotonic() < deadline, f"offset stayed at {offset}, wanted {at_least}"
+        time.sleep(0.05)
+    return offset
+
+
+def post_until_unlocked(url: str, offset: int, body: bytes, timeout: float = 30.0) -> tuple[int, dict]:
+    """What a well-behaved client does with 423: wait Retry-After, then try again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        request = http.client.HTTPConnection(url.split("/")[2], timeout=30)
+        request.request("POST", "/" + url.split("/", 3)[3], body=body, headers={"Upload-Offset": str(offset)})
+        response = request.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 423 or time.monotonic() > deadline:
+            return response.status, answer
+        time.sleep(min(float(response.getheader("Retry-After")), 1.0))
+
+
+def test_sigkill_mid_upload_then_restart_and_resume(server_factory):
+    server = server_factory(FILES_CHECKPOINT_BYTES=str(MIB), FILES_LEASE_TTL="2").start()
+    data = os.urandom(8 * MIB)
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "crash.bin", "size": len(data)}))
+    connection = send_partially(server, session["url"], data, 5 * MIB)
+    wait_for_offset(server, session["id"], 4 * MIB)
+    server.kill()
+    connection.close()
+
+    server.start()  # same data dir, new process
+    durable = session_offset(server, session["id"])
+    assert 4 * MIB <= durable <= 5 * MIB
+    resumed_url = f"{server.url}/v1/files/session:{session['id']}"
+    status, file = post_until_unlocked(resumed_url, durable, data[durable:])
+    assert status == 200, file
+    assert file["sha256"] == sha256(data) and file["bytes"] == len(data)
+    result = subprocess.run(["curl", "-sS", file["url"]], capture_output=True, check=True, timeout=60)
+    assert result.stdout == data
+
+
+def test_client_disconnect_keeps_what_arrived(server):
+    data = os.urandom(3 * MIB)
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "cut.bin", "size": len(data)}))
+    connection = send_partially(server, session["url"], data, 2 * MIB)
+    connection.sock.shutdown(socket.SHUT_RDWR)
+    connection.close()
+    offset = wait_for_offset(server, session["id"], 2 * MIB)
+    assert offset == 2 * MIB
+    status, file = post_until_unlocked(session["url"], offset, data[offset:])
+    assert status == 200 and file["sha256"] == sha256(data)
+
+
+def test_broken_chunked_encoding_is_a_400(server):
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "bad", "size": 100}))
+    path = session["url"].removeprefix(server.url)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                     + b"5\r\nhello\r\nZZ\r\nnot a chunk\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and answer.rstrip().endswith(b"}"):
+                break
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert session_offset(server, session["id"]) in (0, 5)
