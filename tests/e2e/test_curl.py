@@ -187,3 +187,40 @@ def test_broken_chunked_encoding_is_a_400(server):
                 break
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert session_offset(server, session["id"]) in (0, 5)
+
+
+def test_second_writer_gets_423_while_the_first_streams(server_factory):
+    server = server_factory(FILES_CHECKPOINT_BYTES=str(MIB)).start()
+    data = os.urandom(2 * MIB)
+    _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                      json.dumps({"bucket": "b", "key": "busy", "size": len(data)}))
+    first = send_partially(server, session["url"], data, MIB + MIB // 2)
+    wait_for_offset(server, session["id"], MIB)  # the first request is streaming: it holds the lease
+    second = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    second.request("POST", session["url"].removeprefix(server.url), body=data, headers={"Upload-Offset": "0"})
+    response = second.getresponse()
+    assert response.status == 423 and json.loads(response.read())["error"]["code"] == "session_locked"
+    assert int(response.getheader("Retry-After")) >= 1
+    first.send(data[MIB + MIB // 2:])
+    reply = first.getresponse()
+    assert reply.status == 200 and json.loads(reply.read())["sha256"] == sha256(data)
+
+
+def test_parallel_uploads_all_land(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> dict:
+        payload = f"file {index} ".encode() * 1000
+        _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
+                          json.dumps({"bucket": "many", "key": f"f{index:02}", "size": len(payload)}))
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.request("POST", session["url"].removeprefix(server.url), body=payload)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        return json.loads(response.read()) | {"expected": sha256(payload)}
+
+    with ThreadPoolExecutor(16) as pool:
+        files = list(pool.map(one, range(32)))
+    assert all(file["sha256"] == file["expected"] for file in files)
+    _, listing = curl(f"{server.url}/v1/files/many")
+    assert [file["key"] for file in listing["data"]] == [f"f{index:02}" for index in range(32)]
