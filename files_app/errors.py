@@ -31,6 +31,13 @@ class InvalidInput(FilesError):
         self.code = code
 
 
+class FinalUploadImmutable(FilesError):
+    """tus: a final (concatenated) upload takes no PATCH."""
+
+    status = 403
+    code = "final_upload"
+
+
 class NotFound(FilesError):
     status = 404
     code = "not_found"

@@ -7,7 +7,7 @@ must stay in step with them (tests/unit/test_schema.py checks that they do).
 from __future__ import annotations
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -51,12 +51,18 @@ class UploadSession(db.Model):
     __tablename__ = "upload_sessions"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"), index=True)
-    key: Mapped[str] = mapped_column(KeyString)
+    # "upload" makes an object; a tus "partial" only holds bytes for a later "final" to concatenate,
+    # so it has no bucket or key.
+    kind: Mapped[str] = mapped_column(String(8), default="upload")
+    bucket_id: Mapped[int | None] = mapped_column(ForeignKey("buckets.id"), index=True)
+    key: Mapped[str | None] = mapped_column(KeyString)
     mime_type: Mapped[str] = mapped_column(String(255))
-    size: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int | None] = mapped_column(BigInteger)  # None: tus Upload-Defer-Length
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     state: Mapped[str] = mapped_column(String(16), default="active")  # active | completed
+    # tus headers echoed verbatim on HEAD, as the protocol requires.
+    tus_metadata: Mapped[str | None] = mapped_column(Text)
+    tus_concat: Mapped[str | None] = mapped_column(Text)
     expected_sha256: Mapped[str | None] = mapped_column(String(64))
     create_only: Mapped[bool] = mapped_column(default=False)  # If-None-Match: *
     # sha256 state after `offset` bytes, so chunks need not be re-read (see hashing.py).

@@ -1,28 +1,29 @@
-"""Upload sessions: create, write a chunk at an offset, complete, abort, expire.
+"""Upload sessions: create, write a chunk at an offset, complete, concatenate, abort, expire.
 
 The session row is the truth. Its `offset` only advances after the bytes are synced, and one
-writer at a time holds a lease on it (compare-and-set, so it works across processes, hosts and
-databases). No database transaction stays open while a body streams: each step is short.
+writer at a time holds its lease (leases.py). No transaction stays open while a body streams.
+Both dialects, the seed's JSON API and tus, drive sessions through this one service.
 """
 
 from __future__ import annotations
 
 import hmac
-import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import (
     ChecksumMismatch,
     DigestMismatch,
+    FinalUploadImmutable,
     IncompleteBody,
+    InvalidInput,
     LeaseLost,
     NotFound,
     OffsetMismatch,
@@ -34,6 +35,8 @@ from ..errors import (
 from ..hashing import ResumableSha256, chunk_hasher
 from ..models import Bucket, StoredObject, UploadSession, db
 from ..storage import BlobStore, PartialWriter
+from .housekeeping import collect_garbage
+from .leases import Lease
 from .objects import ObjectInfo, ObjectService
 
 READ_SIZE = 1024 * 1024  # bodies are read in fixed chunks: memory stays flat
@@ -47,19 +50,22 @@ class Body(Protocol):
 @dataclass(frozen=True)
 class SessionInfo:
     id: str
-    bucket: str
-    key: str
+    kind: str  # upload | partial | final
+    bucket: str | None
+    key: str | None
     mime_type: str
-    size: int
+    size: int | None  # None while a tus client defers the length
     offset: int
     completed: bool
     expires_at: float
+    tus_metadata: str | None = None
+    tus_concat: str | None = None
 
 
 @dataclass(frozen=True)
 class WriteResult:
     session: SessionInfo
-    object: ObjectInfo | None  # set when this write completed the upload
+    object: ObjectInfo | None  # set when this write completed an upload into an object
 
 
 class UploadService:
@@ -74,32 +80,36 @@ class UploadService:
         self.max_size = settings["FILES_MAX_OBJECT_SIZE"]
 
     # --- create / read / abort ---------------------------------------------------------
-    def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None,
-               sha256: Any = None, create_only: bool = False) -> SessionInfo:
-        bucket = validation.bucket_name(bucket)
-        key = validation.object_key(key)
-        size = validation.object_size(size, self.max_size)
-        mime_type = validation.mime_type(mime_type, key)
+    def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
+               create_only: bool = False, kind: str = "upload", tus_metadata: str | None = None,
+               tus_concat: str | None = None) -> SessionInfo:
+        """A new session. `size=None` defers the length (tus); a "partial" has no bucket or key."""
+        bucket_id = None
+        if kind != "partial":
+            bucket, key = validation.bucket_name(bucket), validation.object_key(key)
+        if size is not None:
+            size = validation.object_size(size, self.max_size)
+        mime_type = validation.mime_type(mime_type, key or "")
         expected = validation.sha256_hex(sha256)
-        if create_only and self._object_exists(bucket, key):
-            raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
-        bucket_id = self.objects.ensure_bucket(bucket)
+        if kind != "partial":
+            if create_only and self._object_exists(bucket, key):
+                raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
+            bucket_id = self.objects.ensure_bucket(bucket)
         now = self.clock()
         row = UploadSession(
-            id=uuid.uuid4().hex, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
-            offset=0, state="active", expected_sha256=expected, create_only=create_only,
-            hash_state=None, created_at=int(now), expires_at=now + self.ttl,
-            lease_token=None, lease_expires_at=0.0,
+            id=uuid.uuid4().hex, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
+            offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
+            created_at=int(now), expires_at=now + self.ttl, lease_token=None, lease_expires_at=0.0,
+            tus_metadata=tus_metadata, tus_concat=tus_concat,
         )
         db.session.add(row)
         db.session.commit()
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
-            self.write(row.id, _EmptyBody())
+            self._write(row.id, _EmptyBody())
         return self.get(row.id)
 
     def get(self, session_id: str) -> SessionInfo:
-        row = self._load(session_id)
-        info = self._info(row)
+        info = self._info(self._load(session_id))
         db.session.commit()
         if not info.completed and info.expires_at < self.clock():
             raise SessionExpired(f"upload session {session_id} has expired")
@@ -108,20 +118,31 @@ class UploadService:
     def abort(self, session_id: str) -> None:
         """Forget a session and free its bytes. A writer still streaming loses its lease."""
         self._load(session_id)
-        db.session.execute(delete(UploadSession).where(UploadSession.id == session_id))
-        db.session.commit()
-        self.store.discard_partial(session_id)
+        self._discard(session_id)
+
+    def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
+        return collect_garbage(self.store, self.clock(), grace)
 
     # --- write -------------------------------------------------------------------------
-    def write(self, session_id: str, body: Body, *, length: int | None = None,
-              offset: int | None = None, checksum: tuple[str, bytes] | None = None) -> WriteResult:
-        """Append `body` at the session's offset. `length` is the declared body length (None
-        when chunked), `offset` the client's idea of where this chunk starts, `checksum` an
-        (algorithm, digest) the chunk must match or be discarded."""
-        try:
-            token = self._acquire_lease(session_id)
-        except _AlreadyComplete as done:
-            return self._rewrite_complete(done.info, body, offset)
+    def write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
+              checksum: tuple[str, bytes] | None = None, declared_size: int | None = None) -> WriteResult:
+        """Append `body` at the session's offset.
+
+        `length` is the declared body length (None when chunked), `offset` where the client
+        thinks this chunk starts, `checksum` an (algorithm, digest) the chunk must match or be
+        discarded, and `declared_size` the upload's length when it was deferred until now.
+        """
+        info = self.get(session_id)
+        if info.kind == "final":
+            raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
+        return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
+                           declared_size=declared_size)
+
+    def _write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
+               checksum: tuple[str, bytes] | None = None, declared_size: int | None = None) -> WriteResult:
+        lease = Lease.try_acquire(session_id, self.lease_ttl, self.ttl, self.clock)
+        if lease is None:
+            return self._refused(session_id, body, offset)
         try:
             row = self._load(session_id)
             info = self._info(row)
@@ -129,26 +150,30 @@ class UploadService:
             db.session.commit()
             if offset is not None and offset != info.offset:
                 raise OffsetMismatch(info.offset, offset)
-            if length is not None and info.offset + length > info.size:
-                raise TooLarge(f"{length} bytes at offset {info.offset} run past the size {info.size}")
+            if declared_size is not None:
+                info = self._declare_size(lease, info, declared_size)
+            limit = self.max_size if info.size is None else info.size
+            if length is not None and info.offset + length > limit:
+                raise TooLarge(f"{length} bytes at offset {info.offset} run past the size {limit}")
             writer = self.store.open_partial(session_id, info.offset)
             try:
-                position, hasher = self._stream(info, token, writer, body, length, hash_state, checksum)
-                if position < info.size:
-                    self._checkpoint(session_id, token, position, hasher.state(), release=True)
-                    token = None
-                    return WriteResult(self._info_at(info, position), None)
+                position, hasher = self._stream(info, lease, writer, body, length, limit, hash_state, checksum)
             finally:
                 writer.close()
-            obj = self._complete(info, token, hasher.hexdigest(), expected, create_only)
-            token = None
-            return WriteResult(self._info_at(info, info.size, completed=True), obj)
+            if info.size is None or position < info.size:
+                lease.commit_update(release=True, offset=position, hash_state=hasher.state())
+                return WriteResult(self._after(info, offset=position), None)
+            if info.kind == "partial":  # its bytes wait, as they are, for a final upload
+                lease.commit_update(release=True, offset=position, hash_state=None, state="completed")
+                return WriteResult(self._after(info, offset=position, completed=True), None)
+            obj = self._complete(info, lease, hasher.hexdigest(), expected, create_only)
+            return WriteResult(self._after(info, offset=position, completed=True), obj)
         finally:
-            if token is not None:
-                self._release_lease(session_id, token)
+            lease.release()
 
-    def _stream(self, info: SessionInfo, token: str, writer: PartialWriter, body: Body, length: int | None,
-                hash_state: bytes | None, checksum: tuple[str, bytes] | None) -> tuple[int, ResumableSha256]:
+    def _stream(self, info: SessionInfo, lease: Lease, writer: PartialWriter, body: Body, length: int | None,
+                limit: int, hash_state: bytes | None,
+                checksum: tuple[str, bytes] | None) -> tuple[int, ResumableSha256]:
         """Copy the body to the writer while hashing; make progress durable every so often.
 
         A chunk with a checksum is all or nothing, so it is only made durable at its end.
@@ -157,11 +182,10 @@ class UploadService:
         start_state = hasher.state()
         verifier = chunk_hasher(checksum[0]) if checksum else None
         position = durable = info.offset
-        renewed = self.clock()
         try:
             while data := body.read(READ_SIZE):
-                if position + len(data) > info.size:
-                    raise TooLarge(f"the body runs past the session's size {info.size}")
+                if position + len(data) > limit:
+                    raise TooLarge(f"the body runs past the upload's size {limit}")
                 writer.write(data)
                 hasher.update(data)
                 if verifier:
@@ -169,11 +193,10 @@ class UploadService:
                 position += len(data)
                 if verifier is None and position - durable >= self.checkpoint_bytes:
                     writer.sync()
-                    self._checkpoint(info.id, token, position, hasher.state())
-                    durable, renewed = position, self.clock()
-                elif self.clock() - renewed > self.lease_ttl / 3:
-                    self._renew_lease(info.id, token)
-                    renewed = self.clock()
+                    lease.commit_update(offset=position, hash_state=hasher.state())
+                    durable = position
+                else:
+                    lease.renew_if_due()
             if length is not None and position - info.offset < length:
                 # Some servers end the stream quietly when the client goes away.
                 raise IncompleteBody(f"the body ended after {position - info.offset} of {length} bytes")
@@ -181,14 +204,14 @@ class UploadService:
             # Keep what arrived: it is the client's progress. A checksummed chunk is never partial.
             if verifier is None and position > durable:
                 writer.sync()
-                self._checkpoint(info.id, token, position, hasher.state())
+                lease.commit_update(offset=position, hash_state=hasher.state())
             elif verifier is not None:
                 writer.rollback(info.offset)
             raise
         except TooLarge:
             writer.rollback(info.offset)  # nothing of a refused body is kept
             if durable != info.offset:
-                self._checkpoint(info.id, token, info.offset, start_state)
+                lease.commit_update(offset=info.offset, hash_state=start_state)
             raise
         if verifier is not None and not hmac.compare_digest(verifier.digest(), checksum[1]):
             writer.rollback(info.offset)
@@ -198,16 +221,48 @@ class UploadService:
             writer.sync()
         return position, hasher
 
-    def _complete(self, info: SessionInfo, token: str, digest: str, expected: str | None,
+    def _declare_size(self, lease: Lease, info: SessionInfo, size: int) -> SessionInfo:
+        if info.size is not None:
+            if size != info.size:
+                raise InvalidInput(f"the upload's length is {info.size} and cannot change", "length_mismatch")
+            return info
+        size = validation.object_size(size, self.max_size)
+        if size < info.offset:
+            raise InvalidInput(f"length {size} is below the {info.offset} bytes already sent", "invalid_length")
+        lease.commit_update(size=size)
+        return replace(info, size=size)
+
+    def _refused(self, session_id: str, body: Body, offset: int | None) -> WriteResult:
+        """Why the lease was not to be had: gone (404/410), complete, or another writer (423)."""
+        info = self.get(session_id)
+        if not info.completed:
+            row = self._load(session_id)
+            wait = Lease.seconds_left(row, self.clock)
+            db.session.commit()
+            raise SessionLocked(wait)
+        # A retry after the completing answer was lost: nothing more to write, same answer.
+        if offset is not None and offset != info.size:
+            raise OffsetMismatch(info.size, offset)
+        if body.read(1):
+            raise TooLarge("the upload is already complete", offset=info.size)
+        obj = None
+        if info.kind != "partial":
+            try:
+                obj = self.objects.get(info.bucket, info.key)
+            except NotFound:
+                pass  # deleted since; the session still reports its end
+        return WriteResult(info, obj)
+
+    # --- completion ------------------------------------------------------------------------
+    def _complete(self, info: SessionInfo, lease: Lease, digest: str, expected: str | None,
                   create_only: bool) -> ObjectInfo:
         if expected and not hmac.compare_digest(digest, expected):
             self._discard(info.id)
-            raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced",
-                                 sha256=digest)
+            raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
         blob_id = uuid.uuid4().hex
         self.store.finalize(info.id, blob_id, info.size)
         try:
-            obj, replaced = self._publish(info, token, blob_id, digest, create_only)
+            obj, replaced = self._publish(info, lease, blob_id, digest, create_only)
         except PreconditionFailed:
             self.store.delete_blob(blob_id)
             self._discard(info.id)
@@ -219,38 +274,29 @@ class UploadService:
             self.store.delete_blob(replaced)  # readers that opened it keep their copy
         return obj
 
-    def _publish(self, info: SessionInfo, token: str, blob_id: str, digest: str,
+    def _publish(self, info: SessionInfo, lease: Lease, blob_id: str, digest: str,
                  create_only: bool) -> tuple[ObjectInfo, str | None]:
-        """Make the object visible, or replace the key's bytes, in one transaction."""
-        now = self.clock()
+        """Make the object visible, or swap the key's bytes, in one transaction."""
+        now = int(self.clock())
+        values = dict(blob_id=blob_id, mime_type=info.mime_type, size=info.size, sha256=digest, created_at=now)
         for _ in range(5):
-            done = db.session.execute(
-                update(UploadSession)
-                .where(UploadSession.id == info.id, UploadSession.lease_token == token)
-                .values(state="completed", offset=info.size, hash_state=None, lease_token=None,
-                        lease_expires_at=0.0, expires_at=now + self.ttl)
-            )
-            if done.rowcount != 1:
-                db.session.rollback()
-                raise LeaseLost("the upload session was taken over or aborted while completing")
+            lease.update(release=True, state="completed", offset=info.size, hash_state=None)
             bucket_id = db.session.scalar(select(UploadSession.bucket_id).where(UploadSession.id == info.id))
             existing = db.session.execute(
                 select(StoredObject.id, StoredObject.blob_id)
                 .where(StoredObject.bucket_id == bucket_id, StoredObject.key == info.key)
             ).first()
-            values = dict(blob_id=blob_id, mime_type=info.mime_type, size=info.size, sha256=digest,
-                          created_at=int(now))
             if existing and create_only:
                 db.session.rollback()
                 raise PreconditionFailed(f"{info.key!r} was created by another upload meanwhile")
             try:
                 if existing:
-                    changed = db.session.execute(
+                    swapped = db.session.execute(
                         update(StoredObject)
                         .where(StoredObject.id == existing.id, StoredObject.blob_id == existing.blob_id)
                         .values(**values)
                     ).rowcount
-                    if changed != 1:
+                    if swapped != 1:
                         db.session.rollback()
                         continue  # replaced concurrently: read it again
                 else:
@@ -259,126 +305,63 @@ class UploadService:
             except IntegrityError:
                 db.session.rollback()  # created concurrently: go round as a replace
                 continue
-            obj = ObjectInfo(info.bucket, info.key, info.mime_type, info.size, digest, int(now))
+            lease.held = False
+            obj = ObjectInfo(info.bucket, info.key, info.mime_type, info.size, digest, now)
             return obj, existing.blob_id if existing else None
         raise LeaseLost("too many concurrent replacements of this key; retry")
 
-    # --- lease and checkpoints ------------------------------------------------------------
-    def _rewrite_complete(self, info: SessionInfo, body: Body, offset: int | None) -> WriteResult:
-        """A retry after the completing answer was lost: nothing more to write, same answer."""
-        if offset is not None and offset != info.size:
-            raise OffsetMismatch(info.size, offset)
-        if body.read(1):
-            raise TooLarge("the upload is already complete", offset=info.size)
+    # --- tus concatenation -------------------------------------------------------------------
+    def concatenate(self, partial_ids: list[str], *, bucket: Any, key: Any, mime_type: Any = None,
+                    create_only: bool = False, tus_metadata: str | None = None,
+                    tus_concat: str | None = None) -> WriteResult:
+        """A final upload: the complete partial uploads' bytes, in order, as one object."""
+        sizes = []
+        for partial_id in partial_ids:
+            try:
+                row = self._load(partial_id)
+            except NotFound:
+                raise InvalidInput(f"no partial upload {partial_id!r}", "invalid_concat") from None
+            if row.kind != "partial":
+                raise InvalidInput(f"upload {partial_id} is not a partial upload", "invalid_concat")
+            if row.state != "completed":
+                raise InvalidInput(f"partial upload {partial_id} is not complete", "concat_unfinished")
+            sizes.append(row.size)
+        db.session.commit()
+        info = self.create(bucket=bucket, key=key, size=sum(sizes), mime_type=mime_type, create_only=create_only,
+                           kind="final", tus_metadata=tus_metadata, tus_concat=tus_concat)
+        if info.completed:  # all partials were empty
+            return WriteResult(info, self.objects.get(info.bucket, info.key))
+        lease = Lease.try_acquire(info.id, self.lease_ttl, self.ttl, self.clock)
         try:
-            obj = self.objects.get(info.bucket, info.key)
-        except NotFound:
-            obj = None  # deleted since; the session still reports its end
-        return WriteResult(info, obj)
+            hasher = ResumableSha256()
+            writer = self.store.open_partial(info.id, 0)
+            try:
+                for partial_id in partial_ids:
+                    with self.store.open_partial_reader(partial_id) as source:
+                        while data := source.read(READ_SIZE):
+                            writer.write(data)
+                            hasher.update(data)
+                            lease.renew_if_due()
+                writer.sync()
+            finally:
+                writer.close()
+            obj = self._complete(info, lease, hasher.hexdigest(), None, create_only)
+        finally:
+            lease.release()
+        for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
+            self._discard(partial_id)
+        return WriteResult(self._after(info, offset=info.size, completed=True), obj)
 
-    def _acquire_lease(self, session_id: str) -> str:
-        token = uuid.uuid4().hex
-        now = self.clock()
-        taken = db.session.execute(
-            update(UploadSession)
-            .where(
-                UploadSession.id == session_id,
-                UploadSession.state == "active",
-                UploadSession.expires_at >= now,
-                or_(UploadSession.lease_token.is_(None), UploadSession.lease_expires_at < now),
-            )
-            .values(lease_token=token, lease_expires_at=now + self.lease_ttl)
-        ).rowcount
-        db.session.commit()
-        if taken == 1:
-            return token
-        # Say precisely why not.
-        info = self.get(session_id)  # 404 / 410
-        if info.completed:
-            raise _AlreadyComplete(info)
-        row = db.session.get(UploadSession, session_id)
-        wait = math.ceil(row.lease_expires_at - now) if row else 1
-        db.session.commit()
-        raise SessionLocked(max(wait, 1))
-
-    def _renew_lease(self, session_id: str, token: str) -> None:
-        now = self.clock()
-        renewed = db.session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == session_id, UploadSession.lease_token == token)
-            .values(lease_expires_at=now + self.lease_ttl, expires_at=now + self.ttl)
-        ).rowcount
-        db.session.commit()
-        if renewed != 1:
-            raise LeaseLost("the upload session was taken over or aborted while writing")
-
-    def _checkpoint(self, session_id: str, token: str, offset: int, hash_state: bytes,
-                    release: bool = False) -> None:
-        now = self.clock()
-        values: dict[str, Any] = dict(offset=offset, hash_state=hash_state, expires_at=now + self.ttl,
-                                      lease_expires_at=now + self.lease_ttl)
-        if release:
-            values.update(lease_token=None, lease_expires_at=0.0)
-        done = db.session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == session_id, UploadSession.lease_token == token)
-            .values(**values)
-        ).rowcount
-        db.session.commit()
-        if done != 1:
-            raise LeaseLost("the upload session was taken over or aborted while writing")
-
-    def _release_lease(self, session_id: str, token: str) -> None:
-        db.session.rollback()
-        db.session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == session_id, UploadSession.lease_token == token)
-            .values(lease_token=None, lease_expires_at=0.0)
-        )
-        db.session.commit()
-
-    # --- housekeeping ------------------------------------------------------------------------
+    # --- helpers -------------------------------------------------------------------------------
     def _discard(self, session_id: str) -> None:
         db.session.execute(delete(UploadSession).where(UploadSession.id == session_id))
         db.session.commit()
         self.store.discard_partial(session_id)
 
-    def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
-        """Delete expired sessions and their bytes, then bytes that no row refers to.
+    def _after(self, info: SessionInfo, **changes: Any) -> SessionInfo:
+        """The session as a write left it: every write renews the expiry."""
+        return replace(info, expires_at=self.clock() + self.ttl, **changes)
 
-        `grace` spares files younger than that many seconds: a blob is renamed into place
-        a moment before its row commits, and must not be swept in between.
-        """
-        now = self.clock()
-        expired = db.session.scalars(
-            select(UploadSession.id).where(
-                UploadSession.expires_at < now,
-                or_(UploadSession.lease_token.is_(None), UploadSession.lease_expires_at < now),
-            )
-        ).all()
-        for batch in _batches(expired):
-            db.session.execute(delete(UploadSession).where(UploadSession.id.in_(batch)))
-        db.session.commit()
-        for session_id in expired:
-            self.store.discard_partial(session_id)
-        orphan_partials = self._orphans(self.store.partial_ids(now - grace), UploadSession.id)
-        for session_id in orphan_partials:
-            self.store.discard_partial(session_id)
-        orphan_blobs = self._orphans(self.store.blob_ids(now - grace), StoredObject.blob_id)
-        for blob_id in orphan_blobs:
-            self.store.delete_blob(blob_id)
-        return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),
-                "orphan_blobs": len(orphan_blobs)}
-
-    def _orphans(self, ids, column) -> list[str]:
-        orphans = []
-        for batch in _batches(list(ids)):
-            known = set(db.session.scalars(select(column).where(column.in_(batch))).all())
-            orphans.extend(i for i in batch if i not in known)
-        db.session.commit()
-        return orphans
-
-    # --- helpers -------------------------------------------------------------------------------
     def _object_exists(self, bucket: str, key: str) -> bool:
         try:
             self.objects.get(bucket, key)
@@ -394,18 +377,11 @@ class UploadService:
         return row
 
     def _info(self, row: UploadSession) -> SessionInfo:
-        bucket = db.session.scalar(select(Bucket.name).where(Bucket.id == row.bucket_id))
-        return SessionInfo(row.id, bucket, row.key, row.mime_type, row.size, row.offset,
-                           row.state == "completed", row.expires_at)
-
-    def _info_at(self, info: SessionInfo, offset: int, completed: bool = False) -> SessionInfo:
-        return SessionInfo(info.id, info.bucket, info.key, info.mime_type, info.size, offset,
-                           completed, self.clock() + self.ttl)
-
-
-class _AlreadyComplete(Exception):
-    def __init__(self, info: SessionInfo):
-        self.info = info
+        bucket = None
+        if row.bucket_id is not None:
+            bucket = db.session.scalar(select(Bucket.name).where(Bucket.id == row.bucket_id))
+        return SessionInfo(row.id, row.kind, bucket, row.key, row.mime_type, row.size, row.offset,
+                           row.state == "completed", row.expires_at, row.tus_metadata, row.tus_concat)
 
 
 class _EmptyBody:
@@ -415,10 +391,3 @@ class _EmptyBody:
 
 def _is_session_id(value: str) -> bool:
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
-
-
-def _batches(items: list, size: int = 500):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-

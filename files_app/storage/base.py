@@ -25,6 +25,9 @@ class BlobStore(Protocol):
         """Open a session's bytes for appending at `offset`, dropping anything past it that
         was written but never made durable (a writer that died)."""
 
+    def open_partial_reader(self, session_id: str) -> BinaryIO:
+        """A complete session's bytes, for concatenating tus partial uploads."""
+
     def discard_partial(self, session_id: str) -> None: ...
 
     def finalize(self, session_id: str, blob_id: str, size: int) -> None:

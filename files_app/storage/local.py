@@ -84,6 +84,12 @@ class LocalBlobStore:
             os.close(fd)
             raise
 
+    def open_partial_reader(self, session_id: str) -> BinaryIO:
+        try:
+            return open(self._partial_path(session_id), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"the bytes of upload {session_id} are missing") from None
+
     def discard_partial(self, session_id: str) -> None:
         self._partial_path(session_id).unlink(missing_ok=True)
 

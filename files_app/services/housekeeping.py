@@ -1,0 +1,52 @@
+"""Garbage collection: expired sessions, and bytes that no row refers to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import delete, or_, select
+
+from ..models import StoredObject, UploadSession, db
+from ..storage import BlobStore
+
+
+def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict[str, int]:
+    """Delete expired sessions and their bytes, then bytes that no row refers to.
+
+    `grace` spares files younger than that many seconds: a blob is renamed into place a moment
+    before its row commits, and must not be swept in between.
+    """
+    expired = db.session.scalars(
+        select(UploadSession.id).where(
+            UploadSession.expires_at < now,
+            or_(UploadSession.lease_token.is_(None), UploadSession.lease_expires_at < now),
+        )
+    ).all()
+    for batch in batches(expired):
+        db.session.execute(delete(UploadSession).where(UploadSession.id.in_(batch)))
+    db.session.commit()
+    for session_id in expired:
+        store.discard_partial(session_id)
+    orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id)
+    for session_id in orphan_partials:
+        store.discard_partial(session_id)
+    orphan_blobs = _unreferenced(store.blob_ids(now - grace), StoredObject.blob_id)
+    for blob_id in orphan_blobs:
+        store.delete_blob(blob_id)
+    return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),
+            "orphan_blobs": len(orphan_blobs)}
+
+
+def _unreferenced(ids: Iterable[str], column) -> list[str]:
+    orphans = []
+    for batch in batches(list(ids)):
+        known = set(db.session.scalars(select(column).where(column.in_(batch))).all())
+        orphans.extend(i for i in batch if i not in known)
+    db.session.commit()
+    return orphans
+
+
+def batches(items: list, size: int = 500) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
