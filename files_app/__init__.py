@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import cors, tus
 from .config import load_settings
 from .errors import FilesError
 from .models import db
@@ -48,6 +49,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .api import bp as api_bp
 
     app.register_blueprint(api_bp)
+    tus.init_app(app)
+    cors.init_app(app)
     _register_error_handlers(app)
     _register_health(app)
 

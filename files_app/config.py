@@ -25,6 +25,8 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_MAX_OBJECT_SIZE": (int, 1024 * GIB),
     "FILES_LEASE_TTL": (int, 30),  # seconds a dead writer can block a session
     "FILES_CHECKPOINT_BYTES": (int, 32 * MIB),  # make the offset durable this often
+    "FILES_DEFAULT_BUCKET": (str, "uploads"),  # tus uploads whose metadata names no bucket
+    "FILES_CORS_ORIGINS": (str, ""),  # comma-separated origins allowed to call the API, or *
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 8),
 }
@@ -57,6 +59,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError("FILES_LEASE_TTL must be at least 1 second")
     if settings["FILES_CHECKPOINT_BYTES"] < MIB:
         raise ConfigError("FILES_CHECKPOINT_BYTES must be at least 1 MiB")
+    from .validation import bucket_name  # here: validation imports nothing from config
+
+    bucket_name(settings["FILES_DEFAULT_BUCKET"])
     data_dir = Path(settings["FILES_DATA_DIR"]).resolve()
     settings["FILES_DATA_DIR"] = str(data_dir)
     if not settings["FILES_DATABASE_URL"]:

@@ -75,6 +75,11 @@ class PreconditionFailed(FilesError):
     code = "precondition_failed"
 
 
+class UnsupportedMediaType(FilesError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class TooLarge(FilesError):
     status = 413
     code = "too_large"

@@ -6,6 +6,7 @@ from flask import request
 
 from .. import validation
 from ..errors import InvalidInput
+from ..tus import views as tus_views
 from . import bp
 from .common import RequestBody, file_json, read_json_object, session_json, uploads
 
@@ -14,6 +15,8 @@ _FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
 
 @bp.post("/files")
 def create_session():
+    if "Tus-Resumable" in request.headers:
+        return tus_views.create_upload()
     fields = read_json_object(request.stream)
     for name in ("bucket", "key", "size"):
         if name not in fields:
@@ -28,6 +31,8 @@ def create_session():
 
 @bp.get("/files/session:<session_id>")
 def session(session_id: str):
+    if request.method == "HEAD":
+        return tus_views.head_upload(session_id)
     info = uploads().get(session_id)
     return session_json(info), 200, {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
 

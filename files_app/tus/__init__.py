@@ -1,0 +1,63 @@
+"""tus 1.0 over the same upload sessions as the seed's API.
+
+The upload URL of every session is its seed URL, /v1/files/session:<id>: tus adds HEAD, PATCH
+and OPTIONS there, and a POST to /v1/files that carries Tus-Resumable is a tus creation.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, request
+
+from ..errors import PreconditionFailed
+from . import protocol
+
+bp = Blueprint("tus", __name__, url_prefix="/v1")
+
+# Endpoints that exist only in the tus dialect: a request without Tus-Resumable is refused.
+_TUS_ONLY = {("HEAD", "api.session"), ("PATCH", "tus.patch_upload")}
+
+
+def init_app(app: Flask) -> None:
+    from . import views  # noqa: F401  (routes register on bp)
+
+    app.register_blueprint(bp)
+    app.wsgi_app = MethodOverride(app.wsgi_app)
+
+    @app.before_request
+    def check_version():
+        if request.method == "OPTIONS" or not request.path.startswith("/v1/files"):
+            return None
+        version = request.headers.get("Tus-Resumable")
+        if version is None and (request.method, request.endpoint) not in _TUS_ONLY:
+            return None
+        if version != protocol.VERSION:
+            # The protocol: answer 412 with the versions we speak, and do nothing else.
+            raise PreconditionFailed(f"tus version {version!r} is not supported; use {protocol.VERSION}",
+                                     headers={"Tus-Version": protocol.VERSION})
+        return None
+
+    @app.before_request
+    def options():
+        # OPTIONS tells what the server speaks (and answers CORS preflights, see cors.py).
+        if request.method == "OPTIONS" and request.path.startswith("/v1/") and request.url_rule is not None:
+            return views.empty(204, views.options_headers() if request.path.startswith("/v1/files") else {})
+        return None
+
+    @app.after_request
+    def tus_resumable(response):
+        if request.path.startswith("/v1/files") and request.method != "OPTIONS":
+            response.headers["Tus-Resumable"] = protocol.VERSION
+        return response
+
+
+class MethodOverride:
+    """X-HTTP-Method-Override names the method, for clients that cannot send PATCH or DELETE."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip().upper()
+        if override.isalpha() and override.isascii():
+            environ["REQUEST_METHOD"] = override
+        return self.wsgi_app(environ, start_response)

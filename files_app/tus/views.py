@@ -1,0 +1,125 @@
+"""tus requests: creation (with upload, deferred length, concatenation), HEAD, PATCH, OPTIONS."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, current_app, request, url_for
+from werkzeug.http import http_date
+
+from .. import validation
+from ..api.common import RequestBody, uploads
+from ..errors import InvalidInput, UnsupportedMediaType
+from ..services import SessionInfo
+from . import bp, protocol
+
+
+def options_headers() -> dict[str, str]:
+    return {
+        "Tus-Version": protocol.VERSION,
+        "Tus-Extension": ",".join(protocol.EXTENSIONS),
+        "Tus-Max-Size": str(current_app.config["FILES_MAX_OBJECT_SIZE"]),
+        "Tus-Checksum-Algorithm": ",".join(protocol.CHECKSUM_ALGORITHMS),
+    }
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _require_upload_content_type() -> None:
+    if request.mimetype != protocol.UPLOAD_CONTENT_TYPE:
+        raise UnsupportedMediaType(f"upload bytes need Content-Type: {protocol.UPLOAD_CONTENT_TYPE}")
+
+
+def empty(status: int, headers: dict[str, str]) -> Response:
+    """A tus answer: headers only, and no Content-Type claiming a body that is not there."""
+    response = Response(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _location(info: SessionInfo) -> str:
+    return url_for("api.session", session_id=info.id, _external=True)
+
+
+def create_upload():
+    """POST /v1/files with Tus-Resumable (dispatched from the seed's creation route)."""
+    raw_metadata = request.headers.get("Upload-Metadata")
+    metadata = protocol.parse_metadata(raw_metadata)
+    kind, partial_ids = protocol.parse_concat(request.headers.get("Upload-Concat"))
+    target = dict(
+        bucket=protocol.metadata_text(metadata, "bucket") or current_app.config["FILES_DEFAULT_BUCKET"],
+        key=protocol.metadata_text(metadata, "key", "filename", "name") or uuid.uuid4().hex,
+        mime_type=protocol.metadata_text(metadata, "filetype", "type"),
+        create_only=request.headers.get("If-None-Match") == "*",
+        tus_metadata=raw_metadata or None,
+    )
+    length, deferred = request.headers.get("Upload-Length"), request.headers.get("Upload-Defer-Length")
+    if kind == "final":
+        if length is not None or deferred is not None:
+            raise InvalidInput("a final upload's length is its partials' sum: send no Upload-Length",
+                               "invalid_length")
+        info = uploads().concatenate(partial_ids, tus_concat=request.headers["Upload-Concat"], **target).session
+        return empty(201, {"Location": _location(info), "Upload-Offset": str(info.offset),
+                           "Upload-Expires": http_date(info.expires_at)})
+    if deferred is not None and (deferred != "1" or length is not None):
+        raise InvalidInput("Upload-Defer-Length must be 1, and not sent with Upload-Length", "invalid_length")
+    if length is None and deferred is None:
+        raise InvalidInput("a tus creation needs Upload-Length or Upload-Defer-Length: 1", "invalid_length")
+    if _has_body():
+        _require_upload_content_type()
+    checksum = validation.checksum_header(request.headers.get("Upload-Checksum"))
+    size = None if length is None else protocol.parse_length(length)
+    if kind == "partial":
+        target.update(bucket=None, key=None)
+    info = uploads().create(size=size, kind=kind, **target)
+    headers = {"Location": _location(info), "Upload-Expires": http_date(info.expires_at)}
+    if _has_body():  # creation-with-upload
+        info = uploads().write(info.id, RequestBody(request.stream), length=request.content_length, offset=0,
+                               checksum=checksum).session
+        headers.update({"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})
+    return empty(201, headers)
+
+
+def head_upload(session_id: str):
+    """HEAD /v1/files/session:<id> (dispatched from the seed's GET route, which Flask also gives HEAD)."""
+    info = uploads().get(session_id)
+    headers = {"Cache-Control": "no-store"}
+    if info.kind != "final" or info.completed:
+        headers["Upload-Offset"] = str(info.offset)
+    if info.size is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(info.size)
+    metadata = info.tus_metadata
+    if metadata is None and info.kind == "upload":  # made by the seed's API: say where it goes
+        metadata = protocol.encode_metadata({"bucket": info.bucket, "key": info.key, "filetype": info.mime_type})
+    if metadata:
+        headers["Upload-Metadata"] = metadata
+    if info.kind == "partial":
+        headers["Upload-Concat"] = "partial"
+    elif info.kind == "final":
+        headers["Upload-Concat"] = info.tus_concat
+    if not info.completed:
+        headers["Upload-Expires"] = http_date(info.expires_at)
+    return empty(200, headers)
+
+
+@bp.route("/files/session:<session_id>", methods=["PATCH"])
+def patch_upload(session_id: str):
+    _require_upload_content_type()
+    offset = validation.offset_header(request.headers.get("Upload-Offset"))
+    if offset is None:
+        raise InvalidInput("PATCH needs Upload-Offset", "invalid_offset")
+    length = request.headers.get("Upload-Length")
+    result = uploads().write(
+        session_id,
+        RequestBody(request.stream),
+        length=request.content_length,
+        offset=offset,
+        checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
+        declared_size=None if length is None else protocol.parse_length(length),
+    )
+    info = result.session
+    return empty(204, {"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})
