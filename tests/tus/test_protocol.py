@@ -48,13 +48,14 @@ def test_options(client):
 
 
 def test_core_flow_head_and_patch(client):
-    url = create(client, metadata=f"bucket {b64('docs')},filename {b64('hello.txt')},filetype {b64('text/plain')}")
+    metadata = f"bucket {b64('docs')},filename {b64('hello.txt')},filetype {b64('text/plain')}"
+    url = create(client, metadata=metadata)
     head = client.head(url, headers=TUS)
     assert head.status_code == 200
     assert (head.headers["Upload-Offset"], head.headers["Upload-Length"]) == ("0", "11")
     assert head.headers["Cache-Control"] == "no-store"
     assert head.headers["Tus-Resumable"] == "1.0.0"
-    assert head.headers["Upload-Metadata"] == f"bucket {b64('docs')},filename {b64('hello.txt')},filetype {b64('text/plain')}"
+    assert head.headers["Upload-Metadata"] == metadata
     assert head.headers["Upload-Expires"].endswith("GMT")
     first = patch(client, url, b"hello", 0)
     assert first.status_code == 204 and first.headers["Upload-Offset"] == "5"
@@ -216,7 +217,7 @@ def test_concatenation(client):
         url = create(client, length=len(part), metadata=None, **{"Upload-Concat": "partial"})
         assert client.head(url, headers=TUS).headers["Upload-Concat"] == "partial"
         urls.append(url)
-    for url, part in list(zip(urls, parts))[:2]:
+    for url, part in zip(urls[:2], parts[:2], strict=True):
         patch(client, url, part, 0)
     concat = "final;" + " ".join(urls)
     meta = f"filename {b64('joined.txt')}"
