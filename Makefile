@@ -19,13 +19,19 @@ $(VENV)/.test-deps: requirements-test.txt $(VENV)/.deps
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
-deps: $(VENV)/.deps
+# JavaScript (tus-js-client), exactly as package-lock.json pins it.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(VENV)/.deps node_modules/.installed
 
 # System tools the tests drive for real (curl); installed when missing.
 system-test-deps:
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 
-test-deps: $(VENV)/.test-deps system-test-deps
+test-deps: $(VENV)/.test-deps node_modules/.installed system-test-deps
 
 serve: deps
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app

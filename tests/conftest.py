@@ -6,6 +6,7 @@ import pytest
 
 from files_app import create_app
 from files_app.schema import upgrade_database
+from tests.live_server import GunicornServer
 
 
 @pytest.fixture
@@ -40,3 +41,25 @@ def services(app):
     with app.app_context():
         yield app.extensions["files"]
 
+
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Real gunicorn servers on free ports sharing one data dir; stopped after the test."""
+    servers: list[GunicornServer] = []
+
+    def make(**env: str) -> GunicornServer:
+        server = GunicornServer(tmp_path / "data", **env)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory):
+    """One real gunicorn server, as `make serve` runs it."""
+    return server_factory().start()
