@@ -27,6 +27,8 @@ _KEY = {"name": "key", "in": "path", "required": True, "description": "may conta
         "schema": {"type": "string"}}
 _OFFSET_HEADER = {"name": "Upload-Offset", "in": "header", "required": False,
                   "schema": {"type": "integer", "minimum": 0}}
+_TUS_RESUMABLE = {"name": "Tus-Resumable", "in": "header", "required": True,
+                  "schema": {"type": "string", "enum": ["1.0.0"]}}
 _CHECKSUM_HEADER = {"name": "Upload-Checksum", "in": "header", "required": False,
                     "description": "'<sha256|sha1|md5> <base64 digest>' of this chunk",
                     "schema": {"type": "string"}}
@@ -86,14 +88,17 @@ SPEC = {
         "/v1/files": {
             "get": {"summary": "List buckets", "operationId": "listBuckets",
                     "responses": {"200": _json(_ref("BucketList"), "The buckets")}},
+            "options": {"summary": "tus: what the server supports", "operationId": "tusOptions",
+                        "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}}},
             "post": {
-                "summary": "Create an upload session", "operationId": "createSession",
+                "summary": "Create an upload session (JSON; with Tus-Resumable, a tus creation)",
+                "operationId": "createSession",
                 "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
                                 "description": "'*': fail with 412 if the key exists",
                                 "schema": {"type": "string", "enum": ["*"]}}],
                 "requestBody": {"required": True,
                                 "content": {"application/json": {"schema": _ref("SessionCreate")}}},
-                "responses": {"201": _json(_ref("Session"), "The new session"),
+                "responses": {"201": _json(_ref("Session"), "The new session (tus: Location header, no body)"),
                               "400": _error("Invalid field"), "412": _error("The key exists"),
                               "413": _error("Above the maximum object size")},
             },
@@ -117,8 +122,29 @@ SPEC = {
                     "423": _error("Another request is writing"), "460": _error("Chunk checksum mismatch"),
                 },
             },
-            "delete": {"summary": "Abort an upload session", "operationId": "abortSession",
+            "delete": {"summary": "Abort an upload session (also tus termination)", "operationId": "abortSession",
                        "responses": {"204": {"description": "Aborted"}, "404": _error("Unknown session")}},
+            "head": {"summary": "tus: the upload's offset and length", "operationId": "tusHead",
+                     "parameters": [_TUS_RESUMABLE],
+                     "responses": {"200": {"description": "Upload-Offset, Upload-Length, Upload-Metadata headers"},
+                                   "404": {"description": "Unknown upload"}, "410": {"description": "Expired"},
+                                   "412": {"description": "Unsupported tus version"}}},
+            "patch": {
+                "summary": "tus: append bytes at Upload-Offset", "operationId": "tusPatch",
+                "parameters": [_TUS_RESUMABLE, {**_OFFSET_HEADER, "required": True}, _CHECKSUM_HEADER,
+                               {"name": "Upload-Length", "in": "header", "required": False,
+                                "schema": {"type": "integer", "minimum": 0}}],
+                "requestBody": {"required": True, "content": {"application/offset+octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"204": {"description": "Accepted; Upload-Offset is the new offset"},
+                              "400": _error("Bad header"), "403": _error("A final upload"),
+                              "404": _error("Unknown upload"), "409": _error("Offset mismatch"),
+                              "410": _error("Expired"), "412": _error("Unsupported tus version"),
+                              "413": _error("Past the length"), "415": _error("Wrong Content-Type"),
+                              "423": _error("Another request is writing"), "460": _error("Checksum mismatch")},
+            },
+            "options": {"summary": "tus: what the server supports", "operationId": "tusOptionsUpload",
+                        "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}}},
         },
         "/v1/files/{bucket}": {
             "parameters": [_BUCKET],

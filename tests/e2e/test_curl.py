@@ -105,13 +105,17 @@ def test_range_download_with_curl(server, tmp_path):
     assert (tmp_path / "part").read_bytes() == data[1000:201000]
 
 
-def send_partially(server, session_url: str, data: bytes, send: int) -> socket.socket:
-    """Start a POST declaring all of `data`, send only `send` bytes, and keep the socket open."""
+def send_partially(server, session_url: str, data: bytes, send: int, method: str = "POST",
+                   **headers: str) -> http.client.HTTPConnection:
+    """Start a request declaring all of `data`, send only `send` bytes, and keep the socket open."""
     path = session_url.removeprefix(server.url)
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    connection.putrequest("POST", path)
+    connection.putrequest(method, path)
     connection.putheader("Content-Length", str(len(data)))
-    connection.putheader("Content-Type", "application/octet-stream")
+    kind = "application/offset+octet-stream" if method == "PATCH" else "application/octet-stream"
+    connection.putheader("Content-Type", kind)
+    for name, value in headers.items():
+        connection.putheader(name, value)
     connection.endheaders()
     for start in range(0, send, 256 * 1024):
         connection.send(data[start:min(start + 256 * 1024, send)])
@@ -160,11 +164,14 @@ def test_sigkill_mid_upload_then_restart_and_resume(server_factory):
     assert result.stdout == data
 
 
-def test_client_disconnect_keeps_what_arrived(server):
+@pytest.mark.parametrize("dialect", ["seed", "tus"])
+def test_client_disconnect_keeps_what_arrived(server, dialect):
     data = os.urandom(3 * MIB)
     _, session = curl("-X", "POST", f"{server.url}/v1/files", "-d",
                       json.dumps({"bucket": "b", "key": "cut.bin", "size": len(data)}))
-    connection = send_partially(server, session["url"], data, 2 * MIB)
+    headers = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"} if dialect == "tus" else {}
+    connection = send_partially(server, session["url"], data, 2 * MIB, method="PATCH" if headers else "POST",
+                                **headers)
     connection.sock.shutdown(socket.SHUT_RDWR)
     connection.close()
     offset = wait_for_offset(server, session["id"], 2 * MIB)
