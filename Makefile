@@ -40,6 +40,14 @@ test: test-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
+$(VENV)/.bench-deps: bench/requirements.txt $(VENV)/.test-deps
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+# BENCH_SIZE (bytes, default 1 GiB), BENCH_REPEATS (>= 3), BENCH_SMALL, BENCH_LIST scale it down or up.
+bench: test-deps $(VENV)/.bench-deps
+	$(BIN)/python bench/run.py
+
 lint: test-deps
 	$(BIN)/ruff check .
 

@@ -1,0 +1,210 @@
+"""`make bench`: every row a ratio against a baseline measured in the same run, interleaved
+(A B, B A, A B ...), median of BENCH_REPEATS (>= 3). Prints a Markdown table and writes
+bench/results.json. BENCH_SIZE scales the large file (default 1 GiB)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import servers, workloads  # noqa: E402
+from files_app.services.objects import encode_cursor  # noqa: E402
+
+MIB = 1024 * 1024
+SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
+REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
+SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
+LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
+HERE = Path(__file__).resolve().parent
+WORK = Path(os.environ.get("BENCH_WORK", HERE / ".work"))
+
+
+def row(name, value, unit, baseline, baseline_value, ratio, target, holds, rss_mib=None) -> dict:
+    entry = {"name": name, "value": round(value, 2), "unit": unit, "baseline": baseline,
+             "baseline_value": round(baseline_value, 2), "ratio": round(ratio, 3), "target": target,
+             "holds": bool(holds)}
+    if rss_mib is not None:
+        entry["rss_mib"] = rss_mib
+    print(f"  {name}: {entry['value']} {unit} vs {entry['baseline_value']} ({baseline}), ratio {entry['ratio']}",
+          flush=True)
+    return entry
+
+
+def interleaved(a, b) -> tuple[float, float]:
+    """Median seconds of jobs a and b, run alternately, each REPEATS times."""
+    times_a, times_b = [], []
+    for repeat in range(REPEATS):
+        order = [(a, times_a), (b, times_b)] if repeat % 2 == 0 else [(b, times_b), (a, times_a)]
+        for job, times in order:
+            times.append(job())
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def speed_row(name, ours_job, base_job, megabytes, baseline, target, rss=None):
+    ours_s, base_s = interleaved(ours_job, base_job)
+    ratio = base_s / ours_s
+    return row(name, megabytes / ours_s, "MB/s", baseline, megabytes / base_s, ratio, f">= {target}",
+               ratio >= target, rss() if rss else None)
+
+
+def rate_row(name, ours_job, base_job, count, baseline, target):
+    ours_s, base_s = interleaved(ours_job, base_job)
+    ratio = base_s / ours_s
+    return row(name, count / ours_s, "files/s", baseline, count / base_s, ratio, f">= {target}", ratio >= target)
+
+
+def big_file(size: int) -> Path:
+    path = WORK / f"big-{size}.bin"
+    if not path.exists() or path.stat().st_size != size:
+        with open(path, "wb") as out:
+            left = size
+            while left:
+                out.write(os.urandom(min(left, 16 * MIB)))
+                left -= min(left, 16 * MIB)
+    return path
+
+
+def transfer_rows(ours, bare, peer) -> list[dict]:
+    path, megabytes = big_file(SIZE), SIZE / 1e6
+    rows = [
+        speed_row("upload_single", lambda: workloads.upload_ours_single(ours.url, path),
+                  lambda: workloads.upload_bare(bare.url, path), megabytes, "bare Flask upload", 0.90,
+                  ours.peak_rss_mib),
+        speed_row("upload_chunked_8m", lambda: workloads.upload_ours_chunked(ours.url, path),
+                  lambda: workloads.upload_bare(bare.url, path), megabytes, "bare Flask upload (one request)",
+                  0.90, ours.peak_rss_mib),
+        speed_row("tus_upload_vs_peer", lambda: workloads.upload_tus(f"{ours.url}/v1/files", path),
+                  lambda: workloads.upload_tus(f"{peer.url}/files/", path), megabytes,
+                  "tuspyserver, same tuspy client", 1.0),
+    ]
+    # One stored copy each to download.
+    conn = workloads.connect(ours.url)
+    session = workloads.create_session(conn, "bench", "download.bin", SIZE)
+    workloads.curl("-X", "POST", "-T", str(path), ours.url + session)
+    workloads.curl("-X", "POST", "-T", str(path), f"{bare.url}/upload/download.bin")
+    ours_url, bare_url = f"{ours.url}/v1/content/bench/download.bin", f"{bare.url}/download/download.bin"
+    rows.append(speed_row("download_whole", lambda: workloads.download_whole(ours_url),
+                          lambda: workloads.download_whole(bare_url), megabytes, "bare Flask send_file", 0.95))
+    rows.append(speed_row("download_ranges", lambda: workloads.download_ranges(ours_url, SIZE),
+                          lambda: workloads.download_ranges(bare_url, SIZE), megabytes,
+                          "bare Flask send_file, 16 ranges", 0.95))
+    return rows
+
+
+def concurrency_rows(ours, bare, peer) -> list[dict]:
+    errors = []
+
+    def measure(kind, server):
+        seconds, failed = workloads.concurrent_uploads(server.url, kind)
+        errors.append(failed)
+        return seconds
+
+    entry = speed_row("concurrent_upload_32", lambda: measure("ours", ours), lambda: measure("bare", bare),
+                      32 * 16 * MIB / 1e6, "bare Flask, same load", 0.90)
+    entry["errors"] = sum(errors)
+    entry["holds"] = entry["holds"] and entry["errors"] == 0
+    count = SMALL_COUNT
+    return [
+        entry,
+        rate_row("small_files_seq", lambda: workloads.small_files(ours.url, "ours", count, 1),
+                 lambda: workloads.small_files(bare.url, "bare", count, 1), count, "bare Flask, one POST each", 0.60),
+        rate_row("small_files_threads", lambda: workloads.small_files(ours.url, "ours", count, 8),
+                 lambda: workloads.small_files(bare.url, "bare", count, 8), count, "bare Flask, 8 threads", 0.60),
+        rate_row("small_files_tus_vs_peer", lambda: workloads.small_files_tus(f"{ours.url}/v1/files", count // 5),
+                 lambda: workloads.small_files_tus(f"{peer.url}/files/", count // 5), count // 5,
+                 "tuspyserver, same tuspy client", 1.0),
+    ]
+
+
+def seed_bucket(database: Path, bucket: str, count: int) -> list[str]:
+    """Rows straight into the database (listing reads no blob), keys in 100 folders."""
+    keys = sorted(f"d{i % 100:02}/f{i:07}.bin" for i in range(count))
+    with sqlite3.connect(database) as db:
+        cursor = db.execute("INSERT INTO buckets (name, created_at) VALUES (?, ?)", (bucket, int(time.time())))
+        bucket_id = cursor.lastrowid
+        db.executemany(
+            "INSERT INTO objects (bucket_id, key, blob_id, mime_type, size, sha256, created_at)"
+            " VALUES (?, ?, ?, 'application/octet-stream', 4096, ?, ?)",
+            ((bucket_id, key, uuid.uuid4().hex, "0" * 64, int(time.time())) for key in keys))
+    return keys
+
+
+def listing_rows(ours) -> list[dict]:
+    database = WORK / "ours" / "files.db"
+    times = {}
+    for count in LIST_SIZES:
+        bucket = f"list{count}"
+        keys = seed_bucket(database, bucket, count)
+        middle = encode_cursor(keys[len(keys) // 2] + "\x00")
+        paths = {"start": f"/v1/files/{bucket}?limit=100", "middle": f"/v1/files/{bucket}?limit=100&cursor={middle}",
+                 "prefix": f"/v1/files/{bucket}?limit=100&prefix=d42/",
+                 "folders": f"/v1/files/{bucket}?limit=100&delimiter=/"}
+        times[count] = {label: workloads.page_time(ours.url, path) for label, path in paths.items()}
+        print(f"  list {count}: " + ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in times[count].items()), flush=True)
+    small, large = times[LIST_SIZES[0]], times[LIST_SIZES[-1]]
+    worst_small, worst_large = max(small.values()) * 1000, max(large.values()) * 1000
+    ratio = worst_small / worst_large
+    return [
+        row("list_api_1k", worst_small, "ms", "budget", 10.0, 10.0 / worst_small, "< 10 ms", worst_small < 10),
+        row("list_api_1m", worst_large, "ms", "budget", 10.0, 10.0 / worst_large, "< 10 ms", worst_large < 10),
+        row("list_api_1m_vs_1k", ratio, "x", f"{LIST_SIZES[0]} files", worst_small, ratio, ">= 0.5 (within 2x)",
+            ratio >= 0.5),
+    ]
+
+
+def memory_rows(ours) -> list[dict]:
+    peaks = {}
+    for size in (64 * MIB, SIZE):
+        ours.restart()
+        workloads.upload_ours_single(ours.url, big_file(size))
+        peaks[size] = ours.peak_rss_mib()
+    growth = peaks[SIZE] - peaks[64 * MIB]
+    return [row("rss_growth_64m_to_1g", growth, "MiB", "budget", 16.0, 16.0 / max(growth, 0.1), "< 16 MiB",
+                growth < 16, rss_mib=peaks[SIZE])]
+
+
+def main() -> None:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    ours, bare, peer = servers.ours(WORK), servers.bare(WORK), servers.peer(WORK)
+    rows: list[dict] = []
+    try:
+        for server in (ours, bare, peer):
+            server.start()
+        print(f"bench: {SIZE / MIB:.0f} MiB files, {REPEATS} repeats, {SMALL_COUNT} small files", flush=True)
+        rows += transfer_rows(ours, bare, peer)
+        rows += concurrency_rows(ours, bare, peer)
+        rows += listing_rows(ours)
+        rows += memory_rows(ours)
+    finally:
+        for server in (ours, bare, peer):
+            server.stop()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} " \
+              f"{platform.python_version()}, {platform.system()} {platform.release()}"
+    (HERE / "results.json").write_text(json.dumps({"machine": machine, "size": SIZE, "rows": rows}, indent=2))
+    print(markdown(machine, rows))
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+def markdown(machine: str, rows: list[dict]) -> str:
+    lines = [f"Machine: {machine}; large file {SIZE / MIB:.0f} MiB; median of {REPEATS}, interleaved.", "",
+             "| row | ours | baseline | ratio | target | holds | peak RSS |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rss = f"{r['rss_mib']} MiB" if "rss_mib" in r else ""
+        lines.append(f"| {r['name']} | {r['value']} {r['unit']} | {r['baseline_value']} ({r['baseline']}) | "
+                     f"{r['ratio']} | {r['target']} | {'yes' if r['holds'] else 'no'} | {rss} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
