@@ -24,6 +24,7 @@ MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # transfer,concurrency,listing,memory
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("BENCH_WORK", HERE / ".work"))
@@ -182,10 +183,12 @@ def main() -> None:
         for server in (ours, bare, peer):
             server.start()
         print(f"bench: {SIZE / MIB:.0f} MiB files, {REPEATS} repeats, {SMALL_COUNT} small files", flush=True)
-        rows += transfer_rows(ours, bare, peer)
-        rows += concurrency_rows(ours, bare, peer)
-        rows += listing_rows(ours)
-        rows += memory_rows(ours)
+        groups = {"transfer": lambda: transfer_rows(ours, bare, peer),
+                  "concurrency": lambda: concurrency_rows(ours, bare, peer),
+                  "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours)}
+        for name, rows_of in groups.items():
+            if not ONLY or name in ONLY:
+                rows += rows_of()
     finally:
         for server in (ours, bare, peer):
             server.stop()

@@ -62,11 +62,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets readers run beside the writer; FULL makes a commit survive power loss;
-    # busy_timeout makes concurrent writers queue instead of failing.
+    # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, and the commits that
+    # acknowledge a file ask for FULL (models.durable_transaction); busy_timeout makes
+    # concurrent writers queue instead of failing.
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=15000", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=15000", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

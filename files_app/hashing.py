@@ -77,6 +77,6 @@ class ResumableSha256:
         return out.raw.hex()
 
 
-def chunk_hasher(algorithm: str):
-    """A fresh hashlib object for a per-chunk Upload-Checksum (sha256, sha1 or md5)."""
-    return hashlib.new(algorithm, usedforsecurity=False)
+def chunk_hasher(algorithm: str, data: bytes = b""):
+    """A hashlib object for a per-chunk Upload-Checksum (sha256, sha1 or md5)."""
+    return hashlib.new(algorithm, data, usedforsecurity=False)

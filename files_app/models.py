@@ -7,8 +7,9 @@ must stay in step with them (tests/unit/test_schema.py checks that they do).
 from __future__ import annotations
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import Pool
 
 
 class Base(DeclarativeBase):
@@ -19,6 +20,26 @@ db = SQLAlchemy(model_class=Base)
 
 # Keys sort bytewise everywhere: SQLite's default BINARY collation already does; PostgreSQL needs "C".
 KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+
+def durable_transaction() -> None:
+    """Make the transaction that is about to start survive power loss, not just a crash.
+
+    SQLite runs in WAL mode with synchronous=NORMAL: a commit reaches the OS at once but the
+    disk only at the next checkpoint, which is enough for sessions (a lost offset is re-sent).
+    The commits that acknowledge a stored or deleted file must reach the disk: FULL for them.
+    SQLite ignores the switch inside a transaction, so call this before the first write.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA synchronous=FULL")
+        connection.info["synchronous_full"] = True
+
+
+@event.listens_for(Pool, "checkin")
+def _back_to_normal(dbapi_connection, record) -> None:
+    if dbapi_connection is not None and record.info.pop("synchronous_full", False):
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 class Bucket(db.Model):

@@ -6,15 +6,44 @@ streams, and the same code works on SQLite and PostgreSQL, across processes and 
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 
 from ..errors import LeaseLost
 from ..models import UploadSession, db
+
+# Statements are built once: building one per call cost more than running it (bench/README.md).
+_sessions = UploadSession.__table__
+_ACQUIRE = (
+    update(_sessions)
+    .where(
+        _sessions.c.id == bindparam("sid"),
+        _sessions.c.state == "active",
+        _sessions.c.expires_at >= bindparam("now"),
+        or_(_sessions.c.lease_token.is_(None), _sessions.c.lease_expires_at < bindparam("now")),
+    )
+    .values(lease_token=bindparam("token"), lease_expires_at=bindparam("until"))
+)
+_RELEASE = (
+    update(_sessions)
+    .where(_sessions.c.id == bindparam("sid"), _sessions.c.lease_token == bindparam("token"))
+    .values(lease_token=None, lease_expires_at=0.0)
+)
+
+
+@functools.cache
+def _guarded_update(columns: tuple[str, ...]):
+    """UPDATE upload_sessions SET <columns> WHERE id = :sid AND lease_token = :token."""
+    return (
+        update(_sessions)
+        .where(_sessions.c.id == bindparam("sid"), _sessions.c.lease_token == bindparam("token"))
+        .values({column: bindparam(f"new_{column}") for column in columns})
+    )
 
 
 class Lease:
@@ -31,21 +60,13 @@ class Lease:
     def try_acquire(cls, session_id: str, ttl: int, session_ttl: int, clock: Callable[[], float]) -> Lease | None:
         """The lease if the session is active, unexpired and not held by a live writer."""
         token, now = uuid.uuid4().hex, clock()
-        taken = db.session.execute(
-            update(UploadSession)
-            .where(
-                UploadSession.id == session_id,
-                UploadSession.state == "active",
-                UploadSession.expires_at >= now,
-                or_(UploadSession.lease_token.is_(None), UploadSession.lease_expires_at < now),
-            )
-            .values(lease_token=token, lease_expires_at=now + ttl)
-        ).rowcount
+        taken = db.session.execute(_ACQUIRE, {"sid": session_id, "now": now, "token": token,
+                                              "until": now + ttl}).rowcount
         db.session.commit()
         return cls(session_id, token, ttl, session_ttl, clock) if taken == 1 else None
 
     @staticmethod
-    def seconds_left(row: UploadSession, clock: Callable[[], float]) -> int:
+    def seconds_left(row, clock: Callable[[], float]) -> int:
         """For Retry-After: when the current holder's lease runs out."""
         return max(1, math.ceil(row.lease_expires_at - clock()))
 
@@ -58,11 +79,10 @@ class Lease:
             values.update(lease_token=None, lease_expires_at=0.0)
         else:
             values.update(lease_expires_at=now + self.ttl)
-        done = db.session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == self.session_id, UploadSession.lease_token == self.token)
-            .values(**values)
-        ).rowcount
+        columns = tuple(sorted(values))
+        params = {f"new_{column}": values[column] for column in columns}
+        done = db.session.execute(_guarded_update(columns),
+                                  {"sid": self.session_id, "token": self.token, **params}).rowcount
         if done != 1:
             db.session.rollback()
             self.held = False
@@ -75,6 +95,12 @@ class Lease:
         if release:
             self.held = False
 
+    def claim_completion(self, size: int) -> Callable[[], None]:
+        """For publish(): mark the session completed in the object's own transaction."""
+        def claim() -> None:
+            self.update(release=True, state="completed", offset=size, hash_state=None)
+        return claim
+
     def renew_if_due(self) -> None:
         if self.clock() - self.renewed_at > self.ttl / 3:
             self.commit_update()
@@ -84,10 +110,6 @@ class Lease:
         if not self.held:
             return
         db.session.rollback()
-        db.session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == self.session_id, UploadSession.lease_token == self.token)
-            .values(lease_token=None, lease_expires_at=0.0)
-        )
+        db.session.execute(_RELEASE, {"sid": self.session_id, "token": self.token})
         db.session.commit()
         self.held = False

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import BucketNotEmpty, Conflict, InvalidInput, NotFound
-from ..models import Bucket, StoredObject, UploadSession, db
+from ..models import Bucket, StoredObject, UploadSession, db, durable_transaction
 from ..storage import BlobStore
 
 
@@ -114,6 +114,8 @@ class ObjectService:
             db.session.rollback()
             raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
         # Completed sessions only remember an upload that is over; they go with the bucket.
+        db.session.rollback()
+        durable_transaction()
         db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id))
         db.session.execute(delete(Bucket).where(Bucket.id == bucket_id))
         db.session.commit()
@@ -147,11 +149,15 @@ class ObjectService:
 
     def delete(self, bucket: str, key: str) -> ObjectInfo:
         row = self._row(bucket, key)
-        info, blob_id = ObjectInfo.from_row(bucket, row), row.blob_id
-        db.session.execute(
-            delete(StoredObject).where(StoredObject.id == row.id, StoredObject.blob_id == blob_id)
-        )
+        info, blob_id, row_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id
+        db.session.rollback()
+        durable_transaction()  # the blob goes next: the row must not come back after power loss
+        gone = db.session.execute(
+            delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id)
+        ).rowcount
         db.session.commit()
+        if gone != 1:
+            raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
         self.store.delete_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
         return info
 

@@ -7,15 +7,16 @@ Both dialects, the seed's JSON API and tus, drive sessions through this one serv
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import io
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from .. import validation
 from ..errors import (
@@ -24,7 +25,6 @@ from ..errors import (
     FinalUploadImmutable,
     IncompleteBody,
     InvalidInput,
-    LeaseLost,
     NotFound,
     OffsetMismatch,
     PreconditionFailed,
@@ -33,13 +33,30 @@ from ..errors import (
     TooLarge,
 )
 from ..hashing import ResumableSha256, chunk_hasher
-from ..models import Bucket, StoredObject, UploadSession, db
+from ..models import Bucket, UploadSession, db
 from ..storage import BlobStore, PartialWriter
 from .housekeeping import collect_garbage
 from .leases import Lease
 from .objects import ObjectInfo, ObjectService
+from .publish import publish
 
 READ_SIZE = 1024 * 1024  # bodies are read in fixed chunks: memory stays flat
+
+# Hot-path statements, built once (building one per call cost more than running it).
+_sessions, _buckets = UploadSession.__table__, Bucket.__table__
+_LOAD = (
+    select(_sessions, _buckets.c.name.label("bucket"))
+    .select_from(_sessions.outerjoin(_buckets, _buckets.c.id == _sessions.c.bucket_id))
+    .where(_sessions.c.id == bindparam("sid"))
+)
+_INSERT_SESSION = insert(_sessions)
+_CLAIM_UNTOUCHED = (  # complete a session no byte was written to yet, if nobody holds it
+    update(_sessions)
+    .where(_sessions.c.id == bindparam("sid"), _sessions.c.state == "active", _sessions.c.offset == 0,
+           or_(_sessions.c.lease_token.is_(None), _sessions.c.lease_expires_at < bindparam("now")))
+    .values(state="completed", offset=bindparam("new_size"), hash_state=None, lease_token=None, lease_expires_at=0.0,
+            expires_at=bindparam("until"))
+)
 
 
 class Body(Protocol):
@@ -95,18 +112,18 @@ class UploadService:
             if create_only and self._object_exists(bucket, key):
                 raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
             bucket_id = self.objects.ensure_bucket(bucket)
-        now = self.clock()
-        row = UploadSession(
-            id=uuid.uuid4().hex, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
+        now, session_id = self.clock(), uuid.uuid4().hex
+        db.session.execute(_INSERT_SESSION, dict(
+            id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
             offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
             created_at=int(now), expires_at=now + self.ttl, lease_token=None, lease_expires_at=0.0,
             tus_metadata=tus_metadata, tus_concat=tus_concat,
-        )
-        db.session.add(row)
+        ))
         db.session.commit()
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
-            self._write(row.id, _EmptyBody())
-        return self.get(row.id)
+            return self._write(session_id, _EmptyBody(), refuse_final=False).session
+        return SessionInfo(session_id, kind, bucket, key, mime_type, size, 0, False, now + self.ttl,
+                           tus_metadata, tus_concat)
 
     def get(self, session_id: str) -> SessionInfo:
         info = self._info(self._load(session_id))
@@ -132,22 +149,27 @@ class UploadService:
         thinks this chunk starts, `checksum` an (algorithm, digest) the chunk must match or be
         discarded, and `declared_size` the upload's length when it was deferred until now.
         """
-        info = self.get(session_id)
-        if info.kind == "final":
-            raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
         return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
-                           declared_size=declared_size)
+                           declared_size=declared_size, refuse_final=True)
 
     def _write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
-               checksum: tuple[str, bytes] | None = None, declared_size: int | None = None) -> WriteResult:
+               checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
+               refuse_final: bool) -> WriteResult:
+        if length is not None and 0 < length <= READ_SIZE and offset in (None, 0) and declared_size is None:
+            result, body = self._write_small_whole(session_id, body, length, checksum)
+            if result is not None:
+                return result
         lease = Lease.try_acquire(session_id, self.lease_ttl, self.ttl, self.clock)
         if lease is None:
-            return self._refused(session_id, body, offset)
+            return self._refused(session_id, body, offset, refuse_final)
         try:
             row = self._load(session_id)
             info = self._info(row)
-            hash_state, expected, create_only = row.hash_state, row.expected_sha256, row.create_only
+            hash_state, expected, create_only, bucket_id = (row.hash_state, row.expected_sha256, row.create_only,
+                                                            row.bucket_id)
             db.session.commit()
+            if refuse_final and info.kind == "final":
+                raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
             if offset is not None and offset != info.offset:
                 raise OffsetMismatch(info.offset, offset)
             if declared_size is not None:
@@ -166,7 +188,9 @@ class UploadService:
             if info.kind == "partial":  # its bytes wait, as they are, for a final upload
                 lease.commit_update(release=True, offset=position, hash_state=None, state="completed")
                 return WriteResult(self._after(info, offset=position, completed=True), None)
-            obj = self._complete(info, lease, hasher.hexdigest(), expected, create_only)
+            obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), expected,
+                                 create_only, lambda blob_id: self.store.finalize(session_id, blob_id, info.size))
+            lease.held = False  # released by the claim, committed with the object
             return WriteResult(self._after(info, offset=position, completed=True), obj)
         finally:
             lease.release()
@@ -217,9 +241,48 @@ class UploadService:
             writer.rollback(info.offset)
             raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
                                    headers={"Upload-Offset": str(info.offset)}, offset=info.offset)
-        if position != durable:
+        if position == info.size and info.kind != "partial":  # a partial's bytes stay where they are
+            writer.sync_for_finalize()
+        elif position != durable:
             writer.sync()
         return position, hasher
+
+    def _write_small_whole(self, session_id: str, body: Body, length: int,
+                           checksum: tuple[str, bytes] | None) -> tuple[WriteResult | None, Body]:
+        """A small body (one read) that is the whole file: no partial file and no lease, just the
+        blob written in place and one durable transaction that claims the untouched session and
+        publishes the object. Returns (None, body) to take the general path instead."""
+        row = self._load(session_id)
+        db.session.commit()
+        now = self.clock()
+        if (row.kind != "upload" or row.state != "active" or row.offset != 0 or row.size != length
+                or row.expires_at < now or (row.lease_token is not None and row.lease_expires_at >= now)):
+            return None, body
+        data = body.read(length)
+        while len(data) < length and (more := body.read(length - len(data))):
+            data += more
+        if len(data) < length:  # broke off: keep what arrived, the general way
+            if data and checksum is None:
+                self._write(session_id, _BytesBody(data), length=None, refuse_final=True)
+            raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
+        if checksum and not hmac.compare_digest(chunk_hasher(checksum[0], data).digest(), checksum[1]):
+            raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
+                                   headers={"Upload-Offset": "0"}, offset=0)
+        info = self._info(row)
+
+        def claim() -> None:
+            claimed = db.session.execute(_CLAIM_UNTOUCHED, {
+                "sid": session_id, "now": now, "new_size": length, "until": now + self.ttl}).rowcount
+            if claimed != 1:
+                db.session.rollback()
+                raise _ClaimLost()
+
+        try:
+            obj = self._complete(info, row.bucket_id, claim, hashlib.sha256(data).hexdigest(), row.expected_sha256,
+                                 row.create_only, lambda blob_id: self.store.put_blob(blob_id, data))
+        except _ClaimLost:  # another request got there first: the general path says what happened
+            return None, _BytesBody(data)
+        return WriteResult(self._after(info, offset=length, completed=True), obj), body
 
     def _declare_size(self, lease: Lease, info: SessionInfo, size: int) -> SessionInfo:
         if info.size is not None:
@@ -232,9 +295,11 @@ class UploadService:
         lease.commit_update(size=size)
         return replace(info, size=size)
 
-    def _refused(self, session_id: str, body: Body, offset: int | None) -> WriteResult:
+    def _refused(self, session_id: str, body: Body, offset: int | None, refuse_final: bool) -> WriteResult:
         """Why the lease was not to be had: gone (404/410), complete, or another writer (423)."""
         info = self.get(session_id)
+        if refuse_final and info.kind == "final":
+            raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
         if not info.completed:
             row = self._load(session_id)
             wait = Lease.seconds_left(row, self.clock)
@@ -254,15 +319,17 @@ class UploadService:
         return WriteResult(info, obj)
 
     # --- completion ------------------------------------------------------------------------
-    def _complete(self, info: SessionInfo, lease: Lease, digest: str, expected: str | None,
-                  create_only: bool) -> ObjectInfo:
+    def _complete(self, info: SessionInfo, bucket_id: int, claim: Callable[[], None], digest: str,
+                  expected: str | None, create_only: bool, place: Callable[[str], None]) -> ObjectInfo:
+        """Check the digest, `place` the bytes under a new blob id, then publish the object;
+        `claim` marks the session completed inside that same transaction, or raises."""
         if expected and not hmac.compare_digest(digest, expected):
             self._discard(info.id)
             raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
         blob_id = uuid.uuid4().hex
-        self.store.finalize(info.id, blob_id, info.size)
+        place(blob_id)
         try:
-            obj, replaced = self._publish(info, lease, blob_id, digest, create_only)
+            obj, replaced = publish(info, bucket_id, claim, blob_id, digest, create_only, int(self.clock()))
         except PreconditionFailed:
             self.store.delete_blob(blob_id)
             self._discard(info.id)
@@ -273,42 +340,6 @@ class UploadService:
         if replaced:
             self.store.delete_blob(replaced)  # readers that opened it keep their copy
         return obj
-
-    def _publish(self, info: SessionInfo, lease: Lease, blob_id: str, digest: str,
-                 create_only: bool) -> tuple[ObjectInfo, str | None]:
-        """Make the object visible, or swap the key's bytes, in one transaction."""
-        now = int(self.clock())
-        values = dict(blob_id=blob_id, mime_type=info.mime_type, size=info.size, sha256=digest, created_at=now)
-        for _ in range(5):
-            lease.update(release=True, state="completed", offset=info.size, hash_state=None)
-            bucket_id = db.session.scalar(select(UploadSession.bucket_id).where(UploadSession.id == info.id))
-            existing = db.session.execute(
-                select(StoredObject.id, StoredObject.blob_id)
-                .where(StoredObject.bucket_id == bucket_id, StoredObject.key == info.key)
-            ).first()
-            if existing and create_only:
-                db.session.rollback()
-                raise PreconditionFailed(f"{info.key!r} was created by another upload meanwhile")
-            try:
-                if existing:
-                    swapped = db.session.execute(
-                        update(StoredObject)
-                        .where(StoredObject.id == existing.id, StoredObject.blob_id == existing.blob_id)
-                        .values(**values)
-                    ).rowcount
-                    if swapped != 1:
-                        db.session.rollback()
-                        continue  # replaced concurrently: read it again
-                else:
-                    db.session.add(StoredObject(bucket_id=bucket_id, key=info.key, **values))
-                db.session.commit()
-            except IntegrityError:
-                db.session.rollback()  # created concurrently: go round as a replace
-                continue
-            lease.held = False
-            obj = ObjectInfo(info.bucket, info.key, info.mime_type, info.size, digest, now)
-            return obj, existing.blob_id if existing else None
-        raise LeaseLost("too many concurrent replacements of this key; retry")
 
     # --- tus concatenation -------------------------------------------------------------------
     def concatenate(self, partial_ids: list[str], *, bucket: Any, key: Any, mime_type: Any = None,
@@ -331,6 +362,7 @@ class UploadService:
                            kind="final", tus_metadata=tus_metadata, tus_concat=tus_concat)
         if info.completed:  # all partials were empty
             return WriteResult(info, self.objects.get(info.bucket, info.key))
+        bucket_id = self.objects.bucket_id(info.bucket)
         lease = Lease.try_acquire(info.id, self.lease_ttl, self.ttl, self.clock)
         try:
             hasher = ResumableSha256()
@@ -342,10 +374,12 @@ class UploadService:
                             writer.write(data)
                             hasher.update(data)
                             lease.renew_if_due()
-                writer.sync()
+                writer.sync_for_finalize()
             finally:
                 writer.close()
-            obj = self._complete(info, lease, hasher.hexdigest(), None, create_only)
+            obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), None,
+                                 create_only, lambda blob_id: self.store.finalize(info.id, blob_id, info.size))
+            lease.held = False
         finally:
             lease.release()
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
@@ -369,24 +403,35 @@ class UploadService:
         except NotFound:
             return False
 
-    def _load(self, session_id: str) -> UploadSession:
-        row = db.session.get(UploadSession, session_id) if _is_session_id(session_id) else None
-        if row is None:
+    def _load(self, session_id: str):
+        """The session's columns and its bucket's name (`bucket`), in one query."""
+        found = db.session.execute(_LOAD, {"sid": session_id}).first() if _is_session_id(session_id) else None
+        if found is None:
             db.session.rollback()
             raise NotFound(f"no upload session {session_id!r}")
-        return row
+        return found
 
-    def _info(self, row: UploadSession) -> SessionInfo:
-        bucket = None
-        if row.bucket_id is not None:
-            bucket = db.session.scalar(select(Bucket.name).where(Bucket.id == row.bucket_id))
-        return SessionInfo(row.id, row.kind, bucket, row.key, row.mime_type, row.size, row.offset,
+    @staticmethod
+    def _info(row) -> SessionInfo:
+        return SessionInfo(row.id, row.kind, row.bucket, row.key, row.mime_type, row.size, row.offset,
                            row.state == "completed", row.expires_at, row.tus_metadata, row.tus_concat)
+
+
+class _ClaimLost(Exception):
+    pass
 
 
 class _EmptyBody:
     def read(self, size: int) -> bytes:
         return b""
+
+
+class _BytesBody:
+    def __init__(self, data: bytes):
+        self._stream = io.BytesIO(data)
+
+    def read(self, size: int) -> bytes:
+        return self._stream.read(size)
 
 
 def _is_session_id(value: str) -> bool:

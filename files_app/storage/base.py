@@ -14,6 +14,9 @@ class PartialWriter(Protocol):
     def sync(self) -> None:
         """Make every byte written so far durable; only then may the session's offset advance."""
 
+    def sync_for_finalize(self) -> None:
+        """Make the bytes durable when `finalize` follows at once (it makes the name durable)."""
+
     def rollback(self, offset: int) -> None:
         """Forget everything after `offset` (a refused or corrupt chunk)."""
 
@@ -32,6 +35,9 @@ class BlobStore(Protocol):
 
     def finalize(self, session_id: str, blob_id: str, size: int) -> None:
         """Publish a session's complete, synced bytes durably as blob `blob_id`."""
+
+    def put_blob(self, blob_id: str, data: bytes) -> None:
+        """Store a small file's bytes durably as blob `blob_id` in one go."""
 
     def open_blob(self, blob_id: str) -> BinaryIO:
         """A binary file object positioned at 0; a real file where the store can (for sendfile)."""

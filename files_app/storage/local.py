@@ -31,8 +31,9 @@ def _checked_id(value: str) -> str:
 
 
 class LocalPartialWriter:
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, new_name_in: Path | None):
         self._fd = fd
+        self._new_name_in = new_name_in  # a directory whose new entry is not yet durable
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -41,6 +42,13 @@ class LocalPartialWriter:
             view = view[written:]
 
     def sync(self) -> None:
+        os.fdatasync(self._fd)
+        if self._new_name_in is not None:  # once per new file, before an offset may rely on it
+            _fsync_dir(self._new_name_in)
+            self._new_name_in = None
+
+    def sync_for_finalize(self) -> None:
+        """The bytes only: finalize renames the file and makes its new name durable itself."""
         os.fdatasync(self._fd)
 
     def rollback(self, offset: int) -> None:
@@ -75,9 +83,7 @@ class LocalBlobStore:
             length = os.fstat(fd).st_size
             if length < offset:
                 raise StorageError(f"session {session_id} lost durable bytes ({length} < {offset})")
-            if length == 0 and offset == 0:
-                _fsync_dir(self.uploads)  # the new name itself must survive a crash
-            writer = LocalPartialWriter(fd)
+            writer = LocalPartialWriter(fd, self.uploads if length == 0 and offset == 0 else None)
             writer.rollback(offset)  # bytes past the durable offset were never acknowledged
             return writer
         except BaseException:
@@ -102,8 +108,18 @@ class LocalBlobStore:
         if source.stat().st_size != size:
             raise StorageError(f"session {session_id} holds {source.stat().st_size} bytes, not {size}")
         os.rename(source, target)
+        _fsync_dir(target.parent)  # the journal commits the rename: both directories agree after a crash
+
+    def put_blob(self, blob_id: str, data: bytes) -> None:
+        target = self._blob_path(blob_id)
+        target.parent.mkdir(exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            LocalPartialWriter(fd, None).write(data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
         _fsync_dir(target.parent)
-        _fsync_dir(self.uploads)
 
     def open_blob(self, blob_id: str) -> BinaryIO:
         try:

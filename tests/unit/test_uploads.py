@@ -254,3 +254,30 @@ def test_body_shorter_than_declared_keeps_what_arrived(services):
     with pytest.raises(IncompleteBody):
         services.uploads.write(info.id, ChunkedBody(data[:1200]), length=len(data))
     assert services.uploads.get(info.id).offset == 1200
+
+
+def test_small_whole_body_losing_the_race_leaves_nothing_behind(services, monkeypatch):
+    """The one-transaction path for a small whole file: if another writer takes the session
+    between the read and the commit, its blob is removed and the general path answers."""
+    info = services.uploads.create(bucket="b", key="k", size=5)
+    real_put = services.store.put_blob
+
+    def put_then_lose_the_race(blob_id, data):
+        real_put(blob_id, data)
+        db.session.execute(update(UploadSession).values(lease_token="f" * 32,
+                                                        lease_expires_at=services.uploads.clock() + 20))
+        db.session.commit()
+
+    monkeypatch.setattr(services.store, "put_blob", put_then_lose_the_race)
+    with pytest.raises(SessionLocked):
+        services.uploads.write(info.id, ChunkedBody(b"hello"), length=5)
+    assert list(services.store.objects.glob("??/*")) == []
+    assert services.uploads.get(info.id).offset == 0
+
+
+def test_small_whole_body_with_a_bad_checksum_keeps_nothing(services):
+    info = services.uploads.create(bucket="b", key="k", size=5)
+    with pytest.raises(ChecksumMismatch):
+        services.uploads.write(info.id, ChunkedBody(b"hello"), length=5, checksum=("md5", b"0" * 16))
+    assert services.uploads.get(info.id).offset == 0
+    assert list(services.store.objects.glob("??/*")) == []
