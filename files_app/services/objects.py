@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -27,7 +27,7 @@ class ObjectInfo:
     created_at: int
 
     @classmethod
-    def from_row(cls, bucket: str, row: StoredObject) -> ObjectInfo:
+    def from_row(cls, bucket: str, row) -> ObjectInfo:
         return cls(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at)
 
 
@@ -42,6 +42,23 @@ class ObjectPage:
     objects: list[ObjectInfo]
     prefixes: list[str]
     next_cursor: str | None
+
+
+_objects = StoredObject.__table__
+_PAGE = (
+    select(_objects.c.key, _objects.c.mime_type, _objects.c.size, _objects.c.sha256, _objects.c.created_at)
+    .where(_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bindparam("start"))
+    .order_by(_objects.c.key)
+    .limit(bindparam("n"))
+)
+_PAGE_BELOW = _PAGE.where(_objects.c.key < bindparam("upper"))
+_OBJECT = (
+    select(_objects)
+    .join(Bucket.__table__, Bucket.__table__.c.id == _objects.c.bucket_id)
+    .where(Bucket.__table__.c.name == bindparam("bucket"), _objects.c.key == bindparam("key"))
+)
+_BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
+_FOLDER_BATCH = 16  # rows per query when folders may be skipped: small, since a folder's rest is seeked past
 
 
 def key_successor_bound(prefix: str) -> str:
@@ -94,7 +111,7 @@ class ObjectService:
         raise Conflict(f"bucket {name!r} could not be created; retry")
 
     def bucket_id(self, name: str) -> int:
-        bucket_id = db.session.scalar(select(Bucket.id).where(Bucket.name == validation.bucket_name(name)))
+        bucket_id = db.session.scalar(_BUCKET_ID, {"name": validation.bucket_name(name)})
         if bucket_id is None:
             raise NotFound(f"bucket {name!r} does not exist")
         return bucket_id
@@ -121,14 +138,12 @@ class ObjectService:
         db.session.commit()
 
     # --- objects -------------------------------------------------------------------------
-    def _row(self, bucket: str, key: str) -> StoredObject:
-        bucket_id = self.bucket_id(bucket)
-        row = db.session.scalar(
-            select(StoredObject).where(
-                StoredObject.bucket_id == bucket_id, StoredObject.key == validation.object_key(key)
-            )
-        )
+    def _row(self, bucket: str, key: str):
+        """The object's columns; one query for the bucket and the key together."""
+        row = db.session.execute(_OBJECT, {"bucket": validation.bucket_name(bucket),
+                                           "key": validation.object_key(key)}).first()
         if row is None:
+            self.bucket_id(bucket)  # 404 for the bucket rather than the file, where that is why
             db.session.rollback()
             raise NotFound(f"no file {key!r} in bucket {bucket!r}")
         return row
@@ -178,37 +193,37 @@ class ObjectService:
     ) -> ObjectPage:
         """One page in key order. Keyset pagination: each query seeks on (bucket_id, key).
 
-        With a delimiter, every key below a common prefix ("folder") is skipped by seeking
-        past the folder's upper bound, so a folder of a million keys costs one query.
+        With a delimiter, the keys below a common prefix ("folder") are skipped: those in the rows
+        at hand, and the rest by seeking past the folder's upper bound, so a folder of a million
+        keys costs one short query.
         """
         bucket_id = self.bucket_id(bucket)
         start_at = max(decode_cursor(cursor) or "", prefix)
-        upper = key_successor_bound(prefix) if prefix else None
+        upper = key_successor_bound(prefix) if prefix else ""
+        page = _PAGE_BELOW if upper else _PAGE
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        has_more = False
+        has_more, skip_below = False, ""
         while not has_more:
-            query = select(StoredObject).where(StoredObject.bucket_id == bucket_id, StoredObject.key >= start_at)
-            if upper:
-                query = query.where(StoredObject.key < upper)
             want = limit - len(objects) - len(prefixes)
-            rows = db.session.scalars(query.order_by(StoredObject.key).limit(want + 1)).all()
-            if not rows:
-                break
+            batch = want + 1 if not delimiter else min(want + 1, _FOLDER_BATCH)
+            rows = db.session.execute(page, {"bucket_id": bucket_id, "start": start_at, "upper": upper,
+                                             "n": batch}).all()
             for row in rows:
+                if row.key < skip_below:
+                    continue  # inside the folder just listed
                 if len(objects) + len(prefixes) == limit:
                     has_more = True
                     break
                 folder = _common_prefix(row.key, prefix, delimiter)
                 if folder is None:
-                    objects.append(ObjectInfo.from_row(bucket, row))
+                    objects.append(ObjectInfo(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at))
                     start_at = row.key + "\x00"  # keys hold no control characters
-                    continue
-                prefixes.append(folder)
-                start_at = key_successor_bound(folder)
-                break  # seek past the folder with a fresh query
+                else:
+                    prefixes.append(folder)
+                    start_at = skip_below = key_successor_bound(folder)
             else:
-                if len(rows) <= want:
+                if len(rows) < batch:
                     break  # the range is exhausted
         db.session.commit()
         return ObjectPage(objects, prefixes, encode_cursor(start_at) if has_more else None)
