@@ -138,7 +138,9 @@ class LocalBlobStore:
         target.parent.mkdir(exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            LocalPartialWriter(fd, None).write(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.fdatasync(fd)
         finally:
             os.close(fd)
