@@ -131,7 +131,9 @@ def seed_bucket(database: Path, bucket: str, count: int) -> list[str]:
     """Rows straight into the database (listing reads no blob), keys in 100 folders."""
     keys = sorted(f"d{i % 100:02}/f{i:07}.bin" for i in range(count))
     with sqlite3.connect(database) as db:
-        cursor = db.execute("INSERT INTO buckets (name, created_at) VALUES (?, ?)", (bucket, int(time.time())))
+        now = int(time.time())
+        cursor = db.execute("INSERT INTO buckets (name, created_at, object_count, total_bytes, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?)", (bucket, now, count, 4096 * count, now))
         bucket_id = cursor.lastrowid
         db.executemany(
             "INSERT INTO objects (bucket_id, key, blob_id, mime_type, size, sha256, created_at)"

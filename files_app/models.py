@@ -48,6 +48,10 @@ class Bucket(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # Kept in step with its objects in the same transactions, so no page counts a million rows.
+    object_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class StoredObject(db.Model):

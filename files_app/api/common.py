@@ -8,7 +8,7 @@ from typing import Any
 from flask import current_app, url_for
 
 from ..errors import IncompleteBody, InvalidInput
-from ..services import ObjectInfo, ObjectService, SessionInfo, UploadService
+from ..services import BucketInfo, ObjectInfo, ObjectService, SessionInfo, UploadService
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -28,6 +28,11 @@ def session_json(info: SessionInfo) -> dict[str, Any]:
         "offset": info.offset,
         "size": info.size,
     }
+
+
+def bucket_json(info: BucketInfo) -> dict[str, Any]:
+    return {"name": info.name, "created_at": info.created_at, "files": info.object_count,
+            "bytes": info.total_bytes, "updated_at": info.updated_at}
 
 
 def file_json(info: ObjectInfo) -> dict[str, Any]:

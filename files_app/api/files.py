@@ -6,12 +6,12 @@ from flask import request
 
 from .. import validation
 from . import bp
-from .common import file_json, objects
+from .common import bucket_json, file_json, objects
 
 
 @bp.get("/files")
 def list_buckets():
-    return {"data": [{"name": bucket.name, "created_at": bucket.created_at} for bucket in objects().list_buckets()]}
+    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets()]}
 
 
 @bp.get("/files/<bucket>")

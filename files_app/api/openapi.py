@@ -69,7 +69,9 @@ _SCHEMAS = {
         "type": "object", "required": ["data"],
         "properties": {"data": {"type": "array", "items": {
             "type": "object", "required": ["name"],
-            "properties": {"name": {"type": "string"}, "created_at": {"type": "integer"}}}}},
+            "properties": {"name": {"type": "string"}, "created_at": {"type": "integer"},
+                           "files": {"type": "integer"}, "bytes": {"type": "integer"},
+                           "updated_at": {"type": "integer"}}}}},
     },
     "FileList": {
         "type": "object", "required": ["data", "has_more", "next_cursor"],

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -35,6 +35,9 @@ class ObjectInfo:
 class BucketInfo:
     name: str
     created_at: int
+    object_count: int
+    total_bytes: int
+    updated_at: int
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,18 @@ _OBJECT = (
     .where(Bucket.__table__.c.name == bindparam("bucket"), _objects.c.key == bindparam("key"))
 )
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
+_COUNT = (
+    update(Bucket.__table__)
+    .where(Bucket.__table__.c.id == bindparam("bucket_id"))
+    .values(object_count=Bucket.__table__.c.object_count + bindparam("files"),
+            total_bytes=Bucket.__table__.c.total_bytes + bindparam("bytes"), updated_at=bindparam("now"))
+)
 _FOLDER_BATCH = 16  # rows per query when folders may be skipped: small, since a folder's rest is seeked past
+
+
+def count_in_bucket(bucket_id: int, files: int, size: int, now: int) -> None:
+    """Keep a bucket's file count and byte total in step, inside the caller's transaction."""
+    db.session.execute(_COUNT, {"bucket_id": bucket_id, "files": files, "bytes": size, "now": now})
 
 
 def key_successor_bound(prefix: str) -> str:
@@ -102,7 +116,8 @@ class ObjectService:
             bucket_id = db.session.scalar(select(Bucket.id).where(Bucket.name == name))
             if bucket_id is not None:
                 return bucket_id
-            db.session.add(bucket := Bucket(name=name, created_at=int(time.time())))
+            now = int(time.time())
+            db.session.add(bucket := Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now))
             try:
                 db.session.commit()
                 return bucket.id
@@ -117,9 +132,24 @@ class ObjectService:
         return bucket_id
 
     def list_buckets(self) -> list[BucketInfo]:
-        rows = db.session.execute(select(Bucket.name, Bucket.created_at).order_by(Bucket.name)).all()
+        rows = db.session.execute(
+            select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
+            .order_by(Bucket.name)
+        ).all()
         db.session.commit()
-        return [BucketInfo(name, created_at) for name, created_at in rows]
+        return [BucketInfo(*row) for row in rows]
+
+    def create_bucket(self, name: str) -> BucketInfo:
+        """An empty bucket; 409 if it exists."""
+        name = validation.bucket_name(name)
+        now = int(time.time())
+        db.session.add(Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            raise Conflict(f"bucket {name!r} already exists") from None
+        return BucketInfo(name, now, 0, 0, now)
 
     def delete_bucket(self, name: str) -> None:
         bucket_id = self.bucket_id(name)
@@ -164,12 +194,14 @@ class ObjectService:
 
     def delete(self, bucket: str, key: str) -> ObjectInfo:
         row = self._row(bucket, key)
-        info, blob_id, row_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id
+        info, blob_id, row_id, bucket_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id, row.bucket_id
         db.session.rollback()
         durable_transaction()  # the blob goes next: the row must not come back after power loss
         gone = db.session.execute(
             delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id)
         ).rowcount
+        if gone == 1:
+            count_in_bucket(bucket_id, -1, -info.size, int(time.time()))
         db.session.commit()
         if gone != 1:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")

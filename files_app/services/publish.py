@@ -10,13 +10,13 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import LeaseLost, PreconditionFailed
 from ..models import StoredObject, db, durable_transaction
-from .objects import ObjectInfo
+from .objects import ObjectInfo, count_in_bucket
 
 if TYPE_CHECKING:
     from .uploads import SessionInfo
 
 _objects = StoredObject.__table__
-_FIND = select(_objects.c.id, _objects.c.blob_id).where(
+_FIND = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 _SWAP_BLOB = (
     update(_objects)
@@ -47,8 +47,10 @@ def publish(info: SessionInfo, bucket_id: int, claim: Callable[[], None], blob_i
                 if swapped != 1:
                     db.session.rollback()
                     continue  # replaced concurrently: read it again
+                count_in_bucket(bucket_id, 0, info.size - existing.size, now)
             else:
                 db.session.execute(_INSERT, {"bucket_id": bucket_id, "key": info.key, **values})
+                count_in_bucket(bucket_id, 1, info.size, now)
             db.session.commit()
         except IntegrityError:
             db.session.rollback()  # created concurrently: go round as a replace

@@ -281,3 +281,14 @@ def test_small_whole_body_with_a_bad_checksum_keeps_nothing(services):
         services.uploads.write(info.id, ChunkedBody(b"hello"), length=5, checksum=("md5", b"0" * 16))
     assert services.uploads.get(info.id).offset == 0
     assert list(services.store.objects.glob("??/*")) == []
+
+
+def test_bucket_counters_follow_uploads_replacements_and_deletes(services):
+    upload(services.uploads, "b", "one", b"12345")
+    upload(services.uploads, "b", "two", b"123")
+    upload(services.uploads, "b", "one", b"1234567")  # replaces: same count, new size
+    upload(services.uploads, "b", "big", os.urandom(2 * MIB))  # the streamed path
+    services.objects.delete("b", "two")
+    [bucket] = services.objects.list_buckets()
+    assert (bucket.name, bucket.object_count, bucket.total_bytes) == ("b", 2, 7 + 2 * MIB)
+    assert bucket.updated_at >= bucket.created_at

@@ -21,6 +21,9 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(63), nullable=False, unique=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("object_count", sa.BigInteger, nullable=False),
+        sa.Column("total_bytes", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "objects",
