@@ -19,19 +19,25 @@ $(VENV)/.test-deps: requirements-test.txt $(VENV)/.deps
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
-# JavaScript (tus-js-client), exactly as package-lock.json pins it.
+# JavaScript (tus-js-client, axe-core), exactly as package-lock.json pins it; the browser's copy of
+# tus-js-client is served from static/vendor/.
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-deps: $(VENV)/.deps node_modules/.installed
+static/vendor/tus.min.js: node_modules/.installed
+	mkdir -p static/vendor
+	cp node_modules/tus-js-client/dist/tus.min.js $@
 
-# System tools the tests drive for real (curl); installed when missing.
+deps: $(VENV)/.deps static/vendor/tus.min.js
+
+# System tools the tests drive for real (curl, Debian's Chromium for Playwright); installed when missing.
 system-test-deps:
-	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+	@command -v curl >/dev/null && test -x /usr/bin/chromium || \
+		(apt-get update -qq && apt-get install -y -qq curl chromium)
 
-test-deps: $(VENV)/.test-deps node_modules/.installed system-test-deps
+test-deps: $(VENV)/.test-deps static/vendor/tus.min.js system-test-deps
 
 serve: deps
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import cors, tus
+from . import cors, tus, web
 from .config import load_settings
 from .errors import FilesError
 from .models import db
@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     tus.init_app(app)
     cors.init_app(app)
+    web.init_app(app)
     _register_error_handlers(app)
     _register_health(app)
 
@@ -82,15 +83,27 @@ def _register_error_handlers(app: Flask) -> None:
     def domain_error(error: FilesError):
         if error.status >= 500:
             app.logger.error("server fault on %s %s: %s", request.method, request.path, error.message)
+        if web.wants_html():
+            return web.error_page(error.status, _TITLES.get(error.status, "Something went wrong"), error.message)
         return error.to_dict(), error.status, error.headers
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        status = error.code or 500
         if isinstance(error, InternalServerError):
-            return error_response(500, "internal_error", "the server failed; this is a bug")
+            message = "the server failed; this is a bug"
+            if web.wants_html():
+                return web.error_page(500, "Something went wrong", "The server failed. This is a bug; try again.")
+            return error_response(500, "internal_error", message)
+        if web.wants_html():
+            return web.error_page(status, _TITLES.get(status, error.name), error.description or error.name)
         headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
         code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
-        return error_response(error.code or 500, code, error.description or error.name, headers)
+        return error_response(status, code, error.description or error.name, headers)
+
+
+_TITLES = {400: "That did not work", 404: "Not found", 405: "Not allowed", 409: "Conflict",
+           413: "Too large", 500: "Something went wrong"}
 
 
 def _register_health(app: Flask) -> None:

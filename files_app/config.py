@@ -27,6 +27,7 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_CHECKPOINT_BYTES": (int, 32 * MIB),  # make the offset durable this often
     "FILES_DEFAULT_BUCKET": (str, "uploads"),  # tus uploads whose metadata names no bucket
     "FILES_CORS_ORIGINS": (str, ""),  # comma-separated origins allowed to call the API, or *
+    "FILES_SECRET_KEY": (str, ""),  # signs the UI's session cookie; empty: made once in the data dir
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 8),
 }

@@ -139,6 +139,16 @@ class ObjectService:
         db.session.commit()
         return [BucketInfo(*row) for row in rows]
 
+    def get_bucket(self, name: str) -> BucketInfo:
+        row = db.session.execute(
+            select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
+            .where(Bucket.name == validation.bucket_name(name))
+        ).first()
+        db.session.commit()
+        if row is None:
+            raise NotFound(f"bucket {name!r} does not exist")
+        return BucketInfo(*row)
+
     def create_bucket(self, name: str) -> BucketInfo:
         """An empty bucket; 409 if it exists."""
         name = validation.bucket_name(name)

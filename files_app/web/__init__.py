@@ -1,0 +1,105 @@
+"""HTML pages over the same services: browse buckets and folders, look at files, upload, delete.
+
+Every page has a JSON twin in the API (`<link rel="alternate" type="application/json">`).
+Pages carry a strict CSP (no inline script), and every form POST carries a CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from datetime import UTC, datetime
+import secrets
+from pathlib import Path
+
+from flask import Blueprint, Flask, abort, render_template, request, session, url_for
+
+bp = Blueprint("web", __name__)
+
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            "media-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+
+
+def init_app(app: Flask) -> None:
+    app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    from . import views  # noqa: F401  (routes register on bp)
+
+    app.register_blueprint(bp)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["folder_url"] = folder_url
+    app.jinja_env.filters["bytes"] = human_bytes
+    app.jinja_env.filters["when"] = when
+
+    @app.after_request
+    def page_headers(response):
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def wants_html() -> bool:
+    """Pages answer errors as pages; the API (and anything asking for JSON) as JSON."""
+    return not request.path.startswith(("/v1/", "/healthz")) and request.blueprint != "api"
+
+
+def error_page(status: int, title: str, message: str):
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def folder_url(bucket: str, path: str, **args) -> str:
+    """The page of a folder ('' is the bucket's top) or a file."""
+    if not path:
+        return url_for("web.folder", bucket=bucket, path="", **args)
+    return url_for("web.folder_or_file", bucket=bucket, path=path, **args)
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC") if timestamp else "—"
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+@bp.before_request
+def check_csrf():
+    if request.method == "POST":
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+        if not hmac.compare_digest(sent, session.get("csrf", "")):
+            abort(400, "This form has expired or did not come from this site. Reload the page and try again.")
+
+
+def _secret_key(configured: str, data_dir: Path) -> str:
+    """FILES_SECRET_KEY, else one made once and kept in the data dir (shared by every worker)."""
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    if not path.exists():
+        # Written aside and linked into place, so a worker never reads a half-written key.
+        draft = data_dir / f".secret_key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process was first; use its key
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

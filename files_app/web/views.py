@@ -1,0 +1,127 @@
+"""The pages: buckets, a bucket's folders and files, a file; the forms that create and delete."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, send_from_directory, url_for
+
+from .. import validation
+from ..errors import FilesError
+from . import bp, folder_url
+
+PAGE_SIZE = 100
+PREVIEW_TEXT_BYTES = 256 * 1024
+_TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-ndjson",
+               "application/yaml", "application/toml", "application/x-sh")
+
+
+def _objects():
+    return current_app.extensions["files"].objects
+
+
+@bp.get("/")
+def buckets():
+    return render_template("buckets.html", buckets=_objects().list_buckets())
+
+
+@bp.post("/buckets")
+def create_bucket():
+    name = request.form.get("name", "").strip()
+    try:
+        _objects().create_bucket(name)
+    except FilesError as error:
+        flash(error.message, "error")
+        return redirect(url_for("web.buckets"))
+    flash(f"Bucket {name} created. Drop files here to upload them.", "ok")
+    return redirect(url_for("web.folder", bucket=name, path=""))
+
+
+@bp.post("/b/<bucket>/delete-bucket")
+def delete_bucket(bucket: str):
+    try:
+        _objects().delete_bucket(bucket)
+    except FilesError as error:
+        flash(error.message, "error")
+        return redirect(url_for("web.folder", bucket=bucket, path=""))
+    flash(f"Bucket {bucket} deleted.", "ok")
+    return redirect(url_for("web.buckets"))
+
+
+@bp.get("/b/<bucket>/", defaults={"path": ""}, endpoint="folder")
+@bp.get("/b/<bucket>/<path:path>")
+def folder_or_file(bucket: str, path: str):
+    """Keys never end in '/', so a path that does (or none) is a folder, anything else a file."""
+    if path == "" or path.endswith("/"):
+        return _folder(bucket, path)
+    return _file(bucket, path)
+
+
+def _folder(bucket: str, prefix: str):
+    info = _objects().get_bucket(bucket)
+    page = _objects().list(bucket, prefix=validation.list_prefix(prefix), delimiter="/",
+                           limit=validation.list_limit(request.args.get("limit"), default=PAGE_SIZE),
+                           cursor=request.args.get("cursor"))
+    return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
+                           limit=request.args.get("limit"))
+
+
+def _file(bucket: str, key: str):
+    info, stream = _objects().open(bucket, key)
+    with stream:
+        preview = _preview_kind(info.mime_type)
+        text = None
+        if preview == "text":
+            raw = stream.read(PREVIEW_TEXT_BYTES + 1)
+            text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
+            truncated = len(raw) > PREVIEW_TEXT_BYTES
+        else:
+            truncated = False
+    folder = key.rpartition("/")[0]
+    return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated,
+                           crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
+                           folder=folder + "/" if folder else "")
+
+
+@bp.post("/b/<bucket>/delete")
+def delete_files(bucket: str):
+    keys = request.form.getlist("key")
+    back = request.form.get("back", "")
+    deleted, failed = 0, []
+    for key in keys:
+        try:
+            _objects().delete(bucket, key)
+            deleted += 1
+        except FilesError as error:
+            failed.append(f"{key}: {error.message}")
+    if deleted:
+        flash(f"Deleted {deleted} file{'s' if deleted != 1 else ''}.", "ok")
+    for message in failed:
+        flash(message, "error")
+    return redirect(folder_url(bucket, back))
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml")
+
+
+def _crumbs(prefix: str) -> list[tuple[str, str]]:
+    """[(label, prefix)] for each folder level of `prefix`."""
+    crumbs, path = [], ""
+    for part in [p for p in prefix.split("/") if p]:
+        path += part + "/"
+        crumbs.append((part, path))
+    return crumbs
+
+
+def _preview_kind(mime_type: str) -> str | None:
+    base = mime_type.split(";")[0].strip().lower()
+    if base == "image/svg+xml" or base.startswith("image/"):
+        return "image"  # in <img>, even an SVG's script never runs
+    if base.startswith(("audio/", "video/")):
+        return base.split("/")[0]
+    if base == "application/pdf":
+        return "pdf"
+    if base.startswith("text/") or base in _TEXT_TYPES or base.endswith(("+json", "+xml")):
+        return "text"  # shown as escaped source, never rendered
+    return None
+

@@ -1,0 +1,115 @@
+// Page behaviour shared by every view: filter, sort, select, confirm, copy, keyboard.
+
+const typing = (el) => el && (el.isContentEditable || ['TEXTAREA', 'SELECT'].includes(el.tagName) ||
+  (el.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit'].includes(el.type)))
+
+// Filter the rows of a table by name, as you type; "/" focuses the filter.
+for (const input of document.querySelectorAll('[data-filter-target]')) {
+  input.addEventListener('input', () => {
+    const needle = input.value.trim().toLowerCase()
+    const target = document.querySelector(input.dataset.filterTarget)
+    for (const row of target ? target.querySelectorAll('tbody tr') : []) {
+      row.hidden = needle !== '' && !(row.dataset.name || '').toLowerCase().includes(needle)
+    }
+    updateSelection()
+  })
+}
+
+// Sort by a column; folders stay above files. (Delegated: the listing may be swapped in anew.)
+document.addEventListener('click', (event) => {
+  const button = event.target.closest('table[data-sortable] th button[data-sort]')
+  if (button) sortTable(button.closest('table'), button)
+})
+
+function sortTable (table, button) {
+  const th = button.closest('th')
+  const column = [...th.parentElement.children].indexOf(th)
+  const ascending = th.getAttribute('aria-sort') !== 'ascending'
+  table.querySelectorAll('th').forEach((other) => other.removeAttribute('aria-sort'))
+  th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending')
+  const numeric = button.dataset.sort === 'number'
+  const body = table.tBodies[0]
+  const rows = [...body.rows]
+  rows.sort((a, b) => {
+    const folder = (b.classList.contains('folder') ? 1 : 0) - (a.classList.contains('folder') ? 1 : 0)
+    if (folder) return folder
+    const x = a.cells[column].dataset.value
+    const y = b.cells[column].dataset.value
+    const order = numeric ? Number(x) - Number(y) : x.localeCompare(y)
+    return ascending ? order : -order
+  })
+  body.append(...rows)
+}
+
+// Selection and "Delete selected".
+const selectAllBox = () => document.querySelector('[data-testid=select-all]')
+const deleteButton = () => document.querySelector('[data-testid=delete-selected]')
+const visibleBoxes = () => [...document.querySelectorAll('[data-testid=select-row]')].filter((box) => !box.closest('tr').hidden)
+
+function updateSelection () {
+  const deleteSelected = deleteButton()
+  const selectAll = selectAllBox()
+  if (!deleteSelected) return
+  const boxes = visibleBoxes()
+  const chosen = boxes.filter((box) => box.checked).length
+  deleteSelected.disabled = chosen === 0
+  deleteSelected.dataset.count = String(chosen)
+  document.getElementById('selection-count').textContent = chosen ? `${chosen} selected` : ''
+  if (selectAll) {
+    selectAll.checked = chosen > 0 && chosen === boxes.length
+    selectAll.indeterminate = chosen > 0 && chosen < boxes.length
+  }
+}
+
+document.addEventListener('change', (event) => {
+  if (event.target.matches('[data-testid=select-all]')) {
+    for (const box of visibleBoxes()) box.checked = event.target.checked
+  }
+  if (event.target.matches('[data-testid=select-all], [data-testid=select-row]')) updateSelection()
+})
+updateSelection()
+
+// Any submit button with data-confirm asks first, in an accessible <dialog>.
+const dialog = document.getElementById('confirm')
+document.addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-confirm]')
+  if (!button || !dialog) return
+  event.preventDefault()
+  const count = button.dataset.count || '1'
+  document.getElementById('confirm-message').textContent = button.dataset.confirm.replace('{count}', count)
+  dialog.returnValue = ''
+  dialog.showModal()
+  dialog.addEventListener('close', () => {
+    if (dialog.returnValue !== 'ok') return button.focus()
+    // Hidden (filtered out) rows are never deleted by accident.
+    for (const box of button.form.querySelectorAll('[data-testid=select-row]')) {
+      if (box.closest('tr').hidden) box.checked = false
+    }
+    button.form.submit()
+  }, { once: true })
+})
+
+// Copy a link.
+document.addEventListener('click', async (event) => {
+  const button = event.target.closest('button[data-copy]')
+  if (!button) return
+  try {
+    await navigator.clipboard.writeText(button.dataset.copy)
+    button.textContent = 'Link copied'
+  } catch {
+    window.prompt('Copy this link', button.dataset.copy)
+  }
+})
+
+document.addEventListener('keydown', (event) => {
+  if (typing(document.activeElement) || event.ctrlKey || event.metaKey || event.altKey) return
+  if (event.key === '/') {
+    const filter = document.querySelector('[data-testid=filter]')
+    if (filter) { event.preventDefault(); filter.focus() }
+  } else if (event.key === 'Delete' && deleteButton() && !deleteButton().disabled) {
+    event.preventDefault()
+    deleteButton().click()
+  }
+})
+
+export { updateSelection as rebind }

@@ -1,0 +1,268 @@
+// Drag-and-drop and picked uploads through tus-js-client (static/vendor/tus.min.js): it does the
+// chunking, retries and resuming; this module only queues, shows progress and asks about conflicts.
+const tus = window.tus
+const zone = document.getElementById('dropzone')
+const MAX_PARALLEL = 3
+const CHUNK = 8 * 1024 * 1024
+const bucket = zone.dataset.bucket
+const prefix = zone.dataset.prefix
+const endpoint = new URL(zone.dataset.endpoint, window.location.href).href
+const panel = document.getElementById('uploads')
+const list = document.getElementById('upload-list')
+const template = document.getElementById('upload-template')
+const items = []
+
+// --- collecting files: picked, dropped, and dropped folders -----------------------------------
+document.getElementById('file-input').addEventListener('change', (event) => {
+  addFiles([...event.target.files].map((file) => ({ file, path: file.name })))
+  event.target.value = ''
+})
+document.getElementById('folder-input').addEventListener('change', (event) => {
+  addFiles([...event.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })))
+  event.target.value = ''
+})
+
+let dragDepth = 0
+zone.addEventListener('dragenter', (event) => { event.preventDefault(); dragDepth++; zone.classList.add('dragging') })
+zone.addEventListener('dragover', (event) => { event.preventDefault() })
+zone.addEventListener('dragleave', () => { if (--dragDepth <= 0) { dragDepth = 0; zone.classList.remove('dragging') } })
+zone.addEventListener('drop', async (event) => {
+  event.preventDefault()
+  dragDepth = 0
+  zone.classList.remove('dragging')
+  addFiles(await droppedFiles(event.dataTransfer))
+})
+
+async function droppedFiles (transfer) {
+  const entries = [...(transfer.items || [])].map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
+  if (entries.length && entries.every(Boolean)) {
+    const found = []
+    for (const entry of entries) await walk(entry, '', found)
+    return found
+  }
+  return [...transfer.files].map((file) => ({ file, path: file.name }))
+}
+
+async function walk (entry, parent, found) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject))
+    found.push({ file, path: parent + entry.name })
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader()
+    let batch
+    do { // readEntries answers in batches until it answers none
+      batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject))
+      for (const child of batch) await walk(child, parent + entry.name + '/', found)
+    } while (batch.length)
+  }
+}
+
+// --- the queue ----------------------------------------------------------------------------------
+function addFiles (picked) {
+  if (!picked.length) return
+  panel.hidden = false
+  for (const { file, path } of picked) {
+    const item = makeItem(file, prefix + path.replace(/^\/+/, ''))
+    items.push(item)
+    checkConflict(item)
+  }
+  pump()
+}
+
+function makeItem (file, key) {
+  const node = template.content.firstElementChild.cloneNode(true)
+  node.dataset.key = key
+  node.querySelector('.upload-name').textContent = key
+  list.append(node)
+  const item = { file, key, node, state: 'queued', upload: null, ready: false, sent: 0, samples: [] }
+  node.querySelector('[data-testid=pause]').addEventListener('click', () => pause(item))
+  node.querySelector('[data-testid=resume]').addEventListener('click', () => resume(item))
+  node.querySelector('[data-testid=retry]').addEventListener('click', () => resume(item))
+  node.querySelector('[data-testid=cancel]').addEventListener('click', () => cancel(item))
+  for (const choice of ['replace', 'skip', 'keep-both']) {
+    node.querySelector(`[data-testid=conflict-${choice}]`).addEventListener('click', () => decide(item, choice))
+  }
+  render(item, 'Waiting')
+  return item
+}
+
+async function checkConflict (item) {
+  // A listing by prefix answers 200 whether or not the key exists: no 404 in the console.
+  const url = `${zone.dataset.listUrl}?prefix=${encodeURIComponent(item.key)}&limit=1`
+  try {
+    const response = await fetch(url, { headers: { Accept: 'application/json' } })
+    const body = response.ok ? await response.json() : { data: [] }
+    if (body.data.length && body.data[0].key === item.key) {
+      item.node.querySelector('.conflict').hidden = false
+      render(item, 'Exists already: choose')
+      return
+    }
+  } catch { /* offline: upload, and let the server decide */ }
+  item.ready = true
+  pump()
+}
+
+function decide (item, choice) {
+  item.node.querySelector('.conflict').hidden = true
+  if (choice === 'skip') return finish(item, 'done', 'Skipped')
+  if (choice === 'keep-both') {
+    item.key = freeName(item.key)
+    item.node.dataset.key = item.key
+    item.node.querySelector('.upload-name').textContent = item.key
+    item.ready = false
+    return checkConflict(item)
+  }
+  item.ready = true
+  pump()
+}
+
+function freeName (key) {
+  const slash = key.lastIndexOf('/') + 1
+  const dot = key.lastIndexOf('.')
+  const [stem, ext] = dot > slash ? [key.slice(0, dot), key.slice(dot)] : [key, '']
+  const match = stem.match(/^(.*) \((\d+)\)$/)
+  return match ? `${match[1]} (${Number(match[2]) + 1})${ext}` : `${stem} (1)${ext}`
+}
+
+function pump () {
+  const running = items.filter((item) => item.state === 'uploading').length
+  const waiting = items.filter((item) => item.state === 'queued' && item.ready)
+  for (const item of waiting.slice(0, Math.max(0, MAX_PARALLEL - running))) start(item)
+  summarize()
+}
+
+async function start (item) {
+  item.state = 'uploading'
+  render(item, 'Starting')
+  item.upload = new tus.Upload(item.file, {
+    endpoint,
+    chunkSize: CHUNK,
+    retryDelays: [0, 1000, 3000, 5000, 10000],
+    metadata: { bucket, key: item.key, filetype: item.file.type || '' },
+    // The same file dropped into another folder or bucket is another upload.
+    fingerprint: (file) => Promise.resolve(['files', bucket, item.key, file.size, file.lastModified, endpoint].join('|')),
+    storeFingerprintForResuming: true,
+    removeFingerprintOnSuccess: true,
+    onProgress: (sent, total) => progress(item, sent, total),
+    onSuccess: () => finish(item, 'done', 'Uploaded'),
+    onError: (error) => failed(item, error),
+  })
+  const previous = await item.upload.findPreviousUploads()
+  if (previous.length) {
+    item.upload.resumeFromPreviousUpload(previous[0])
+    item.node.dataset.resumed = 'true'
+  }
+  item.upload.start()
+}
+
+function pause (item) {
+  if (item.state !== 'uploading' || !item.upload) return
+  item.upload.abort() // the server keeps every byte that arrived
+  item.state = 'paused'
+  render(item, 'Paused')
+  pump()
+}
+
+function resume (item) {
+  if (!['paused', 'error'].includes(item.state)) return
+  if (!item.upload) { item.state = 'queued'; item.ready = true; return pump() }
+  item.state = 'uploading'
+  item.samples = []
+  render(item, 'Resuming')
+  item.upload.start() // asks the server for its offset first
+  summarize()
+}
+
+async function cancel (item) {
+  const upload = item.upload
+  item.state = 'cancelled'
+  item.node.remove()
+  items.splice(items.indexOf(item), 1)
+  if (upload) await upload.abort(true).catch(() => {}) // also frees what the server holds
+  pump()
+}
+
+function failed (item, error) {
+  item.state = 'error'
+  const offline = !navigator.onLine
+  render(item, offline ? 'Offline: resumes when the network is back' : `Failed: ${error.message.split('\n')[0]}`)
+  pump()
+}
+
+function finish (item, state, label) {
+  item.state = state
+  if (state === 'done') item.sent = item.file.size
+  render(item, label)
+  pump()
+  if (items.every((other) => ['done', 'cancelled'].includes(other.state))) refreshListing()
+}
+
+window.addEventListener('online', () => {
+  for (const item of items.filter((other) => other.state === 'error')) resume(item)
+})
+
+// --- showing it -------------------------------------------------------------------------------------
+function progress (item, sent, total) {
+  item.sent = sent
+  const now = performance.now()
+  item.samples.push([now, sent])
+  while (item.samples.length > 2 && now - item.samples[0][0] > 5000) item.samples.shift()
+  const [t0, s0] = item.samples[0]
+  const speed = now > t0 ? (sent - s0) / ((now - t0) / 1000) : 0
+  const left = speed > 0 ? (total - sent) / speed : Infinity
+  const stats = `${size(sent)} of ${size(total)}` + (speed > 0 ? ` · ${size(speed)}/s · ${duration(left)} left` : '')
+  render(item, 'Uploading', stats)
+  summarize()
+}
+
+function render (item, status, stats) {
+  const node = item.node
+  const percent = item.file.size ? Math.floor((item.sent / item.file.size) * 100) : (item.state === 'done' ? 100 : 0)
+  node.dataset.state = item.state
+  const bar = node.querySelector('[data-testid=upload-progress]')
+  bar.value = percent
+  bar.dataset.percent = String(percent)
+  bar.setAttribute('aria-label', `${item.key}: ${percent}%`)
+  node.querySelector('.upload-status').textContent = status
+  if (stats !== undefined) node.querySelector('.upload-stats').textContent = stats
+  node.querySelector('[data-testid=pause]').hidden = item.state !== 'uploading'
+  node.querySelector('[data-testid=resume]').hidden = item.state !== 'paused'
+  node.querySelector('[data-testid=retry]').hidden = item.state !== 'error'
+  node.querySelector('[data-testid=cancel]').hidden = item.state === 'done'
+}
+
+function summarize () {
+  const total = items.reduce((sum, item) => sum + item.file.size, 0)
+  const sent = items.reduce((sum, item) => sum + Math.min(item.sent, item.file.size), 0)
+  const done = items.filter((item) => item.state === 'done').length
+  const overall = document.getElementById('uploads-overall')
+  overall.value = total ? Math.floor((sent / total) * 100) : 100
+  document.getElementById('uploads-summary').textContent = `${done} of ${items.length} done · ${size(sent)} of ${size(total)}`
+}
+
+async function refreshListing () {
+  // Show the new files: fetch this page again and swap its listing in.
+  const response = await fetch(window.location.href, { headers: { Accept: 'text/html' } })
+  if (!response.ok) return
+  const fresh = new DOMParser().parseFromString(await response.text(), 'text/html')
+  const form = fresh.getElementById('listing-form')
+  if (form) {
+    document.getElementById('listing-form').replaceWith(form)
+    const module = await import('./browser.js')
+    module.rebind()
+  }
+}
+
+function size (bytes) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++ }
+  return unit ? `${value.toFixed(1)} ${units[unit]}` : `${Math.round(value)} B`
+}
+
+function duration (seconds) {
+  if (!Number.isFinite(seconds)) return '…'
+  if (seconds < 60) return `${Math.ceil(seconds)} s`
+  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`
+}
