@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hmac
 import os
-from datetime import UTC, datetime
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Blueprint, Flask, abort, render_template, request, session, url_for

@@ -1,0 +1,266 @@
+"""The web UI in real Chromium against a real gunicorn server: uploads (dropped, picked, paused,
+resumed after a reload, surviving the network going away), browsing, deleting, and safety."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
+
+
+def throttle_uploads(page, bytes_per_second: int, offline: bool = False) -> None:
+    """Slow the page's uploads down (or cut its network) through the DevTools protocol, on one
+    session per page (each session keeps conditions of its own)."""
+    if getattr(page, "cdp", None) is None:
+        page.cdp = page.context.new_cdp_session(page)
+        page.cdp.send("Network.enable")
+    page.cdp.send("Network.emulateNetworkConditions", {"offline": offline, "latency": 0, "downloadThroughput": -1,
+                                                       "uploadThroughput": bytes_per_second})
+
+
+def make_bucket(page, server, name: str) -> None:
+    page.goto(server.url + "/")
+    page.fill("#new-bucket", name)
+    page.click("[data-testid=create-bucket]")
+    expect(page).to_have_url(re.compile(f"/b/{name}/$"))
+
+
+def pattern(index: int, size: int) -> bytes:
+    """The bytes the page's JavaScript makes for file `index` (see DROP_FILES)."""
+    return bytes((index * 31 + i * 7) % 251 for i in range(size))
+
+
+DROP_FILES = """([names, sizes, zone]) => {
+  const transfer = new DataTransfer()
+  names.forEach((name, index) => {
+    const bytes = new Uint8Array(sizes[index]).map((_, i) => (index * 31 + i * 7) % 251)
+    transfer.items.add(new File([bytes], name, { type: 'application/octet-stream' }))
+  })
+  document.querySelector(zone).dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true }))
+}"""
+
+# A dropped folder reaches the page as FileSystemEntry objects; Chromium will not let a script build
+# real ones, so these stand-ins have the same shape (isFile/isDirectory, file(), createReader()).
+DROP_FOLDER = """([tree, zone]) => {
+  let n = 0
+  const entry = (name, node) => typeof node === 'number'
+    ? { isFile: true, isDirectory: false, name,
+        file: (ok) => ok(new File([new Uint8Array(node).map((_, i) => (n++ * 0 + i * 7) % 251)], name)) }
+    : { isFile: false, isDirectory: true, name, createReader: () => {
+          let done = false
+          const children = () => Object.entries(node).map(([k, v]) => entry(k, v))
+          return { readEntries: (ok) => { ok(done ? [] : children()); done = true } }
+        } }
+  const items = Object.entries(tree).map(([name, node]) => ({ webkitGetAsEntry: () => entry(name, node) }))
+  const event = new Event('drop', { bubbles: true, cancelable: true })
+  Object.defineProperty(event, 'dataTransfer', { value: { items, files: [] } })
+  document.querySelector(zone).dispatchEvent(event)
+}"""
+
+
+def wait_all_done(page, count: int, timeout: float = 60_000) -> None:
+    expect(page.locator("[data-testid=upload-item][data-state=done]")).to_have_count(count, timeout=timeout)
+
+
+def test_drop_several_files(page, server, api):
+    make_bucket(page, server, "dropped")
+    names, sizes = ["a.bin", "b b.txt", "été.dat"], [1, 300_000, 2 * MIB + 3]
+    page.evaluate(DROP_FILES, [names, sizes, "[data-testid=dropzone]"])
+    wait_all_done(page, 3)
+    for index, (name, size) in enumerate(zip(names, sizes, strict=True)):
+        info = api.file("dropped", name)
+        assert (info["bytes"], info["sha256"]) == (size, hashlib.sha256(pattern(index, size)).hexdigest())
+    expect(page.locator("[data-testid=object-row]")).to_have_count(3)  # the listing shows them
+
+
+def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
+    make_bucket(page, server, "folders")
+    page.goto(server.url + "/b/folders/")
+    page.evaluate(DROP_FOLDER, [{"album": {"one.jpg": 10, "deep": {"two.jpg": 20}}}, "[data-testid=dropzone]"])
+    wait_all_done(page, 2)
+    assert sorted(api.keys("folders")) == ["album/deep/two.jpg", "album/one.jpg"]
+    assert api.file("folders", "album/deep/two.jpg")["sha256"] == hashlib.sha256(pattern(0, 20)).hexdigest()
+
+    picked = tmp_path / "picked"
+    (picked / "sub").mkdir(parents=True)
+    (picked / "x.txt").write_bytes(b"x" * 5)
+    (picked / "sub" / "y.txt").write_bytes(b"y" * 7)
+    page.goto(server.url + "/b/folders/album/")  # into a folder: keys get its prefix
+    page.set_input_files("[data-testid=folder-input]", str(picked))
+    wait_all_done(page, 2)
+    assert api.file("folders", "album/picked/sub/y.txt")["bytes"] == 7
+    assert api.file("folders", "album/picked/x.txt")["sha256"] == hashlib.sha256(b"x" * 5).hexdigest()
+
+
+def test_pause_resume_and_resume_after_reload(page, server, api, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(data := os.urandom(64 * MIB))
+    make_bucket(page, server, "large")
+    offsets = []  # where each PATCH starts: what was sent is the size less the first of them
+    page.on("request", lambda request: request.method == "PATCH" and offsets.append(
+        int(request.headers["upload-offset"])))
+    throttle_uploads(page, 24 * MIB)
+    page.set_input_files("[data-testid=file-input]", str(big))
+    item = page.locator("[data-testid=upload-item]")
+    bar = page.locator("[data-testid=upload-progress]")
+    expect(item).to_have_attribute("data-state", "uploading")
+    page.wait_for_function("() => document.querySelector('[data-testid=upload-progress]').value >= 10")
+    page.click("[data-testid=pause]")
+    expect(item).to_have_attribute("data-state", "paused")
+    paused_at = int(bar.get_attribute("data-percent"))
+    page.click("[data-testid=resume]")
+    expect(item).to_have_attribute("data-state", "uploading")
+    page.wait_for_function(f"() => document.querySelector('[data-testid=upload-progress]').value >= {paused_at + 20}")
+
+    page.reload()  # the tab goes away mid-upload
+    page.cdp = None
+    throttle_uploads(page, 256 * MIB)
+    offsets.clear()
+    page.set_input_files("[data-testid=file-input]", str(big))  # the same file, dropped again
+    wait_all_done(page, 1)
+    assert page.locator("[data-testid=upload-item]").get_attribute("data-resumed") == "true"
+    assert offsets[0] > 0  # resumed from the server's offset: fewer bytes sent than the file holds
+    assert len(data) - offsets[0] < len(data)
+    info = api.file("large", "big.bin")
+    assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_network_cut_and_back(page, server, api, tmp_path):
+    path = tmp_path / "trip.bin"
+    path.write_bytes(data := os.urandom(24 * MIB))
+    make_bucket(page, server, "offline")
+    throttle_uploads(page, 8 * MIB)
+    page.set_input_files("[data-testid=file-input]", str(path))
+    page.wait_for_function("() => document.querySelector('[data-testid=upload-progress]').value >= 20")
+    throttle_uploads(page, 8 * MIB, offline=True)
+    expect(page.locator("[data-testid=upload-item]")).to_have_attribute("data-state", "error")
+    assert page.evaluate("() => navigator.onLine") is False
+    throttle_uploads(page, 64 * MIB)
+    wait_all_done(page, 1)
+    assert api.file("offline", "trip.bin")["sha256"] == hashlib.sha256(data).hexdigest()
+    page.console_errors.clear()  # the browser logs the requests the cut network refused
+
+
+def test_conflict_choices(page, server, api):
+    api.put("clash", "same.txt", b"old")
+    page.goto(server.url + "/b/clash/")
+    for choice, expected in (("conflict-keep-both", "same (1).txt"), ("conflict-replace", "same.txt")):
+        page.evaluate(DROP_FILES, [["same.txt"], [4], "[data-testid=dropzone]"])
+        page.locator(f"[data-testid=upload-item] [data-testid={choice}]").last.click()
+        expect(page.locator(f"[data-testid=upload-item][data-key='{expected}'][data-state=done]")).to_have_count(1)
+    assert sorted(api.keys("clash")) == ["same (1).txt", "same.txt"]
+    assert api.file("clash", "same.txt")["bytes"] == 4  # replaced
+    page.evaluate(DROP_FILES, [["same.txt"], [9], "[data-testid=dropzone]"])
+    page.locator("[data-testid=upload-item] [data-testid=conflict-skip]").last.click()
+    expect(page.locator("[data-testid=upload-item][data-state=done]")).to_have_count(3)
+    assert api.file("clash", "same.txt")["bytes"] == 4  # skipped: unchanged
+
+
+def test_browse_sort_filter_and_page(page, server, api):
+    for index in range(250):
+        api.put("many", f"f{index:03}.txt", b"x" * (index + 1))
+    api.put("many", "docs/inner/deep.txt", b"deep")
+    page.goto(server.url + "/b/many/")
+    rows = page.locator("[data-testid=object-row]")
+    expect(page.locator("[data-testid=folder-row][data-prefix='docs/']")).to_have_count(1)
+    expect(rows).to_have_count(99)  # a page holds 100 entries: the folder and 99 files
+    page.click("[data-testid=next-page]")
+    expect(rows).to_have_count(100)
+    expect(rows.first).to_have_attribute("data-key", "f099.txt")
+    page.click("[data-testid=next-page]")
+    expect(rows).to_have_count(51)
+    expect(page.locator("[data-testid=next-page]")).to_have_count(0)
+
+    page.click("th button:has-text('Size')")  # ascending by size
+    page.click("th button:has-text('Size')")  # descending
+    expect(rows.first).to_have_attribute("data-key", "f249.txt")
+    page.keyboard.press("/")
+    page.keyboard.type("f24")
+    expect(page.locator("[data-testid=object-row]:visible")).to_have_count(10)
+
+    page.goto(server.url + "/b/many/")
+    page.click("[data-testid=folder-row] a")
+    page.click("[data-testid=folder-row][data-prefix='docs/inner/'] a")
+    expect(page.locator("[data-testid=object-row]")).to_have_attribute("data-key", "docs/inner/deep.txt")
+    page.locator("[data-testid=breadcrumb]", has_text="docs").click()
+    expect(page).to_have_url(re.compile("/b/many/docs/$"))
+    page.locator("[data-testid=breadcrumb]", has_text="many").click()
+    expect(page).to_have_url(re.compile("/b/many/$"))
+
+
+def test_select_all_bulk_delete_and_single_delete(page, server, api):
+    for key in ("a.txt", "b.txt", "c.txt", "keep/me.txt"):
+        api.put("tidy", key, b"bye")
+    page.goto(server.url + "/b/tidy/")
+    page.check("[data-testid=select-all]")
+    page.click("[data-testid=delete-selected]")
+    expect(page.locator("#confirm-message")).to_contain_text("Delete 3 selected file(s)")
+    page.click("[data-testid=confirm-delete]")
+    expect(page.locator(".flash-ok")).to_contain_text("Deleted 3 files")
+    assert api.keys("tidy") == ["keep/me.txt"]
+
+    page.goto(server.url + "/b/tidy/keep/me.txt")
+    page.click("[data-testid=delete]")
+    page.click("[data-testid=confirm-delete]")
+    expect(page.locator(".flash-ok")).to_contain_text("Deleted 1 file")
+    assert api.keys("tidy") == []
+
+
+def test_uploaded_html_and_svg_never_run(page, server, api):
+    api.put("evil", "page.html", b"<script>alert('html ran')</script><h1>hi</h1>", "text/html")
+    api.put("evil", "pic.svg", b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(\'svg ran\')">'
+                               b"<script>alert('svg script ran')</script><rect width='9' height='9'/></svg>",
+            "image/svg+xml")
+    for key in ("page.html", "pic.svg"):
+        page.goto(f"{server.url}/b/evil/{key}")
+        expect(page.locator("[data-testid=preview]")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+    expect(page.locator("[data-testid=preview] pre")).to_have_count(0)  # the SVG is an <img>
+    page.goto(f"{server.url}/b/evil/page.html")
+    expect(page.locator("[data-testid=preview] pre")).to_contain_text("<script>alert('html ran')</script>")
+    assert page.dialogs == []
+
+
+PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt")]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_pages_are_accessible_and_clean(browser, server, api, scheme):
+    from pathlib import Path
+
+    api.put("look", "notes.txt", b"Plain text, shown as a preview.\n" * 5)
+    api.put("look", "photos/cat.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="9"/></svg>', "image/svg+xml")
+    axe = (Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for name, path in PAGES:
+        page.goto(server.url + path)
+        page.evaluate(axe)  # through DevTools: the page's CSP rightly forbids inline scripts
+        violations = page.evaluate("async () => (await axe.run()).violations.map(v => v.id + ': ' + v.help)")
+        assert violations == [], (name, violations)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
+    page.goto(server.url + "/b/look/")
+    page.evaluate(DROP_FILES, [["shot.bin"], [10], "[data-testid=dropzone]"])
+    wait_all_done(page, 1)
+    page.screenshot(path=str(SCREENSHOTS / f"uploads-{scheme}.png"), full_page=True)
+    context.close()
+    assert errors == []
+
+
+def test_errors_are_friendly_pages(page, server):
+    response = page.goto(server.url + "/b/nope/")
+    assert response.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    page.console_errors.clear()  # the browser logs the 404 of the page itself
+    assert "Traceback" not in page.content()
