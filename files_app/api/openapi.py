@@ -20,15 +20,17 @@ def _error(description: str) -> dict:
 
 
 _SESSION_ID = {"name": "session_id", "in": "path", "required": True,
-               "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+               "description": "32 hex digits, as the server made it; any other is unknown (404)",
+               "schema": {"type": "string"}}
 _BUCKET = {"name": "bucket", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$"}}
 _KEY = {"name": "key", "in": "path", "required": True, "description": "may contain '/'",
         "schema": {"type": "string"}}
 _OFFSET_HEADER = {"name": "Upload-Offset", "in": "header", "required": False,
                   "schema": {"type": "integer", "minimum": 0}}
-_TUS_RESUMABLE = {"name": "Tus-Resumable", "in": "header", "required": True,
-                  "schema": {"type": "string", "enum": ["1.0.0"]}}
+_TUS_RESUMABLE = {"name": "Tus-Resumable", "in": "header", "required": False,
+                  "description": "tus requires it: without it, or with another version, the answer is 412",
+                  "schema": {"type": "string"}}
 _CHECKSUM_HEADER = {"name": "Upload-Checksum", "in": "header", "required": False,
                     "description": "'<sha256|sha1|md5> <base64 digest>' of this chunk",
                     "schema": {"type": "string"}}
@@ -48,15 +50,16 @@ _SCHEMAS = {
         "properties": {
             "bucket": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,63}$"},
             "key": {"type": "string", "minLength": 1},
-            "mime_type": {"type": "string"},
+            "mime_type": {"type": ["string", "null"], "description": "null or absent: guessed from the key"},
             "size": {"type": "integer", "minimum": 0},
-            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{64}$"},
         },
     },
     "Session": {
         "type": "object", "required": ["id", "url", "offset", "size"],
         "properties": {"id": {"type": "string"}, "url": {"type": "string", "format": "uri"},
-                       "offset": {"type": "integer"}, "size": {"type": "integer"}},
+                       "offset": {"type": "integer"},
+                       "size": {"type": ["integer", "null"], "description": "null while tus defers the length"}},
     },
     "File": {
         "type": "object", "required": ["key", "bucket", "mime_type", "bytes", "created_at", "url", "sha256"],
@@ -102,7 +105,9 @@ SPEC = {
                                 "content": {"application/json": {"schema": _ref("SessionCreate")}}},
                 "responses": {"201": _json(_ref("Session"), "The new session (tus: Location header, no body)"),
                               "400": _error("Invalid field"), "412": _error("The key exists"),
-                              "413": _error("Above the maximum object size")},
+                              "413": _error("Above the maximum object size"),
+                              "415": _error("tus: upload bytes without application/offset+octet-stream"),
+                              "422": _error("size 0 and a sha256 that is not the empty file's")},
             },
         },
         "/v1/files/session:{session_id}": {
@@ -192,6 +197,13 @@ SPEC = {
     },
     "components": {"schemas": _SCHEMAS},
 }
+
+
+# Any operation can meet a malformed name, header or parameter.
+for _operations in SPEC["paths"].values():
+    for _method, _operation in _operations.items():
+        if _method != "parameters":
+            _operation["responses"].setdefault("400", _error("Malformed request"))
 
 
 @bp.get("/openapi.json")

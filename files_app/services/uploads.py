@@ -98,14 +98,14 @@ class UploadService:
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
-               create_only: bool = False, kind: str = "upload", tus_metadata: str | None = None,
-               tus_concat: str | None = None) -> SessionInfo:
-        """A new session. `size=None` defers the length (tus); a "partial" has no bucket or key."""
+               create_only: bool = False, kind: str = "upload", defer_length: bool = False,
+               tus_metadata: str | None = None, tus_concat: str | None = None) -> SessionInfo:
+        """A new session. `defer_length` (tus) leaves the size to a later write; a "partial" has
+        no bucket or key."""
         bucket_id = None
         if kind != "partial":
             bucket, key = validation.bucket_name(bucket), validation.object_key(key)
-        if size is not None:
-            size = validation.object_size(size, self.max_size)
+        size = None if defer_length else validation.object_size(size, self.max_size)
         mime_type = validation.mime_type(mime_type, key or "")
         expected = validation.sha256_hex(sha256)
         if kind != "partial":

@@ -73,7 +73,7 @@ def create_upload():
     size = None if length is None else protocol.parse_length(length)
     if kind == "partial":
         target.update(bucket=None, key=None)
-    info = uploads().create(size=size, kind=kind, **target)
+    info = uploads().create(size=size, kind=kind, defer_length=size is None, **target)
     headers = {"Location": _location(info), "Upload-Expires": http_date(info.expires_at)}
     if _has_body():  # creation-with-upload
         info = uploads().write(info.id, RequestBody(request.stream), length=request.content_length, offset=0,

@@ -179,3 +179,9 @@ def test_bad_upload_requests(client):
     assert_error(client.post("/v1/files/session:" + "0" * 32, data=b"x"), 404, "not_found")
     assert_error(client.get("/v1/files/session:not-an-id"), 404, "not_found")
     assert client.get(url).get_json()["offset"] == 0
+
+
+def test_size_null_is_not_a_size(client):
+    """Found by schemathesis: the JSON API must not create a length-deferred session."""
+    error = assert_error(create(client, size=None), 400, "invalid_size")
+    assert "size" in error["message"]
