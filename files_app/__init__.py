@@ -10,11 +10,12 @@ from typing import Any
 from flask import Flask, request
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import cors, tus, web
 from .config import load_settings
-from .errors import FilesError
+from .errors import FilesError, Unavailable
 from .models import db
 from .services import ObjectService, UploadService
 from .storage import BlobStore, make_store
@@ -86,6 +87,18 @@ def _register_error_handlers(app: Flask) -> None:
         if web.wants_html():
             return web.error_page(error.status, _TITLES.get(error.status, "Something went wrong"), error.message)
         return error.to_dict(), error.status, error.headers
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_unavailable(error: Exception):
+        # Down, restarting or locked past the busy timeout: every step commits on its own, so
+        # nothing is half done. Tell the client to come back.
+        app.logger.warning("database unavailable on %s %s: %s", request.method, request.path, error)
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the connection may be gone as well
+            pass
+        return domain_error(Unavailable("the database is unavailable; retry shortly"))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -110,6 +110,23 @@ class ChecksumMismatch(FilesError):
     code = "checksum_mismatch"
 
 
+class InsufficientStorage(FilesError):
+    """The disk (or quota) is full. What was durable stays; the upload resumes once space is freed."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
+class Unavailable(FilesError):
+    """The database is unreachable or too busy: nothing was half done; retry shortly."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
 class StorageError(FilesError):
     """The blob store lost or refused bytes it should have: a server fault, not the client's."""
 

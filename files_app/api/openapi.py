@@ -204,6 +204,9 @@ for _operations in SPEC["paths"].values():
     for _method, _operation in _operations.items():
         if _method != "parameters":
             _operation["responses"].setdefault("400", _error("Malformed request"))
+            _operation["responses"].setdefault("503", _error("The database is unavailable; Retry-After"))
+            if _method in ("post", "patch"):
+                _operation["responses"].setdefault("507", _error("Storage full; the durable offset is kept"))
 
 
 @bp.get("/openapi.json")

@@ -24,6 +24,7 @@ from ..errors import (
     DigestMismatch,
     FinalUploadImmutable,
     IncompleteBody,
+    InsufficientStorage,
     InvalidInput,
     NotFound,
     OffsetMismatch,
@@ -236,6 +237,12 @@ class UploadService:
             writer.rollback(info.offset)  # nothing of a refused body is kept
             if durable != info.offset:
                 lease.commit_update(offset=info.offset, hash_state=start_state)
+            raise
+        except InsufficientStorage as full:
+            # Back to what is durable (freeing what is not), and say where to resume from.
+            writer.rollback(durable if verifier is None else info.offset)
+            full.headers["Upload-Offset"] = str(durable if verifier is None else info.offset)
+            full.extra["offset"] = durable if verifier is None else info.offset
             raise
         if verifier is not None and not hmac.compare_digest(verifier.digest(), checksum[1]):
             writer.rollback(info.offset)

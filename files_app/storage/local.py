@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
+import functools
 import os
 import re
 import time
@@ -12,7 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import StorageError
+from ..errors import InsufficientStorage, StorageError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _space(function):
+    """A full disk is the client's 507, not a server fault."""
+    @functools.wraps(function)
+    def guarded(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except OSError as error:
+            if error.errno in _FULL:
+                raise InsufficientStorage("the server's storage is full; retry when space is freed") from None
+            raise
+    return guarded
 
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start write-back of the range, do not wait
@@ -54,6 +71,7 @@ class LocalPartialWriter:
         self._new_name_in = new_name_in  # a directory whose new entry is not yet durable
         self._position = position
 
+    @_space
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -63,12 +81,14 @@ class LocalPartialWriter:
             _sync_file_range(self._fd, self._position, len(data), _SYNC_FILE_RANGE_WRITE)
         self._position += len(data)
 
+    @_space
     def sync(self) -> None:
         os.fdatasync(self._fd)
         if self._new_name_in is not None:  # once per new file, before an offset may rely on it
             _fsync_dir(self._new_name_in)
             self._new_name_in = None
 
+    @_space
     def sync_for_finalize(self) -> None:
         """The bytes only: finalize renames the file and makes its new name durable itself."""
         os.fdatasync(self._fd)
@@ -99,6 +119,7 @@ class LocalBlobStore:
         blob_id = _checked_id(blob_id)
         return self.objects / blob_id[:2] / blob_id
 
+    @_space
     def open_partial(self, session_id: str, offset: int) -> LocalPartialWriter:
         path = self._partial_path(session_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -122,6 +143,7 @@ class LocalBlobStore:
     def discard_partial(self, session_id: str) -> None:
         self._partial_path(session_id).unlink(missing_ok=True)
 
+    @_space
     def finalize(self, session_id: str, blob_id: str, size: int) -> None:
         source = self._partial_path(session_id)
         target = self._blob_path(blob_id)
@@ -133,6 +155,7 @@ class LocalBlobStore:
         os.rename(source, target)
         _fsync_dir(target.parent)  # the journal commits the rename: both directories agree after a crash
 
+    @_space
     def put_blob(self, blob_id: str, data: bytes) -> None:
         target = self._blob_path(blob_id)
         target.parent.mkdir(exist_ok=True)
@@ -142,6 +165,9 @@ class LocalBlobStore:
             while view:
                 view = view[os.write(fd, view):]
             os.fdatasync(fd)
+        except BaseException:
+            target.unlink(missing_ok=True)  # a half-written blob must not stay behind
+            raise
         finally:
             os.close(fd)
         _fsync_dir(target.parent)

@@ -182,3 +182,23 @@ def test_gc_command(runner, client):
     assert result.exit_code == 0
     assert "expired sessions: 0" in result.output
     assert client.get(f"/v1/files/session:{session['id']}").get_json()["offset"] == 2
+
+
+def test_database_outage_is_a_503(app, client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from files_app.models import db
+
+    put(client, "up", "k", b"data")
+    real_execute = db.session.execute
+
+    def down(*args, **kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+
+    monkeypatch.setattr(db.session, "execute", down)
+    for response in (client.get("/v1/files/up"), client.post("/v1/files", data=json.dumps(
+            {"bucket": "up", "key": "x", "size": 1}))):
+        error = assert_error(response, 503, "unavailable")
+        assert response.headers["Retry-After"] == "1" and "database" in error["message"]
+    monkeypatch.setattr(db.session, "execute", real_execute)
+    assert [f["key"] for f in client.get("/v1/files/up").get_json()["data"]] == ["k"]  # recovered by itself

@@ -292,3 +292,53 @@ def test_bucket_counters_follow_uploads_replacements_and_deletes(services):
     [bucket] = services.objects.list_buckets()
     assert (bucket.name, bucket.object_count, bucket.total_bytes) == ("b", 2, 7 + 2 * MIB)
     assert bucket.updated_at >= bucket.created_at
+
+
+def test_disk_full_keeps_the_durable_offset_and_resumes(services, monkeypatch):
+    import errno
+
+    from files_app.errors import InsufficientStorage
+    from files_app.storage import local
+
+    data = os.urandom(4 * MIB)
+    info = services.uploads.create(bucket="b", key="k", size=len(data))
+    real_write, written = local.os.write, [0]
+
+    def write_until_full(fd, view):
+        if written[0] >= 2 * MIB + MIB // 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written[0] += len(view)
+        return real_write(fd, view)
+
+    monkeypatch.setattr(local.os, "write", write_until_full)
+    with pytest.raises(InsufficientStorage) as caught:
+        services.uploads.write(info.id, ChunkedBody(data), length=len(data))
+    assert caught.value.status == 507
+    durable = services.uploads.get(info.id).offset
+    assert durable == 2 * MIB == caught.value.extra["offset"]  # the last checkpoint (every MiB here)
+    assert partial_path(services, info.id).stat().st_size == durable  # what was not durable is freed
+    monkeypatch.setattr(local.os, "write", real_write)  # space is freed
+    result = services.uploads.write(info.id, ChunkedBody(data[durable:]), offset=durable)
+    assert result.object.sha256 == sha256(data)
+
+
+def test_disk_full_on_a_small_file_leaves_no_blob(services, monkeypatch):
+    import errno
+
+    from files_app.errors import InsufficientStorage
+    from files_app.storage import local
+
+    upload(services.uploads, "b", "old", b"still readable")
+    info = services.uploads.create(bucket="b", key="new", size=5)
+
+    def full(fd, view):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local.os, "write", full)
+    with pytest.raises(InsufficientStorage):
+        services.uploads.write(info.id, ChunkedBody(b"hello"), length=5)
+    monkeypatch.undo()
+    assert len(list(services.store.objects.glob("??/*"))) == 1
+    with services.objects.open("b", "old")[1] as stream:
+        assert stream.read() == b"still readable"
+    assert services.uploads.write(info.id, ChunkedBody(b"hello"), length=5).object.size == 5
