@@ -55,6 +55,8 @@ def read_json_object(stream) -> dict[str, Any]:
         raise InvalidInput(f"the JSON body must be at most {MAX_JSON_BYTES} bytes", "body_too_large")
     try:
         value = json.loads(raw)
+    except RecursionError:  # "[[[[..." nested past Python's stack: hostile, not a server fault
+        raise InvalidInput("the JSON body is nested too deeply", "invalid_json") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidInput(f"the body is not valid JSON: {error}", "invalid_json") from None
     if not isinstance(value, dict):

@@ -162,6 +162,7 @@ def test_expired_session_is_410(app, client):
         (json.dumps({"bucket": "b", "key": "k", "size": 1, "mime_type": "nope"}).encode(), 400, "invalid_mime_type"),
         (json.dumps({"bucket": "b", "key": "k", "size": 1, "sha256": "xyz"}).encode(), 400, "invalid_sha256"),
         (b"{" + b" " * 70000 + b"}", 400, "body_too_large"),
+        (b"[" * 60000, 400, "invalid_json"),  # deeper than Python's stack
     ],
 )
 def test_bad_session_creation(client, body, status, code):
