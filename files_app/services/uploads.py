@@ -344,6 +344,7 @@ class UploadService:
         except BaseException:
             self.store.delete_blob(blob_id)
             raise
+        self.store.discard_partial(info.id)  # the object's row is committed: the session's copy can go
         if replaced:
             self.store.delete_blob(replaced)  # readers that opened it keep their copy
         return obj

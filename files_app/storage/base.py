@@ -34,7 +34,8 @@ class BlobStore(Protocol):
     def discard_partial(self, session_id: str) -> None: ...
 
     def finalize(self, session_id: str, blob_id: str, size: int) -> None:
-        """Publish a session's complete, synced bytes durably as blob `blob_id`."""
+        """Make a session's complete, synced bytes durable as blob `blob_id`, leaving the session's
+        own copy in place until `discard_partial` (so a crash before the commit loses nothing)."""
 
     def put_blob(self, blob_id: str, data: bytes) -> None:
         """Store a small file's bytes durably as blob `blob_id` in one go."""

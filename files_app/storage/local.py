@@ -145,6 +145,9 @@ class LocalBlobStore:
 
     @_space
     def finalize(self, session_id: str, blob_id: str, size: int) -> None:
+        """Link the partial file in as the blob. A link, not a rename: if the process dies before
+        the object's row commits, the session still has its bytes and can finish; the blob is an
+        orphan that gc removes. The caller discards the partial name once the row is committed."""
         source = self._partial_path(session_id)
         target = self._blob_path(blob_id)
         target.parent.mkdir(exist_ok=True)
@@ -152,8 +155,8 @@ class LocalBlobStore:
             source.touch(0o600)
         if source.stat().st_size != size:
             raise StorageError(f"session {session_id} holds {source.stat().st_size} bytes, not {size}")
-        os.rename(source, target)
-        _fsync_dir(target.parent)  # the journal commits the rename: both directories agree after a crash
+        os.link(source, target)
+        _fsync_dir(target.parent)
 
     @_space
     def put_blob(self, blob_id: str, data: bytes) -> None:

@@ -24,8 +24,10 @@ def test_append_sync_finalize_read(store):
     writer.write(b"world")
     writer.close()
     store.finalize(SESSION, BLOB, 11)
-    assert not (store.uploads / SESSION).exists()
     assert (store.objects / "bb" / BLOB).exists()
+    assert (store.uploads / SESSION).exists()  # kept until the object's row is committed
+    store.discard_partial(SESSION)
+    assert not (store.uploads / SESSION).exists()
     with store.open_blob(BLOB) as blob:
         assert blob.read() == b"hello world"
     assert list(store.blob_ids(older_than=float("inf"))) == [BLOB]

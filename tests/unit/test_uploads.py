@@ -342,3 +342,38 @@ def test_disk_full_on_a_small_file_leaves_no_blob(services, monkeypatch):
     with services.objects.open("b", "old")[1] as stream:
         assert stream.read() == b"still readable"
     assert services.uploads.write(info.id, ChunkedBody(b"hello"), length=5).object.size == 5
+
+
+def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
+    """The process dies after the blob is in place but before the object's row commits: the
+    session keeps its bytes, the client finishes it, and gc takes the orphan blob."""
+    from files_app.services import uploads as uploads_module
+
+    data = os.urandom(3 * MIB)
+    info = services.uploads.create(bucket="b", key="k", size=len(data))
+    real_publish, real_delete = uploads_module.publish, services.store.delete_blob
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("SIGKILL")  # not an Exception: nothing may handle it
+
+    monkeypatch.setattr(uploads_module, "publish", die)
+    monkeypatch.setattr(services.store, "delete_blob", lambda blob_id: None)  # a dead process cleans nothing
+    with pytest.raises(KeyboardInterrupt):
+        services.uploads.write(info.id, ChunkedBody(data), length=len(data))
+    monkeypatch.setattr(uploads_module, "publish", real_publish)
+    monkeypatch.setattr(services.store, "delete_blob", real_delete)
+    db.session.rollback()
+    db.session.execute(update(UploadSession).values(lease_token=None, lease_expires_at=0.0))  # its lease ran out
+    db.session.commit()
+    offset = services.uploads.get(info.id).offset
+    assert partial_path(services, info.id).stat().st_size >= offset
+    result = services.uploads.write(info.id, ChunkedBody(data[offset:]), offset=offset)
+    assert result.object.sha256 == sha256(data)
+    blobs = list(services.store.objects.glob("??/*"))
+    assert len(blobs) == 2  # the object's and the orphan
+    old = services.uploads.clock() - 7200
+    for blob in blobs:
+        os.utime(blob, (old, old))
+    assert services.uploads.collect_garbage(grace=3600)["orphan_blobs"] == 1
+    with services.objects.open("b", "k")[1] as stream:
+        assert stream.read() == data

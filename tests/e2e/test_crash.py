@@ -1,0 +1,178 @@
+"""Damage done on purpose: SIGKILLs during many concurrent chunked uploads, and many writers on
+one session. Every object ends right, no listing shows a partial object, and after `files gc`
+every blob has a row and every row a blob."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.live_server import ROOT
+
+pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
+
+
+class Client:
+    """A resumable uploader: asks the server where it is, sends the rest in chunks, and rides out
+    refused connections (the server is being killed) and 423s (a dead writer's lease)."""
+
+    def __init__(self, server, bucket: str, key: str, data: bytes, chunk: int, progress=None):
+        self.server, self.bucket, self.key, self.data, self.chunk = server, bucket, key, data, chunk
+        self.session = None
+        self.result = None
+        self.progress = progress  # a Progress shared by all clients, or None
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read() or b"{}"), response
+        finally:
+            connection.close()
+
+    def run(self, deadline: float) -> dict:
+        while time.monotonic() < deadline:
+            try:
+                if self.session is None:
+                    status, body, _ = self.request("POST", "/v1/files", json.dumps(
+                        {"bucket": self.bucket, "key": self.key, "size": len(self.data)}).encode())
+                    self.session = "/v1/files/session:" + body["id"]
+                status, body, _ = self.request("GET", self.session)
+                offset = body["offset"]
+                status, body, response = self.request(
+                    "POST", self.session, self.data[offset:offset + self.chunk], {"Upload-Offset": str(offset)})
+                if status == 200 and self.progress:
+                    self.progress.add(min(self.chunk, len(self.data) - offset))
+                if status == 200 and "sha256" in body:
+                    self.result = body
+                    return body
+                if status == 423:
+                    time.sleep(min(float(response.getheader("Retry-After", "1")), 0.5))
+                elif status not in (200, 409):
+                    raise AssertionError(f"{self.key}: unexpected {status} {body}")
+            except (ConnectionError, http.client.HTTPException, OSError, KeyError):
+                time.sleep(0.05)  # the server is down or restarting: try again shortly
+        raise AssertionError(f"{self.key} did not finish in time")
+
+
+class Progress:
+    """Bytes acknowledged so far, across clients; the killer waits on it."""
+
+    def __init__(self):
+        self.sent = 0
+        self.changed = threading.Condition()
+
+    def add(self, count: int) -> None:
+        with self.changed:
+            self.sent += count
+            self.changed.notify_all()
+
+    def wait_for(self, at_least: int, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.sent >= at_least, timeout)
+
+
+def blobs_and_rows(data_dir):
+    blobs = {p.name for p in (data_dir / "objects").glob("??/*")}
+    with sqlite3.connect(f"file:{data_dir / 'files.db'}?mode=ro", uri=True) as db:
+        rows = {row[0] for row in db.execute("SELECT blob_id FROM objects")}
+    return blobs, rows
+
+
+def test_sigkill_during_30_concurrent_uploads(server_factory):
+    server = server_factory(FILES_CHECKPOINT_BYTES=str(MIB), FILES_LEASE_TTL="2").start()
+    rng = random.Random(20261127)
+    sources = {f"up{i:02}.bin": os.urandom(3 * MIB + rng.randrange(MIB)) for i in range(30)}
+    progress = Progress()
+    clients = [Client(server, "crash", key, data, 512 * 1024, progress) for key, data in sources.items()]
+    total = sum(len(data) for data in sources.values())
+    deadline = time.monotonic() + 240
+    partial_seen = []
+
+    def watch_listings(stop: threading.Event):
+        while not stop.is_set():
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+                connection.request("GET", "/v1/files/crash?limit=100")
+                response = connection.getresponse()
+                if response.status == 200:
+                    for file in json.loads(response.read())["data"]:
+                        source = sources[file["key"]]
+                        if (file["bytes"], file["sha256"]) != (len(source), hashlib.sha256(source).hexdigest()):
+                            partial_seen.append(file)
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            stop.wait(0.05)
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_listings, args=(stop,))
+    watcher.start()
+    kills = 0
+    with ThreadPoolExecutor(30) as pool:
+        futures = [pool.submit(client.run, deadline) for client in clients]
+        for share in sorted(rng.uniform(0.1, 0.8) for _ in range(3)):  # kills while uploads are in flight
+            assert progress.wait_for(int(total * share), timeout=120)
+            server.kill()
+            kills += 1
+            server.start()
+        results = [f.result() for f in futures]
+    stop.set()
+    watcher.join()
+    assert kills == 3
+    assert partial_seen == []
+    for client, result in zip(clients, results, strict=True):
+        assert (result["bytes"], result["sha256"]) == (len(client.data), hashlib.sha256(client.data).hexdigest())
+    server.stop()
+    env = {**os.environ, "FILES_DATA_DIR": str(server.data_dir)}
+    env.pop("FILES_DATABASE_URL", None)
+    gc = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "gc", "--grace", "0"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert gc.returncode == 0, gc.stderr
+    blobs, rows = blobs_and_rows(server.data_dir)
+    assert blobs == rows and len(rows) == 30  # no blob without a row, no row without a blob
+
+
+def test_eight_writers_on_one_session(server):
+    data = os.urandom(8 * MIB)
+    first = Client(server, "race", "shared.bin", data, MIB)
+    status, body, _ = first.request("POST", "/v1/files", json.dumps(
+        {"bucket": "race", "key": "shared.bin", "size": len(data)}).encode())
+    seen = []
+
+    def writer(index: int) -> dict:
+        client = Client(server, "race", "shared.bin", data, MIB)
+        client.session = "/v1/files/session:" + body["id"]
+        original = client.request
+
+        def recording(method, path, payload=None, headers=None):
+            status, answer, response = original(method, path, payload, headers)
+            if method == "POST":
+                seen.append(status)
+            return status, answer, response
+
+        client.request = recording
+        try:
+            return client.run(time.monotonic() + 60)
+        except AssertionError:  # another writer finished it: the session now answers the file
+            return client.request("POST", client.session, b"", {"Upload-Offset": str(len(data))})[1]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(writer, range(8)))
+    assert set(seen) <= {200, 409, 413, 423}
+    assert seen.count(200) >= 8  # one per chunk at least
+    info = first.request("GET", "/v1/files/race/shared.bin")[1]
+    assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert all(result.get("sha256") == info["sha256"] for result in results)
