@@ -19,8 +19,17 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Create or upgrade the schema once, in the master, before any worker serves."""
+    """Before anything binds the port: create or upgrade the schema, once, in the master; and
+    refuse to serve an open service on anything but loopback."""
+    import sys
+
     from files_app import create_app
+    from files_app.auth import refuse_open_exposure
     from files_app.schema import upgrade_database
 
-    upgrade_database(create_app())
+    app = create_app()
+    upgrade_database(app)
+    reason = refuse_open_exposure(app)
+    if reason:
+        print(f"files: {reason}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -13,11 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import cors, tus, web
+from . import auth, cors, tus, web
 from .config import load_settings
 from .errors import FilesError, Unavailable
 from .models import db
 from .services import ObjectService, UploadService
+from .services.accounts import AccountService
 from .storage import BlobStore, make_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ class FilesExtension:
     store: BlobStore
     objects: ObjectService
     uploads: UploadService
+    accounts: AccountService
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -45,7 +47,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     store = make_store(settings)
     objects = ObjectService(store)
-    app.extensions["files"] = FilesExtension(store, objects, UploadService(store, objects, settings))
+    app.extensions["files"] = FilesExtension(store, objects, UploadService(store, objects, settings),
+                                             AccountService())
 
     from .api import bp as api_bp
 
@@ -53,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     tus.init_app(app)
     cors.init_app(app)
     web.init_app(app)
+    auth.init_app(app)
     _register_error_handlers(app)
     _register_health(app)
 

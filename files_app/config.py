@@ -27,6 +27,7 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_CHECKPOINT_BYTES": (int, 32 * MIB),  # make the offset durable this often
     "FILES_DEFAULT_BUCKET": (str, "uploads"),  # tus uploads whose metadata names no bucket
     "FILES_CORS_ORIGINS": (str, ""),  # comma-separated origins allowed to call the API, or *
+    "FILES_AUTH": (str, "auto"),  # auto: closed once a token or user exists; off: open (never off loopback)
     "FILES_SECRET_KEY": (str, ""),  # signs the UI's session cookie; empty: made once in the data dir
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 8),
@@ -63,6 +64,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from .validation import bucket_name  # here: validation imports nothing from config
 
     bucket_name(settings["FILES_DEFAULT_BUCKET"])
+    if settings["FILES_AUTH"] not in ("auto", "off"):
+        raise ConfigError("FILES_AUTH must be 'auto' or 'off'")
     data_dir = Path(settings["FILES_DATA_DIR"]).resolve()
     settings["FILES_DATA_DIR"] = str(data_dir)
     if not settings["FILES_DATABASE_URL"]:

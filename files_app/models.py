@@ -94,6 +94,32 @@ class UploadSession(db.Model):
     hash_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+    # Who created it ("token:<id>", "user:<id>"; None while the service is open): only they may use it.
+    owner: Mapped[str | None] = mapped_column(String(64))
     # One writer at a time: a lease taken by compare-and-set, renewed while a body streams.
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_expires_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ApiToken(db.Model):
+    """A bearer token for the API. Only its sha256 is kept; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # read | write | admin
+    bucket: Mapped[str | None] = mapped_column(String(63))  # confined to this bucket, if set
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class User(db.Model):
+    """A person who signs in to the web UI (werkzeug password hash)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from flask import request
 
-from .. import validation
+from .. import auth, validation
 from . import bp
 from .common import bucket_json, file_json, objects
 
 
 @bp.get("/files")
 def list_buckets():
-    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets()]}
+    confined = auth.current().bucket
+    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets()
+                     if confined is None or bucket.name == confined]}
 
 
 @bp.get("/files/<bucket>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from .. import validation
+from .. import auth, validation
 from ..errors import InvalidInput
 from ..tus import views as tus_views
 from . import bp
@@ -24,7 +24,9 @@ def create_session():
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match not in (None, "*"):
         raise InvalidInput("If-None-Match on session creation may only be '*'", "invalid_precondition")
-    info = uploads().create(**{name: fields.get(name) for name in _FIELDS}, create_only=if_none_match == "*")
+    auth.check_bucket(fields.get("bucket"))
+    info = uploads().create(**{name: fields.get(name) for name in _FIELDS}, create_only=if_none_match == "*",
+                            owner=auth.current().owner)
     body = session_json(info)
     return body, 201, {"Location": body["url"]}
 
@@ -33,7 +35,7 @@ def create_session():
 def session(session_id: str):
     if request.method == "HEAD":
         return tus_views.head_upload(session_id)
-    info = uploads().get(session_id)
+    info = uploads().get(session_id, auth.current().owner)
     return session_json(info), 200, {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
 
 
@@ -45,6 +47,7 @@ def upload_content(session_id: str):
         length=request.content_length,
         offset=validation.offset_header(request.headers.get("Upload-Offset")),
         checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
+        owner=auth.current().owner,
     )
     headers = {"Upload-Offset": str(result.session.offset)}
     if result.object is not None:
@@ -54,5 +57,5 @@ def upload_content(session_id: str):
 
 @bp.delete("/files/session:<session_id>")
 def abort_session(session_id: str):
-    uploads().abort(session_id)
+    uploads().abort(session_id, auth.current().owner)
     return "", 204

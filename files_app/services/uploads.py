@@ -100,7 +100,7 @@ class UploadService:
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
                create_only: bool = False, kind: str = "upload", defer_length: bool = False,
-               tus_metadata: str | None = None, tus_concat: str | None = None) -> SessionInfo:
+               tus_metadata: str | None = None, tus_concat: str | None = None, owner: str | None = None) -> SessionInfo:
         """A new session. `defer_length` (tus) leaves the size to a later write; a "partial" has
         no bucket or key."""
         bucket_id = None
@@ -118,7 +118,7 @@ class UploadService:
             id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
             offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
             created_at=int(now), expires_at=now + self.ttl, lease_token=None, lease_expires_at=0.0,
-            tus_metadata=tus_metadata, tus_concat=tus_concat,
+            tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner or None,
         ))
         db.session.commit()
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
@@ -126,16 +126,21 @@ class UploadService:
         return SessionInfo(session_id, kind, bucket, key, mime_type, size, 0, False, now + self.ttl,
                            tus_metadata, tus_concat)
 
-    def get(self, session_id: str) -> SessionInfo:
-        info = self._info(self._load(session_id))
+    def get(self, session_id: str, owner: str | None = None) -> SessionInfo:
+        """`owner`, when given, must be the session's creator: another's session is as good as none."""
+        row = self._load(session_id)
+        if owner and row.owner and row.owner != owner:
+            db.session.rollback()
+            raise NotFound(f"no upload session {session_id!r}")
+        info = self._info(row)
         db.session.commit()
         if not info.completed and info.expires_at < self.clock():
             raise SessionExpired(f"upload session {session_id} has expired")
         return info
 
-    def abort(self, session_id: str) -> None:
+    def abort(self, session_id: str, owner: str | None = None) -> None:
         """Forget a session and free its bytes. A writer still streaming loses its lease."""
-        self._load(session_id)
+        self.get(session_id, owner)
         self._discard(session_id)
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
@@ -143,13 +148,16 @@ class UploadService:
 
     # --- write -------------------------------------------------------------------------
     def write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
-              checksum: tuple[str, bytes] | None = None, declared_size: int | None = None) -> WriteResult:
+              checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
+              owner: str | None = None) -> WriteResult:
         """Append `body` at the session's offset.
 
         `length` is the declared body length (None when chunked), `offset` where the client
         thinks this chunk starts, `checksum` an (algorithm, digest) the chunk must match or be
         discarded, and `declared_size` the upload's length when it was deferred until now.
         """
+        if owner:
+            self.get(session_id, owner)  # 404 for another's session, before taking its lease
         return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
                            declared_size=declared_size, refuse_final=True)
 
@@ -352,12 +360,14 @@ class UploadService:
     # --- tus concatenation -------------------------------------------------------------------
     def concatenate(self, partial_ids: list[str], *, bucket: Any, key: Any, mime_type: Any = None,
                     create_only: bool = False, tus_metadata: str | None = None,
-                    tus_concat: str | None = None) -> WriteResult:
+                    tus_concat: str | None = None, owner: str | None = None) -> WriteResult:
         """A final upload: the complete partial uploads' bytes, in order, as one object."""
         sizes = []
         for partial_id in partial_ids:
             try:
                 row = self._load(partial_id)
+                if owner and row.owner and row.owner != owner:
+                    raise NotFound(partial_id)
             except NotFound:
                 raise InvalidInput(f"no partial upload {partial_id!r}", "invalid_concat") from None
             if row.kind != "partial":
@@ -367,7 +377,7 @@ class UploadService:
             sizes.append(row.size)
         db.session.commit()
         info = self.create(bucket=bucket, key=key, size=sum(sizes), mime_type=mime_type, create_only=create_only,
-                           kind="final", tus_metadata=tus_metadata, tus_concat=tus_concat)
+                           kind="final", tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner)
         if info.completed:  # all partials were empty
             return WriteResult(info, self.objects.get(info.bucket, info.key))
         bucket_id = self.objects.bucket_id(info.bucket)

@@ -7,7 +7,7 @@ import uuid
 from flask import Response, current_app, request, url_for
 from werkzeug.http import http_date
 
-from .. import validation
+from .. import auth, validation
 from ..api.common import RequestBody, uploads
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..services import SessionInfo
@@ -54,8 +54,11 @@ def create_upload():
         mime_type=protocol.metadata_text(metadata, "filetype", "type"),
         create_only=request.headers.get("If-None-Match") == "*",
         tus_metadata=raw_metadata or None,
+        owner=auth.current().owner,
     )
     length, deferred = request.headers.get("Upload-Length"), request.headers.get("Upload-Defer-Length")
+    if kind != "partial":
+        auth.check_bucket(target["bucket"])
     if kind == "final":
         if length is not None or deferred is not None:
             raise InvalidInput("a final upload's length is its partials' sum: send no Upload-Length",
@@ -77,14 +80,14 @@ def create_upload():
     headers = {"Location": _location(info), "Upload-Expires": http_date(info.expires_at)}
     if _has_body():  # creation-with-upload
         info = uploads().write(info.id, RequestBody(request.stream), length=request.content_length, offset=0,
-                               checksum=checksum).session
+                               checksum=checksum, owner=target["owner"]).session
         headers.update({"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})
     return empty(201, headers)
 
 
 def head_upload(session_id: str):
     """HEAD /v1/files/session:<id> (dispatched from the seed's GET route, which Flask also gives HEAD)."""
-    info = uploads().get(session_id)
+    info = uploads().get(session_id, auth.current().owner)
     headers = {"Cache-Control": "no-store"}
     if info.kind != "final" or info.completed:
         headers["Upload-Offset"] = str(info.offset)
@@ -120,6 +123,7 @@ def patch_upload(session_id: str):
         offset=offset,
         checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
         declared_size=None if length is None else protocol.parse_length(length),
+        owner=auth.current().owner,
     )
     info = result.session
     return empty(204, {"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})

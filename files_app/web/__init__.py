@@ -32,6 +32,16 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["bytes"] = human_bytes
     app.jinja_env.filters["when"] = when
 
+    @app.context_processor
+    def who():
+        from flask import g
+
+        accounts = app.extensions["files"].accounts
+        is_open = app.config["FILES_AUTH"] == "off" or not accounts.any_credentials()
+        principal = g.get("principal")
+        return {"service_open": is_open,
+                "signed_in": bool(principal and principal.owner.startswith("user:"))}
+
     @app.after_request
     def page_headers(response):
         if response.mimetype == "text/html":

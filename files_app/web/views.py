@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, send_from_directory, url_for
+from flask import current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
 
 from .. import validation
 from ..errors import FilesError
@@ -125,3 +125,26 @@ def _preview_kind(mime_type: str) -> str | None:
         return "text"  # shown as escaped source, never rendered
     return None
 
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    accounts = current_app.extensions["files"].accounts
+    target = request.values.get("next", "")
+    target = target if target.startswith("/") and not target.startswith("//") else url_for("web.buckets")
+    if request.method == "POST":
+        principal = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""))
+        if principal is not None:
+            session.clear()
+            session["user_id"] = int(principal.owner.split(":")[1])
+            return redirect(target)
+        flash("That user name and password do not match.", "error")
+        return render_template("login.html", next=target), 401
+    return render_template("login.html", next=target)
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    flash("Signed out.", "ok")
+    return redirect(url_for("web.login"))

@@ -139,6 +139,8 @@ async function start (item) {
     chunkSize: CHUNK,
     retryDelays: [0, 1000, 3000, 5000, 10000],
     metadata: { bucket, key: item.key, filetype: item.file.type || '' },
+    // A signed-in page proves its requests are its own (the API refuses cookie writes without it).
+    headers: { 'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content },
     // The same file dropped into another folder or bucket is another upload.
     fingerprint: (file) => Promise.resolve(['files', bucket, item.key, file.size, file.lastModified, endpoint].join('|')),
     storeFingerprintForResuming: true,

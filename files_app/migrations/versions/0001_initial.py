@@ -55,12 +55,33 @@ def upgrade() -> None:
         sa.Column("hash_state", sa.LargeBinary, nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False, index=True),
+        sa.Column("owner", sa.String(64), nullable=True),
         sa.Column("lease_token", sa.String(32), nullable=True),
         sa.Column("lease_expires_at", sa.Float, nullable=False),
     )
 
 
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+        sa.Column("scope", sa.String(8), nullable=False),
+        sa.Column("bucket", sa.String(63), nullable=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("username", sa.String(100), nullable=False, unique=True),
+        sa.Column("password_hash", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("users")
+    op.drop_table("api_tokens")
     op.drop_table("upload_sessions")
     op.drop_table("objects")
     op.drop_table("buckets")
