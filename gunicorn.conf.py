@@ -33,3 +33,10 @@ def on_starting(server):
     if reason:
         print(f"files: {reason}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def post_worker_init(worker):
+    """Each worker collects garbage every FILES_GC_INTERVAL seconds (see files_app.start_periodic_gc)."""
+    from files_app import start_periodic_gc
+
+    start_periodic_gc(worker.wsgi)

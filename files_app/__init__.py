@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["FILES_DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    if settings["FILES_DATABASE_URL"].startswith("sqlite"):
+        # How long a writer queues for SQLite's lock before the request becomes a 503.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"timeout": settings["FILES_SQLITE_BUSY_MS"] / 1000}
     app.config["MAX_CONTENT_LENGTH"] = None  # sessions enforce their own sizes while streaming
     app.url_map.merge_slashes = False  # a malformed path is a JSON 404, never a redirect
     app.json.sort_keys = False
@@ -69,13 +74,35 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, and the commits that
-    # acknowledge a file ask for FULL (models.durable_transaction); busy_timeout makes
-    # concurrent writers queue instead of failing.
+    # acknowledge a file ask for FULL (models.durable_transaction). Writers queue for up to
+    # FILES_SQLITE_BUSY_MS (the driver's timeout) instead of failing at once.
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=15000", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+
+
+def start_periodic_gc(app: Flask) -> threading.Event:
+    """Run `files gc` every FILES_GC_INTERVAL seconds (with jitter, as every worker runs one) in
+    a daemon thread. Returns the event that stops it."""
+    stop = threading.Event()
+    interval = app.config["FILES_GC_INTERVAL"]
+    if not interval:
+        return stop
+
+    def loop() -> None:
+        while not stop.wait(interval * random.uniform(0.8, 1.2)):
+            try:
+                with app.app_context():
+                    counts = app.extensions["files"].uploads.collect_garbage()
+                if any(counts.values()):
+                    app.logger.info("gc: %s", counts)
+            except Exception:  # noqa: BLE001 - a failed pass must not end the loop; the next one retries
+                app.logger.exception("gc pass failed")
+
+    threading.Thread(target=loop, name="files-gc", daemon=True).start()
+    return stop
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):

@@ -28,6 +28,11 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_DEFAULT_BUCKET": (str, "uploads"),  # tus uploads whose metadata names no bucket
     "FILES_CORS_ORIGINS": (str, ""),  # comma-separated origins allowed to call the API, or *
     "FILES_AUTH": (str, "auto"),  # auto: closed once a token or user exists; off: open (never off loopback)
+    "FILES_HTTPS": (int, 0),  # 1 behind an HTTPS proxy: the session cookie is sent over HTTPS only
+    "FILES_MAX_SESSIONS": (int, 1000),  # open upload sessions per token or user (429 above)
+    "FILES_CLIENT_TIMEOUT": (int, 60),  # seconds a client may stall mid-body before it is cut off
+    "FILES_GC_INTERVAL": (int, 3600),  # seconds between the running server's gc passes (0: never)
+    "FILES_SQLITE_BUSY_MS": (int, 15000),  # how long SQLite writers queue before a 503
     "FILES_SECRET_KEY": (str, ""),  # signs the UI's session cookie; empty: made once in the data dir
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 8),

@@ -85,6 +85,11 @@ class TooLarge(FilesError):
     code = "too_large"
 
 
+class TooManySessions(FilesError):
+    status = 429
+    code = "too_many_sessions"
+
+
 class SessionLocked(FilesError):
     status = 423
     code = "session_locked"

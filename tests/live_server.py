@@ -32,7 +32,7 @@ class GunicornServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> GunicornServer:
+    def start(self, timeout: float = 30.0, health_headers: dict | None = None) -> GunicornServer:
         self.port = free_port()
         env = {**os.environ, "FILES_DATA_DIR": str(self.data_dir), "FILES_HOST": "127.0.0.1",
                "FILES_PORT": str(self.port), "FILES_WORKERS": "2", "FILES_THREADS": "4", **self.env}
@@ -48,7 +48,8 @@ class GunicornServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                probe = urllib.request.Request(self.url + "/healthz", headers=health_headers or {})
+                with urllib.request.urlopen(probe, timeout=2) as response:
                     if response.status == 200:
                         return self
             except OSError:

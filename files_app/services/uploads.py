@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
 from .. import validation
 from ..errors import (
@@ -32,6 +32,7 @@ from ..errors import (
     SessionExpired,
     SessionLocked,
     TooLarge,
+    TooManySessions,
 )
 from ..hashing import ResumableSha256, chunk_hasher
 from ..models import Bucket, UploadSession, db
@@ -51,6 +52,8 @@ _LOAD = (
     .where(_sessions.c.id == bindparam("sid"))
 )
 _INSERT_SESSION = insert(_sessions)
+_OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(
+    _sessions.c.owner == bindparam("owner"), _sessions.c.state == "active")
 _CLAIM_UNTOUCHED = (  # complete a session no byte was written to yet, if nobody holds it
     update(_sessions)
     .where(_sessions.c.id == bindparam("sid"), _sessions.c.state == "active", _sessions.c.offset == 0,
@@ -96,6 +99,7 @@ class UploadService:
         self.lease_ttl = settings["FILES_LEASE_TTL"]
         self.checkpoint_bytes = settings["FILES_CHECKPOINT_BYTES"]
         self.max_size = settings["FILES_MAX_OBJECT_SIZE"]
+        self.max_sessions = settings["FILES_MAX_SESSIONS"]
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
@@ -109,6 +113,8 @@ class UploadService:
         size = None if defer_length else validation.object_size(size, self.max_size)
         mime_type = validation.mime_type(mime_type, key or "")
         expected = validation.sha256_hex(sha256)
+        if owner and self.max_sessions:
+            self._check_session_cap(owner)
         if kind != "partial":
             if create_only and self._object_exists(bucket, key):
                 raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
@@ -413,6 +419,13 @@ class UploadService:
     def _after(self, info: SessionInfo, **changes: Any) -> SessionInfo:
         """The session as a write left it: every write renews the expiry."""
         return replace(info, expires_at=self.clock() + self.ttl, **changes)
+
+    def _check_session_cap(self, owner: str) -> None:
+        open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner})
+        db.session.rollback()
+        if open_sessions >= self.max_sessions:
+            raise TooManySessions(f"{open_sessions} upload sessions are open for this token; finish or abort "
+                                  "some first", headers={"Retry-After": "60"})
 
     def _object_exists(self, bucket: str, key: str) -> bool:
         try:

@@ -23,7 +23,8 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 
 def init_app(app: Flask) -> None:
     app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=bool(app.config["FILES_HTTPS"]))
     from . import views  # noqa: F401  (routes register on bp)
 
     app.register_blueprint(bp)
@@ -43,11 +44,14 @@ def init_app(app: Flask) -> None:
                 "signed_in": bool(principal and principal.owner.startswith("user:"))}
 
     @app.after_request
-    def page_headers(response):
-        if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
+    def security_headers(response):
+        # Every response: pages get a CSP without inline script; anything else (JSON, errors) may
+        # not run or be framed at all; downloads keep the sandboxing CSP content.py gave them.
+        csp = PAGE_CSP if response.mimetype == "text/html" else "default-src 'none'; frame-ancestors 'none'"
+        response.headers.setdefault("Content-Security-Policy", csp)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "api.content":
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 

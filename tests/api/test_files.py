@@ -202,3 +202,16 @@ def test_database_outage_is_a_503(app, client, monkeypatch):
         assert response.headers["Retry-After"] == "1" and "database" in error["message"]
     monkeypatch.setattr(db.session, "execute", real_execute)
     assert [f["key"] for f in client.get("/v1/files/up").get_json()["data"]] == ["k"]  # recovered by itself
+
+
+def test_security_headers_on_every_response(client):
+    put(client, "h", "page.html", b"<b>x</b>", "text/html")
+    for path in ("/", "/b/h/", "/v1/files", "/v1/files/h/page.html", "/v1/nothing", "/b/nothing/"):
+        headers = client.get(path).headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "same-origin", path
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert "'unsafe-inline'" not in headers["Content-Security-Policy"].split("script-src")[-1].split(";")[0]
+    content = client.get("/v1/content/h/page.html").headers
+    assert content["Content-Security-Policy"].startswith("sandbox")
+    assert content["Content-Disposition"].startswith("attachment")
