@@ -264,3 +264,34 @@ def test_errors_are_friendly_pages(page, server):
     expect(page.locator("h1")).to_have_text("Not found")
     page.console_errors.clear()  # the browser logs the 404 of the page itself
     assert "Traceback" not in page.content()
+
+
+def test_sign_in_upload_and_sign_out(page, server, tmp_path):
+    """Once a user exists the pages ask to sign in; the browser's tus uploads then carry the
+    session cookie and the page's CSRF token."""
+    import subprocess
+    import sys
+
+    from tests.live_server import ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir)}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "user", "create", "--name", "ada",
+                    "--password", "correct horse"], cwd=ROOT, env=env, check=True, capture_output=True)
+    page.goto(server.url + "/")
+    expect(page).to_have_url(re.compile("/login"))
+    page.console_errors.clear()
+    page.fill("#username", "ada")
+    page.fill("#password", "wrong password")
+    page.click("[data-testid=sign-in]")
+    expect(page.locator(".flash-error")).to_contain_text("do not match")
+    page.console_errors.clear()  # the 401 of the refused sign-in
+    page.fill("#username", "ada")
+    page.fill("#password", "correct horse")
+    page.click("[data-testid=sign-in]")
+    expect(page.locator("[data-testid=open-banner]")).to_have_count(0)
+    make_bucket(page, server, "private")
+    page.evaluate(DROP_FILES, [["secret.txt"], [1000], "[data-testid=dropzone]"])
+    wait_all_done(page, 1)
+    expect(page.locator("[data-testid=object-row][data-key='secret.txt']")).to_have_count(1)
+    page.click("[data-testid=sign-out]")
+    expect(page).to_have_url(re.compile("/login"))
