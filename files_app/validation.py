@@ -111,7 +111,7 @@ def checksum_header(value: str | None) -> tuple[str, bytes] | None:
 
 
 def list_limit(value: str | None, default: int = 1000, maximum: int = 10000) -> int:
-    if value is None or value == "":
+    if value is None:
         return default
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
         raise InvalidInput(f"limit must be an integer from 1 to {maximum}", "invalid_limit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from .. import auth, validation
+from ..errors import InvalidInput
 from . import bp
 from .common import bucket_json, file_json, objects
 
@@ -19,6 +20,9 @@ def list_buckets():
 @bp.get("/files/<bucket>")
 def list_files(bucket: str):
     args = request.args
+    for name in ("limit", "cursor", "prefix", "delimiter"):
+        if len(args.getlist(name)) > 1:
+            raise InvalidInput(f"give {name!r} once", f"invalid_{name}")
     delimiter = validation.list_delimiter(args.get("delimiter"))
     page = objects().list(
         bucket,

@@ -76,6 +76,7 @@ def test_listing_query(client):
     assert_error(client.get("/v1/files/bk?limit=0"), 400, "invalid_limit")
     assert_error(client.get("/v1/files/bk?limit=10001"), 400, "invalid_limit")
     assert_error(client.get("/v1/files/bk?cursor=***"), 400, "invalid_cursor")
+    assert_error(client.get("/v1/files/bk?limit=1&limit=2"), 400, "invalid_limit")  # found by schemathesis
     assert_error(client.get("/v1/files/nope"), 404, "not_found")
     assert_error(client.get("/v1/files/bad.name"), 400, "invalid_bucket")
 

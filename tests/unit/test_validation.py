@@ -74,7 +74,7 @@ def test_checksum_header():
 def test_list_parameters():
     assert validation.list_limit(None) == 1000
     assert validation.list_limit("10000") == 10000
-    for bad in ("0", "10001", "-1", "x"):
+    for bad in ("0", "10001", "-1", "x", ""):
         with pytest.raises(InvalidInput):
             validation.list_limit(bad)
     assert validation.list_delimiter("/") == "/"
