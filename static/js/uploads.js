@@ -199,6 +199,8 @@ function finish (item, state, label) {
   if (items.every((other) => ['done', 'cancelled'].includes(other.state))) refreshListing()
 }
 
+zone.dataset.ready = 'true' // for automation: drops are handled from now on
+
 window.addEventListener('online', () => {
   for (const item of items.filter((other) => other.state === 'error')) resume(item)
 })

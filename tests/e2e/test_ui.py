@@ -66,6 +66,18 @@ DROP_FOLDER = """([tree, zone]) => {
 }"""
 
 
+def drop(page, script: str, *args) -> None:
+    """Dispatch a drop once the page's upload module is listening (it marks the zone ready)."""
+    page.wait_for_selector("[data-testid=dropzone][data-ready=true]")
+    page.evaluate(script, [*args, "[data-testid=dropzone]"])
+
+
+def pick(page, which: str, path) -> None:
+    """Choose files (or a folder) with the page's picker once its upload module is listening."""
+    page.wait_for_selector("[data-testid=dropzone][data-ready=true]")
+    page.set_input_files(f"[data-testid={which}]", str(path))
+
+
 def wait_all_done(page, count: int, timeout: float = 60_000) -> None:
     expect(page.locator("[data-testid=upload-item][data-state=done]")).to_have_count(count, timeout=timeout)
 
@@ -73,7 +85,7 @@ def wait_all_done(page, count: int, timeout: float = 60_000) -> None:
 def test_drop_several_files(page, server, api):
     make_bucket(page, server, "dropped")
     names, sizes = ["a.bin", "b b.txt", "été.dat"], [1, 300_000, 2 * MIB + 3]
-    page.evaluate(DROP_FILES, [names, sizes, "[data-testid=dropzone]"])
+    drop(page, DROP_FILES, names, sizes)
     wait_all_done(page, 3)
     for index, (name, size) in enumerate(zip(names, sizes, strict=True)):
         info = api.file("dropped", name)
@@ -84,7 +96,7 @@ def test_drop_several_files(page, server, api):
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
-    page.evaluate(DROP_FOLDER, [{"album": {"one.jpg": 10, "deep": {"two.jpg": 20}}}, "[data-testid=dropzone]"])
+    drop(page, DROP_FOLDER, {"album": {"one.jpg": 10, "deep": {"two.jpg": 20}}})
     wait_all_done(page, 2)
     assert sorted(api.keys("folders")) == ["album/deep/two.jpg", "album/one.jpg"]
     assert api.file("folders", "album/deep/two.jpg")["sha256"] == hashlib.sha256(pattern(0, 20)).hexdigest()
@@ -94,7 +106,7 @@ def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     (picked / "x.txt").write_bytes(b"x" * 5)
     (picked / "sub" / "y.txt").write_bytes(b"y" * 7)
     page.goto(server.url + "/b/folders/album/")  # into a folder: keys get its prefix
-    page.set_input_files("[data-testid=folder-input]", str(picked))
+    pick(page, "folder-input", picked)
     wait_all_done(page, 2)
     assert api.file("folders", "album/picked/sub/y.txt")["bytes"] == 7
     assert api.file("folders", "album/picked/x.txt")["sha256"] == hashlib.sha256(b"x" * 5).hexdigest()
@@ -108,7 +120,7 @@ def test_pause_resume_and_resume_after_reload(page, server, api, tmp_path):
     page.on("request", lambda request: request.method == "PATCH" and offsets.append(
         int(request.headers["upload-offset"])))
     throttle_uploads(page, 24 * MIB)
-    page.set_input_files("[data-testid=file-input]", str(big))
+    pick(page, "file-input", big)
     item = page.locator("[data-testid=upload-item]")
     bar = page.locator("[data-testid=upload-progress]")
     expect(item).to_have_attribute("data-state", "uploading")
@@ -124,7 +136,7 @@ def test_pause_resume_and_resume_after_reload(page, server, api, tmp_path):
     page.cdp = None
     throttle_uploads(page, 256 * MIB)
     offsets.clear()
-    page.set_input_files("[data-testid=file-input]", str(big))  # the same file, dropped again
+    pick(page, "file-input", big)  # the same file, dropped again
     wait_all_done(page, 1)
     assert page.locator("[data-testid=upload-item]").get_attribute("data-resumed") == "true"
     assert offsets[0] > 0  # resumed from the server's offset: fewer bytes sent than the file holds
@@ -138,7 +150,7 @@ def test_network_cut_and_back(page, server, api, tmp_path):
     path.write_bytes(data := os.urandom(24 * MIB))
     make_bucket(page, server, "offline")
     throttle_uploads(page, 8 * MIB)
-    page.set_input_files("[data-testid=file-input]", str(path))
+    pick(page, "file-input", path)
     page.wait_for_function("() => document.querySelector('[data-testid=upload-progress]').value >= 20")
     throttle_uploads(page, 8 * MIB, offline=True)
     expect(page.locator("[data-testid=upload-item]")).to_have_attribute("data-state", "error")
@@ -153,12 +165,12 @@ def test_conflict_choices(page, server, api):
     api.put("clash", "same.txt", b"old")
     page.goto(server.url + "/b/clash/")
     for choice, expected in (("conflict-keep-both", "same (1).txt"), ("conflict-replace", "same.txt")):
-        page.evaluate(DROP_FILES, [["same.txt"], [4], "[data-testid=dropzone]"])
+        drop(page, DROP_FILES, ["same.txt"], [4])
         page.locator(f"[data-testid=upload-item] [data-testid={choice}]").last.click()
         expect(page.locator(f"[data-testid=upload-item][data-key='{expected}'][data-state=done]")).to_have_count(1)
     assert sorted(api.keys("clash")) == ["same (1).txt", "same.txt"]
     assert api.file("clash", "same.txt")["bytes"] == 4  # replaced
-    page.evaluate(DROP_FILES, [["same.txt"], [9], "[data-testid=dropzone]"])
+    drop(page, DROP_FILES, ["same.txt"], [9])
     page.locator("[data-testid=upload-item] [data-testid=conflict-skip]").last.click()
     expect(page.locator("[data-testid=upload-item][data-state=done]")).to_have_count(3)
     assert api.file("clash", "same.txt")["bytes"] == 4  # skipped: unchanged
@@ -251,7 +263,7 @@ def test_pages_are_accessible_and_clean(browser, server, api, scheme):
         assert violations == [], (name, violations)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
     page.goto(server.url + "/b/look/")
-    page.evaluate(DROP_FILES, [["shot.bin"], [10], "[data-testid=dropzone]"])
+    drop(page, DROP_FILES, ["shot.bin"], [10])
     wait_all_done(page, 1)
     page.screenshot(path=str(SCREENSHOTS / f"uploads-{scheme}.png"), full_page=True)
     context.close()
@@ -290,7 +302,7 @@ def test_sign_in_upload_and_sign_out(page, server, tmp_path):
     page.click("[data-testid=sign-in]")
     expect(page.locator("[data-testid=open-banner]")).to_have_count(0)
     make_bucket(page, server, "private")
-    page.evaluate(DROP_FILES, [["secret.txt"], [1000], "[data-testid=dropzone]"])
+    drop(page, DROP_FILES, ["secret.txt"], [1000])
     wait_all_done(page, 1)
     expect(page.locator("[data-testid=object-row][data-key='secret.txt']")).to_have_count(1)
     page.click("[data-testid=sign-out]")
