@@ -8,26 +8,13 @@ import hmac
 
 from flask import Flask, g, redirect, request, session, url_for
 
-from .errors import FilesError
+from .errors import Forbidden, Unauthorized
 from .services.accounts import Principal
 
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
 _PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi"}
 _ADMIN = {"api.delete_bucket", "web.create_bucket", "web.delete_bucket"}
 _SAFE = ("GET", "HEAD", "OPTIONS")
-
-
-class Unauthorized(FilesError):
-    status = 401
-    code = "unauthorized"
-
-    def __init__(self, message: str):
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="files"'})
-
-
-class Forbidden(FilesError):
-    status = 403
-    code = "forbidden"
 
 
 def init_app(app: Flask) -> None:

@@ -31,6 +31,19 @@ class InvalidInput(FilesError):
         self.code = code
 
 
+class Unauthorized(FilesError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="files"'})
+
+
+class Forbidden(FilesError):
+    status = 403
+    code = "forbidden"
+
+
 class FinalUploadImmutable(FilesError):
     """tus: a final (concatenated) upload takes no PATCH."""
 
