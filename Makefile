@@ -32,10 +32,11 @@ static/vendor/tus.min.js: node_modules/.installed
 
 deps: $(VENV)/.deps static/vendor/tus.min.js
 
-# System tools the tests drive for real (curl, Debian's Chromium for Playwright); installed when missing.
+# System tools the tests drive for real (curl, Debian's Chromium for Playwright, PostgreSQL's server
+# for the tests' throwaway clusters); installed when missing.
 system-test-deps:
-	@command -v curl >/dev/null && test -x /usr/bin/chromium || \
-		(apt-get update -qq && apt-get install -y -qq curl chromium)
+	@command -v curl >/dev/null && test -x /usr/bin/chromium && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq curl chromium postgresql)
 
 test-deps: $(VENV)/.test-deps static/vendor/tus.min.js system-test-deps
 

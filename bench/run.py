@@ -148,7 +148,7 @@ def listing_rows(ours) -> list[dict]:
     for count in LIST_SIZES:
         bucket = f"list{count}"
         keys = seed_bucket(database, bucket, count)
-        middle = encode_cursor(keys[len(keys) // 2] + "\x00")
+        middle = encode_cursor(keys[len(keys) // 2] + "\x01")
         paths = {"start": f"/v1/files/{bucket}?limit=100", "middle": f"/v1/files/{bucket}?limit=100&cursor={middle}",
                  "prefix": f"/v1/files/{bucket}?limit=100&prefix=d42/",
                  "folders": f"/v1/files/{bucket}?limit=100&delimiter=/"}

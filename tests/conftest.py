@@ -9,9 +9,30 @@ from files_app.schema import upgrade_database
 from tests.live_server import GunicornServer
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request):
+    """Every test of the app runs on both metadata stores: SQLite (the default) and PostgreSQL."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    cluster = request.getfixturevalue("postgres")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
+
 @pytest.fixture
-def settings(tmp_path):
-    return {"TESTING": True, "FILES_DATA_DIR": str(tmp_path / "data"), "FILES_DATABASE_URL": ""}
+def settings(tmp_path, database_url):
+    return {"TESTING": True, "FILES_DATA_DIR": str(tmp_path / "data"), "FILES_DATABASE_URL": database_url}
 
 
 @pytest.fixture
@@ -22,6 +43,7 @@ def app(settings):
     with app.app_context():
         from files_app.models import db
 
+        db.session.remove()
         db.engine.dispose()
 
 

@@ -100,9 +100,12 @@ def decode_cursor(cursor: str | None) -> str | None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+        position = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this server gave out", "invalid_cursor") from None
+    if "\x00" in position or len(position) > 2048:
+        raise InvalidInput("cursor is not one this server gave out", "invalid_cursor")
+    return position
 
 
 class ObjectService:
@@ -260,7 +263,8 @@ class ObjectService:
                 folder = _common_prefix(row.key, prefix, delimiter)
                 if folder is None:
                     objects.append(ObjectInfo(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at))
-                    start_at = row.key + "\x00"  # keys hold no control characters
+                    start_at = row.key + "\x01"  # the next key up: keys hold no control characters
+                    # (and PostgreSQL's text holds no NUL)
                 else:
                     prefixes.append(folder)
                     start_at = skip_below = key_successor_bound(folder)

@@ -27,7 +27,7 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def settings(settings):
+def settings(settings, database_url):  # naming database_url keeps both stores in play
     return {**settings, "FILES_CHECKPOINT_BYTES": MIB}
 
 
