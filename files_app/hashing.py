@@ -67,9 +67,6 @@ class ResumableSha256:
     def state(self) -> bytes:
         return bytes(self._ctx)
 
-    def copy(self) -> ResumableSha256:
-        return ResumableSha256(_Sha256Ctx.from_buffer_copy(self.state()))
-
     def hexdigest(self) -> str:
         ctx = _Sha256Ctx.from_buffer_copy(self.state())  # Final destroys the context; keep ours
         out = ctypes.create_string_buffer(32)

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -220,12 +220,6 @@ class ObjectService:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
         self.store.delete_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
         return info
-
-    def count(self, bucket: str) -> int:
-        bucket_id = self.bucket_id(bucket)
-        total = db.session.scalar(select(func.count()).where(StoredObject.bucket_id == bucket_id))
-        db.session.commit()
-        return total or 0
 
     def list(
         self,
