@@ -85,3 +85,17 @@ def server_factory(tmp_path):
 def server(server_factory):
     """One real gunicorn server, as `make serve` runs it."""
     return server_factory().start()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_server(request, server_factory):
+    """A real server on SQLite, and one on PostgreSQL: the lease is a compare-and-set on both."""
+    if request.param == "sqlite":
+        yield server_factory().start()
+        return
+    cluster = request.getfixturevalue("postgres")
+    url = cluster.create_database()
+    server = server_factory(FILES_DATABASE_URL=url).start()
+    yield server
+    server.stop()
+    cluster.drop_database(url)

@@ -145,7 +145,8 @@ def test_sigkill_during_30_concurrent_uploads(server_factory):
     assert blobs == rows and len(rows) == 30  # no blob without a row, no row without a blob
 
 
-def test_eight_writers_on_one_session(server):
+def test_eight_writers_on_one_session(any_server):
+    server = any_server
     data = os.urandom(8 * MIB)
     first = Client(server, "race", "shared.bin", data, MIB)
     status, body, _ = first.request("POST", "/v1/files", json.dumps(

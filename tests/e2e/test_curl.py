@@ -215,7 +215,8 @@ def test_second_writer_gets_423_while_the_first_streams(server_factory):
     assert reply.status == 200 and json.loads(reply.read())["sha256"] == sha256(data)
 
 
-def test_parallel_uploads_all_land(server):
+def test_parallel_uploads_all_land(any_server):
+    server = any_server
     from concurrent.futures import ThreadPoolExecutor
 
     def one(index: int) -> dict:
