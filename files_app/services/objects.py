@@ -60,6 +60,7 @@ _OBJECT = (
     .join(Bucket.__table__, Bucket.__table__.c.id == _objects.c.bucket_id)
     .where(Bucket.__table__.c.name == bindparam("bucket"), _objects.c.key == bindparam("key"))
 )
+_BUCKET_INFO = select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
 _COUNT = (
     update(Bucket.__table__)
@@ -68,6 +69,11 @@ _COUNT = (
             total_bytes=Bucket.__table__.c.total_bytes + bindparam("bytes"), updated_at=bindparam("now"))
 )
 _FOLDER_BATCH = 16  # rows per query when folders may be skipped: small, since a folder's rest is seeked past
+
+
+def _new_bucket(name: str) -> Bucket:
+    now = int(time.time())
+    return Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now)
 
 
 def count_in_bucket(bucket_id: int, files: int, size: int, now: int) -> None:
@@ -116,11 +122,10 @@ class ObjectService:
     def ensure_bucket(self, name: str) -> int:
         """The bucket's id, creating it on first use; safe when two requests race to create it."""
         for _ in range(3):
-            bucket_id = db.session.scalar(select(Bucket.id).where(Bucket.name == name))
+            bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
             if bucket_id is not None:
                 return bucket_id
-            now = int(time.time())
-            db.session.add(bucket := Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now))
+            db.session.add(bucket := _new_bucket(name))
             try:
                 db.session.commit()
                 return bucket.id
@@ -135,18 +140,12 @@ class ObjectService:
         return bucket_id
 
     def list_buckets(self) -> list[BucketInfo]:
-        rows = db.session.execute(
-            select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
-            .order_by(Bucket.name)
-        ).all()
+        rows = db.session.execute(_BUCKET_INFO.order_by(Bucket.name)).all()
         db.session.commit()
         return [BucketInfo(*row) for row in rows]
 
     def get_bucket(self, name: str) -> BucketInfo:
-        row = db.session.execute(
-            select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
-            .where(Bucket.name == validation.bucket_name(name))
-        ).first()
+        row = db.session.execute(_BUCKET_INFO.where(Bucket.name == validation.bucket_name(name))).first()
         db.session.commit()
         if row is None:
             raise NotFound(f"bucket {name!r} does not exist")
@@ -154,15 +153,14 @@ class ObjectService:
 
     def create_bucket(self, name: str) -> BucketInfo:
         """An empty bucket; 409 if it exists."""
-        name = validation.bucket_name(name)
-        now = int(time.time())
-        db.session.add(Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now))
+        bucket = _new_bucket(validation.bucket_name(name))
+        db.session.add(bucket)
         try:
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
             raise Conflict(f"bucket {name!r} already exists") from None
-        return BucketInfo(name, now, 0, 0, now)
+        return BucketInfo(name, bucket.created_at, 0, 0, bucket.created_at)
 
     def delete_bucket(self, name: str) -> None:
         bucket_id = self.bucket_id(name)
@@ -204,6 +202,12 @@ class ObjectService:
         content = self.store.open_blob(row.blob_id)
         db.session.commit()
         return info, content
+
+    def read_head(self, bucket: str, key: str, limit: int) -> tuple[ObjectInfo, bytes]:
+        """The file's metadata and its first `limit` bytes (for a preview)."""
+        info, stream = self.open(bucket, key)
+        with stream:
+            return info, stream.read(limit)
 
     def delete(self, bucket: str, key: str) -> ObjectInfo:
         row = self._row(bucket, key)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, abort, render_template, request, session, url_for
 
+from .. import auth
+
 bp = Blueprint("web", __name__)
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -35,13 +37,7 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def who():
-        from flask import g
-
-        accounts = app.extensions["files"].accounts
-        is_open = app.config["FILES_AUTH"] == "off" or not accounts.any_credentials()
-        principal = g.get("principal")
-        return {"service_open": is_open,
-                "signed_in": bool(principal and principal.owner.startswith("user:"))}
+        return {"service_open": auth.service_open(), "signed_in": auth.current().owner.startswith("user:")}
 
     @app.after_request
     def security_headers(response):

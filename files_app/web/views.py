@@ -65,16 +65,12 @@ def _folder(bucket: str, prefix: str):
 
 
 def _file(bucket: str, key: str):
-    info, stream = _objects().open(bucket, key)
-    with stream:
-        preview = _preview_kind(info.mime_type)
-        text = None
-        if preview == "text":
-            raw = stream.read(PREVIEW_TEXT_BYTES + 1)
-            text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
-            truncated = len(raw) > PREVIEW_TEXT_BYTES
-        else:
-            truncated = False
+    info = _objects().get(bucket, key)
+    preview, text, truncated = _preview_kind(info.mime_type), None, False
+    if preview == "text":  # the only preview the page itself holds; the others load from /v1/content
+        info, raw = _objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
+        text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
+        truncated = len(raw) > PREVIEW_TEXT_BYTES
     folder = key.rpartition("/")[0]
     return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated,
                            crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
