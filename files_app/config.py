@@ -34,6 +34,14 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_GC_INTERVAL": (int, 3600),  # seconds between the running server's gc passes (0: never)
     "FILES_SQLITE_BUSY_MS": (int, 15000),  # how long SQLite writers queue before a 503
     "FILES_SECRET_KEY": (str, ""),  # signs the UI's session cookie; empty: made once in the data dir
+    "FILES_STORAGE": (str, "local"),  # local: the data dir; s3: an S3-compatible object store
+    "FILES_S3_ENDPOINT": (str, ""),  # e.g. http://127.0.0.1:8333; empty: AWS's own for the region
+    "FILES_S3_BUCKET": (str, "files"),  # made at the first start if missing
+    "FILES_S3_ACCESS_KEY": (str, ""),  # empty: boto3's usual places (env, ~/.aws, instance role)
+    "FILES_S3_SECRET_KEY": (str, ""),
+    "FILES_S3_REGION": (str, "us-east-1"),
+    "FILES_S3_PART_SIZE": (int, 8 * MIB),  # multipart part size; at least 5 MiB (S3's minimum)
+    "FILES_S3_PRESIGN": (int, 0),  # 1: downloads redirect to a presigned URL on the object store
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 8),
 }
@@ -69,6 +77,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from .validation import bucket_name  # here: validation imports nothing from config
 
     bucket_name(settings["FILES_DEFAULT_BUCKET"])
+    if settings["FILES_STORAGE"] not in ("local", "s3"):
+        raise ConfigError("FILES_STORAGE must be 'local' or 's3'")
+    if settings["FILES_S3_PART_SIZE"] < 5 * MIB:
+        raise ConfigError("FILES_S3_PART_SIZE must be at least 5 MiB (5242880), S3's smallest part")
     if settings["FILES_AUTH"] not in ("auto", "off"):
         raise ConfigError("FILES_AUTH must be 'auto' or 'off'")
     data_dir = Path(settings["FILES_DATA_DIR"]).resolve()

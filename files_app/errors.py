@@ -145,6 +145,12 @@ class Unavailable(FilesError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class StorageUnavailable(Unavailable):
+    """The object store is unreachable or overloaded: what was durable stays; retry shortly."""
+
+    code = "storage_unavailable"
+
+
 class StorageError(FilesError):
     """The blob store lost or refused bytes it should have: a server fault, not the client's."""
 

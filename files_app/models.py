@@ -92,6 +92,8 @@ class UploadSession(db.Model):
     create_only: Mapped[bool] = mapped_column(default=False)  # If-None-Match: *
     # sha256 state after `offset` bytes, so chunks need not be re-read (see hashing.py).
     hash_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The blob store's bookkeeping for the same `offset` (S3: the multipart upload and its parts).
+    store_state: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     # Who created it ("token:<id>", "user:<id>"; None while the service is open): only they may use it.

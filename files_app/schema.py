@@ -20,6 +20,8 @@ def alembic_config() -> Config:
 
 
 def upgrade_database(app: Flask) -> None:
+    """Apply pending migrations, and make what the blob store needs (its S3 bucket)."""
+    app.extensions["files"].store.ensure_ready()
     with app.app_context():
         config = alembic_config()
         with db.engine.begin() as connection:

@@ -18,21 +18,32 @@ def postgres():
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request):
-    """Every test of the app runs on both metadata stores: SQLite (the default) and PostgreSQL."""
-    if request.param == "sqlite":
-        yield ""
+@pytest.fixture(scope="session")
+def seaweedfs():
+    from tests.seaweedfs import SeaweedFS
+
+    weed = SeaweedFS()
+    yield weed
+    weed.stop()
+
+
+@pytest.fixture(params=["local", "scaled"])
+def deployment(request):
+    """Every test of the app runs on both configurations: `local`, the embedded defaults (SQLite
+    and the data dir), and `scaled`, PostgreSQL and SeaweedFS's S3 (a database and a bucket of
+    its own per test). The value is the FILES_* settings that differ from the defaults."""
+    if request.param == "local":
+        yield {}
         return
-    cluster = request.getfixturevalue("postgres")
+    cluster, weed = request.getfixturevalue("postgres"), request.getfixturevalue("seaweedfs")
     url = cluster.create_database()
-    yield url
+    yield {"FILES_DATABASE_URL": url, **weed.settings(weed.create_bucket())}
     cluster.drop_database(url)
 
 
 @pytest.fixture
-def settings(tmp_path, database_url):
-    return {"TESTING": True, "FILES_DATA_DIR": str(tmp_path / "data"), "FILES_DATABASE_URL": database_url}
+def settings(tmp_path, deployment):
+    return {"TESTING": True, "FILES_DATA_DIR": str(tmp_path / "data"), "FILES_DATABASE_URL": "", **deployment}
 
 
 @pytest.fixture
@@ -87,15 +98,9 @@ def server(server_factory):
     return server_factory().start()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_server(request, server_factory):
-    """A real server on SQLite, and one on PostgreSQL: the lease is a compare-and-set on both."""
-    if request.param == "sqlite":
-        yield server_factory().start()
-        return
-    cluster = request.getfixturevalue("postgres")
-    url = cluster.create_database()
-    server = server_factory(FILES_DATABASE_URL=url).start()
+@pytest.fixture
+def any_server(deployment, server_factory):
+    """A real server in each configuration: the lease is a compare-and-set on both databases."""
+    server = server_factory(**deployment).start()
     yield server
     server.stop()
-    cluster.drop_database(url)

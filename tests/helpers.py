@@ -52,3 +52,16 @@ def assert_error(response, status, code):
     assert (error["status"], error["code"]) == (status, code)
     assert isinstance(error["message"], str) and error["message"]
     return error
+
+
+def blob_ids(store) -> list[str]:
+    """Every blob the store holds, whatever its age."""
+    return sorted(store.blob_ids(older_than=float("inf")))
+
+
+def holds_private_bytes(store, session_id: str) -> bool:
+    """Whether a session's bytes-in-progress are still in the store (a partial file, or an S3
+    multipart upload or held tail)."""
+    if hasattr(store, "uploads"):
+        return (store.uploads / session_id).exists()
+    return session_id in store.partial_ids(older_than=float("inf"))

@@ -7,6 +7,7 @@ applies (Werkzeug's own Range support would wrap the file in a Python iterator).
 
 from __future__ import annotations
 
+import io
 from urllib.parse import quote
 
 from flask import Response, request
@@ -53,9 +54,12 @@ def content(bucket: str, key: str):
         if request.method == "HEAD":
             stream.close()
             body = b""
+        elif status == 200 and (url := _direct_url(stream, info.mime_type, headers["Content-Disposition"])):
+            stream.close()  # FILES_S3_PRESIGN: the object store sends the bytes itself
+            return Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
         else:
             stream.seek(start)
-            body = _file_body(stream, length)
+            body = _file_body(stream, length, start)
         response = Response(body, status=status, headers=headers, mimetype=None, direct_passthrough=True)
         response.headers["Content-Type"] = info.mime_type
         response.headers["Content-Length"] = str(length)
@@ -81,12 +85,20 @@ def _if_range_holds(etag: str, modified: int) -> bool:
     return True
 
 
-def _file_body(stream, length: int):
+def _direct_url(stream, content_type: str, disposition: str) -> str | None:
+    direct_url = getattr(stream, "direct_url", None)  # an object store's reader may offer one
+    return direct_url(content_type=content_type, disposition=disposition) if direct_url else None
+
+
+def _file_body(stream, length: int, start: int):
     server_wrapper = request.environ.get("wsgi.file_wrapper")
     # gunicorn's wrapper sends `Content-Length` bytes from the current position with
     # sendfile(). Other servers' wrappers read to EOF, which would overrun a Range.
-    if server_wrapper is not None and server_wrapper.__module__.startswith("gunicorn."):
+    sendfile = isinstance(stream, io.IOBase) and server_wrapper is not None
+    if sendfile and server_wrapper.__module__.startswith("gunicorn."):
         return server_wrapper(stream, READ_SIZE)
+    if hasattr(stream, "bound"):  # an object store's stream: ask it for the range's bytes only
+        stream.bound(start + length)
     return _bounded_chunks(stream, length)
 
 

@@ -16,21 +16,22 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
     `grace` spares files younger than that many seconds: a blob is renamed into place a moment
     before its row commits, and must not be swept in between.
     """
-    expired = db.session.scalars(
-        select(UploadSession.id).where(
+    expired = db.session.execute(
+        select(UploadSession.id, UploadSession.store_state).where(
             UploadSession.expires_at < now,
             or_(UploadSession.lease_token.is_(None), UploadSession.lease_expires_at < now),
         )
     ).all()
     for batch in batches(expired):
-        db.session.execute(delete(UploadSession).where(UploadSession.id.in_(batch)))
+        db.session.execute(delete(UploadSession).where(UploadSession.id.in_([row.id for row in batch])))
     db.session.commit()
-    for session_id in expired:
-        store.discard_partial(session_id)
+    for session_id, store_state in expired:
+        store.discard_partial(session_id, store_state)
     orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id)
     for session_id in orphan_partials:
-        store.discard_partial(session_id)
-    orphan_blobs = _unreferenced(store.blob_ids(now - grace), StoredObject.blob_id)
+        store.discard_partial(session_id, None)
+    # A blob is named after the session that made it until its object's row commits: spare those.
+    orphan_blobs = _unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id), UploadSession.id)
     for blob_id in orphan_blobs:
         store.delete_blob(blob_id)
     return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),

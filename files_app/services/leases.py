@@ -98,7 +98,7 @@ class Lease:
     def claim_completion(self, size: int) -> Callable[[], None]:
         """For publish(): mark the session completed in the object's own transaction."""
         def claim() -> None:
-            self.update(release=True, state="completed", offset=size, hash_state=None)
+            self.update(release=True, state="completed", offset=size, hash_state=None, store_state=None)
         return claim
 
     def renew_if_due(self) -> None:

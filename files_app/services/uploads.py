@@ -52,6 +52,8 @@ _LOAD = (
     .where(_sessions.c.id == bindparam("sid"))
 )
 _INSERT_SESSION = insert(_sessions)
+_DELETE_SESSION = (delete(_sessions).where(_sessions.c.id == bindparam("sid"))
+                   .returning(_sessions.c.kind, _sessions.c.state, _sessions.c.store_state))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(
     _sessions.c.owner == bindparam("owner"), _sessions.c.state == "active")
 _CLAIM_UNTOUCHED = (  # complete a session no byte was written to yet, if nobody holds it
@@ -123,7 +125,7 @@ class UploadService:
         db.session.execute(_INSERT_SESSION, dict(
             id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
             offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
-            created_at=int(now), expires_at=now + self.ttl, lease_token=None, lease_expires_at=0.0,
+            store_state=None, created_at=int(now), expires_at=now + self.ttl, lease_token=None, lease_expires_at=0.0,
             tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner or None,
         ))
         db.session.commit()
@@ -182,6 +184,7 @@ class UploadService:
             info = self._info(row)
             hash_state, expected, create_only, bucket_id = (row.hash_state, row.expected_sha256, row.create_only,
                                                             row.bucket_id)
+            store_state = row.store_state
             db.session.commit()
             if refuse_final and info.kind == "final":
                 raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
@@ -192,19 +195,23 @@ class UploadService:
             limit = self.max_size if info.size is None else info.size
             if length is not None and info.offset + length > limit:
                 raise TooLarge(f"{length} bytes at offset {info.offset} run past the size {limit}")
-            writer = self.store.open_partial(session_id, info.offset)
+            writer = self.store.open_partial(session_id, info.offset, store_state)
             try:
                 position, hasher = self._stream(info, lease, writer, body, length, limit, hash_state, checksum)
             finally:
                 writer.close()
+            store_state = writer.state()
             if info.size is None or position < info.size:
-                lease.commit_update(release=True, offset=position, hash_state=hasher.state())
+                lease.commit_update(release=True, offset=position, hash_state=hasher.state(), store_state=store_state)
                 return WriteResult(self._after(info, offset=position), None)
-            if info.kind == "partial":  # its bytes wait, as they are, for a final upload
-                lease.commit_update(release=True, offset=position, hash_state=None, state="completed")
+            if info.kind == "partial":  # its bytes become a blob of its own, for a final upload to read
+                self.store.finalize(session_id, info.size, store_state)
+                lease.commit_update(release=True, offset=position, hash_state=None, store_state=None, state="completed")
+                self.store.discard_partial(session_id, store_state)
                 return WriteResult(self._after(info, offset=position, completed=True), None)
             obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), expected,
-                                 create_only, lambda blob_id: self.store.finalize(session_id, blob_id, info.size))
+                                 create_only, lambda: self.store.finalize(session_id, info.size, store_state),
+                                 store_state)
             lease.held = False  # released by the claim, committed with the object
             return WriteResult(self._after(info, offset=position, completed=True), obj)
         finally:
@@ -232,7 +239,7 @@ class UploadService:
                 position += len(data)
                 if verifier is None and position - durable >= self.checkpoint_bytes:
                     writer.sync()
-                    lease.commit_update(offset=position, hash_state=hasher.state())
+                    lease.commit_update(offset=position, hash_state=hasher.state(), store_state=writer.state())
                     durable = position
                 else:
                     lease.renew_if_due()
@@ -243,14 +250,14 @@ class UploadService:
             # Keep what arrived: it is the client's progress. A checksummed chunk is never partial.
             if verifier is None and position > durable:
                 writer.sync()
-                lease.commit_update(offset=position, hash_state=hasher.state())
+                lease.commit_update(offset=position, hash_state=hasher.state(), store_state=writer.state())
             elif verifier is not None:
                 writer.rollback(info.offset)
             raise
         except TooLarge:
             writer.rollback(info.offset)  # nothing of a refused body is kept
             if durable != info.offset:
-                lease.commit_update(offset=info.offset, hash_state=start_state)
+                lease.commit_update(offset=info.offset, hash_state=start_state, store_state=writer.state())
             raise
         except InsufficientStorage as full:
             # Back to what is durable (freeing what is not), and say where to resume from.
@@ -262,7 +269,7 @@ class UploadService:
             writer.rollback(info.offset)
             raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
                                    headers={"Upload-Offset": str(info.offset)}, offset=info.offset)
-        if position == info.size and info.kind != "partial":  # a partial's bytes stay where they are
+        if position == info.size:
             writer.sync_for_finalize()
         elif position != durable:
             writer.sync()
@@ -298,9 +305,14 @@ class UploadService:
                 db.session.rollback()
                 raise _ClaimLost()
 
+        def place() -> str:
+            blob_id = uuid.uuid4().hex  # never the session's id: a racing request may be writing that
+            self.store.put_blob(blob_id, data)
+            return blob_id
+
         try:
             obj = self._complete(info, row.bucket_id, claim, hashlib.sha256(data).hexdigest(), row.expected_sha256,
-                                 row.create_only, lambda blob_id: self.store.put_blob(blob_id, data))
+                                 row.create_only, place, None, wrote_partial=False)
         except _ClaimLost:  # another request got there first: the general path says what happened
             return None, _BytesBody(data)
         return WriteResult(self._after(info, offset=length, completed=True), obj), body
@@ -341,14 +353,14 @@ class UploadService:
 
     # --- completion ------------------------------------------------------------------------
     def _complete(self, info: SessionInfo, bucket_id: int, claim: Callable[[], None], digest: str,
-                  expected: str | None, create_only: bool, place: Callable[[str], None]) -> ObjectInfo:
-        """Check the digest, `place` the bytes under a new blob id, then publish the object;
-        `claim` marks the session completed inside that same transaction, or raises."""
+                  expected: str | None, create_only: bool, place: Callable[[], str], store_state: str | None,
+                  wrote_partial: bool = True) -> ObjectInfo:
+        """Check the digest, `place` the bytes as a blob (it returns the blob's id), then publish
+        the object; `claim` marks the session completed inside that same transaction, or raises."""
         if expected and not hmac.compare_digest(digest, expected):
             self._discard(info.id)
             raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
-        blob_id = uuid.uuid4().hex
-        place(blob_id)
+        blob_id = place()
         try:
             obj, replaced = publish(info, bucket_id, claim, blob_id, digest, create_only, int(self.clock()))
         except PreconditionFailed:
@@ -356,9 +368,13 @@ class UploadService:
             self._discard(info.id)
             raise
         except BaseException:
-            self.store.delete_blob(blob_id)
+            # A blob named after the session stays for a retry to find (gc spares it while the
+            # session lives); a fresh one is nobody's.
+            if blob_id != info.id:
+                self.store.delete_blob(blob_id)
             raise
-        self.store.discard_partial(info.id)  # the object's row is committed: the session's copy can go
+        if wrote_partial:  # the object's row is committed: the session's copy can go
+            self.store.discard_partial(info.id, store_state)
         if replaced:
             self.store.delete_blob(replaced)  # readers that opened it keep their copy
         return obj
@@ -390,10 +406,10 @@ class UploadService:
         lease = Lease.try_acquire(info.id, self.lease_ttl, self.ttl, self.clock)
         try:
             hasher = ResumableSha256()
-            writer = self.store.open_partial(info.id, 0)
+            writer = self.store.open_partial(info.id, 0, None)
             try:
                 for partial_id in partial_ids:
-                    with self.store.open_partial_reader(partial_id) as source:
+                    with self.store.open_blob(partial_id) as source:
                         while data := source.read(READ_SIZE):
                             writer.write(data)
                             hasher.update(data)
@@ -401,8 +417,9 @@ class UploadService:
                 writer.sync_for_finalize()
             finally:
                 writer.close()
+            store_state = writer.state()
             obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), None,
-                                 create_only, lambda blob_id: self.store.finalize(info.id, blob_id, info.size))
+                                 create_only, lambda: self.store.finalize(info.id, info.size, store_state), store_state)
             lease.held = False
         finally:
             lease.release()
@@ -412,9 +429,15 @@ class UploadService:
 
     # --- helpers -------------------------------------------------------------------------------
     def _discard(self, session_id: str) -> None:
-        db.session.execute(delete(UploadSession).where(UploadSession.id == session_id))
+        """Forget a session and free its bytes: its private ones, and the blob named after it
+        unless an object owns that (a completed upload's)."""
+        gone = db.session.execute(_DELETE_SESSION, {"sid": session_id}).first()
         db.session.commit()
-        self.store.discard_partial(session_id)
+        if gone is None:
+            return  # someone else discarded it, and its bytes
+        self.store.discard_partial(session_id, gone.store_state)
+        if gone.kind == "partial" or gone.state != "completed":
+            self.store.delete_blob(session_id)
 
     def _after(self, info: SessionInfo, **changes: Any) -> SessionInfo:
         """The session as a write left it: every write renews the expiry."""

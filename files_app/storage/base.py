@@ -1,9 +1,14 @@
-"""The BlobStore protocol: where bytes live. A second backend is one file implementing it."""
+"""The BlobStore protocol: where bytes live. A backend is one module implementing it.
+
+A session's bytes are private to it until `finalize` makes them the blob whose id is the
+session's own id; a small whole file goes straight in with `put_blob` under a fresh id. Ids are
+server-made: a user's key never names bytes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 
 class PartialWriter(Protocol):
@@ -18,30 +23,50 @@ class PartialWriter(Protocol):
         """Make the bytes durable when `finalize` follows at once (it makes the name durable)."""
 
     def rollback(self, offset: int) -> None:
-        """Forget everything after `offset` (a refused or corrupt chunk)."""
+        """Forget everything after `offset`: the offset this writer was opened at, or one it synced."""
+
+    def state(self) -> str | None:
+        """The store's own bookkeeping for what is synced (an S3 multipart upload's parts, say).
+        The session row keeps it with the offset and hands it back to `open_partial`/`finalize`."""
 
     def close(self) -> None: ...
 
 
+class BlobReader(Protocol):
+    """A blob's bytes: read from the position `seek` set; a real file where the store can (sendfile).
+    An object store's reader may also offer `bound(end)` (no bytes past `end` will be read) and
+    `direct_url(content_type=, disposition=)` (a URL to fetch the bytes from, or None)."""
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> BlobReader: ...
+
+    def __exit__(self, *exc_info) -> None: ...
+
+
 class BlobStore(Protocol):
-    def open_partial(self, session_id: str, offset: int) -> PartialWriter:
+    def ensure_ready(self) -> None:
+        """At start-up: make what the store needs (an S3 bucket), or fail loudly."""
+
+    def open_partial(self, session_id: str, offset: int, state: str | None) -> PartialWriter:
         """Open a session's bytes for appending at `offset`, dropping anything past it that
         was written but never made durable (a writer that died)."""
 
-    def open_partial_reader(self, session_id: str) -> BinaryIO:
-        """A complete session's bytes, for concatenating tus partial uploads."""
+    def discard_partial(self, session_id: str, state: str | None) -> None:
+        """Free a session's private bytes. `state` None: whatever there is (an orphan)."""
 
-    def discard_partial(self, session_id: str) -> None: ...
-
-    def finalize(self, session_id: str, blob_id: str, size: int) -> None:
-        """Make a session's complete, synced bytes durable as blob `blob_id`, leaving the session's
-        own copy in place until `discard_partial` (so a crash before the commit loses nothing)."""
+    def finalize(self, session_id: str, size: int, state: str | None) -> str:
+        """Make a session's complete, synced bytes durable as the blob named by the session's id,
+        and return that id. Done again after a crash before the commit, it finds the blob made."""
 
     def put_blob(self, blob_id: str, data: bytes) -> None:
         """Store a small file's bytes durably as blob `blob_id` in one go."""
 
-    def open_blob(self, blob_id: str) -> BinaryIO:
-        """A binary file object positioned at 0; a real file where the store can (for sendfile)."""
+    def open_blob(self, blob_id: str) -> BlobReader: ...
 
     def delete_blob(self, blob_id: str) -> None: ...
 

@@ -1,4 +1,4 @@
-"""Local disk: `uploads/<session-id>` while a session writes, then fsync and rename into
+"""Local disk: `uploads/<session-id>` while a session writes, then fsync and a hard link as
 `objects/<2 hex>/<blob-id>`. Names are server-made ids; a key never becomes a path."""
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ class LocalPartialWriter:
         os.lseek(self._fd, offset, os.SEEK_SET)
         self._position = offset
 
+    def state(self) -> None:
+        return None  # the file's length says it all
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -112,6 +115,9 @@ class LocalBlobStore:
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.objects.mkdir(parents=True, exist_ok=True)
 
+    def ensure_ready(self) -> None:
+        pass  # the directories were made with the store
+
     def _partial_path(self, session_id: str) -> Path:
         return self.uploads / _checked_id(session_id)
 
@@ -120,7 +126,7 @@ class LocalBlobStore:
         return self.objects / blob_id[:2] / blob_id
 
     @_space
-    def open_partial(self, session_id: str, offset: int) -> LocalPartialWriter:
+    def open_partial(self, session_id: str, offset: int, state: str | None = None) -> LocalPartialWriter:
         path = self._partial_path(session_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -134,29 +140,29 @@ class LocalBlobStore:
             os.close(fd)
             raise
 
-    def open_partial_reader(self, session_id: str) -> BinaryIO:
-        try:
-            return open(self._partial_path(session_id), "rb")
-        except FileNotFoundError:
-            raise StorageError(f"the bytes of upload {session_id} are missing") from None
-
-    def discard_partial(self, session_id: str) -> None:
+    def discard_partial(self, session_id: str, state: str | None = None) -> None:
         self._partial_path(session_id).unlink(missing_ok=True)
 
     @_space
-    def finalize(self, session_id: str, blob_id: str, size: int) -> None:
+    def finalize(self, session_id: str, size: int, state: str | None = None) -> str:
         """Link the partial file in as the blob. A link, not a rename: if the process dies before
-        the object's row commits, the session still has its bytes and can finish; the blob is an
-        orphan that gc removes. The caller discards the partial name once the row is committed."""
+        the object's row commits, the session still has its bytes and can finish (the link is
+        found made); gc spares the blob while its session lives. The caller discards the partial
+        name once the row is committed."""
         source = self._partial_path(session_id)
-        target = self._blob_path(blob_id)
+        target = self._blob_path(session_id)
         target.parent.mkdir(exist_ok=True)
         if size == 0 and not source.exists():
             source.touch(0o600)
         if source.stat().st_size != size:
             raise StorageError(f"session {session_id} holds {source.stat().st_size} bytes, not {size}")
-        os.link(source, target)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            if not os.path.samefile(source, target):
+                raise StorageError(f"blob {session_id} exists and is not the session's bytes") from None
         _fsync_dir(target.parent)
+        return session_id
 
     @_space
     def put_blob(self, blob_id: str, data: bytes) -> None:
