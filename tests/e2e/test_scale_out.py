@@ -140,7 +140,8 @@ class SlowBody:
 
 def test_a_host_killed_mid_chunk_the_client_resumes_through_another(hosts):
     data = os.urandom(9 * MIB)
-    response, body = call(hosts[0], "POST", "/v1/files", json.dumps({"bucket": "shared", "key": "k.bin", "size": len(data)}))
+    response, body = call(hosts[0], "POST", "/v1/files",
+                          json.dumps({"bucket": "shared", "key": "k.bin", "size": len(data)}))
     session = "/v1/files/session:" + json.loads(body)["id"]
     slow = SlowBody(data, pause_after=6 * MIB + 128 * 1024)
     failures = []
