@@ -16,6 +16,13 @@ from tests.helpers import sha256
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("tus_js_client.mjs")
 ROOT = Path(__file__).resolve().parents[2]
+
+@pytest.fixture
+def server(any_server):
+    """Each client runs against both configurations: {SQLite, local disk} and {PostgreSQL, SeaweedFS}."""
+    return any_server
+
+
 MIB = 1024 * 1024
 
 

@@ -13,6 +13,13 @@ from tusclient.storage.filestorage import FileStorage
 from tests.helpers import sha256
 
 pytestmark = pytest.mark.e2e
+
+@pytest.fixture
+def server(any_server):
+    """Each client runs against both configurations: {SQLite, local disk} and {PostgreSQL, SeaweedFS}."""
+    return any_server
+
+
 MIB = 1024 * 1024
 
 

@@ -380,3 +380,22 @@ def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
     assert services.uploads.collect_garbage(grace=0)["orphan_blobs"] == 0
     with services.objects.open("b", "k")[1] as stream:
         assert stream.read() == data
+
+
+@pytest.mark.parametrize("deployment", ["scaled"], indirect=True)
+def test_gc_aborts_multipart_uploads_and_frees_blobs_no_row_refers_to(services, seaweedfs):
+    store, data = services.store, os.urandom(12 * MIB)
+    live = services.uploads.create(bucket="b", key="live", size=len(data))
+    services.uploads.write(live.id, ChunkedBody(data[:9 * MIB]), length=9 * MIB)  # a part, and a held tail
+    orphan, orphan_blob = "e" * 32, "f" * 32
+    store.client.create_multipart_upload(Bucket=store.bucket, Key=f"blobs/{orphan}")
+    store.client.put_object(Bucket=store.bucket, Key=f"tails/{orphan}/0123456789abcdef", Body=b"held")
+    store.put_blob(orphan_blob, b"nobody's")
+    counts = services.uploads.collect_garbage(grace=0)
+    assert (counts["orphan_partials"], counts["orphan_blobs"]) == (1, 1)
+    assert seaweedfs.uploads(store.bucket) == [f"blobs/{live.id}"]
+    assert {key.split("/")[1] for key in seaweedfs.keys(store.bucket, "tails/")} == {live.id}
+    assert blob_ids(store) == []
+    result = services.uploads.write(live.id, ChunkedBody(data[9 * MIB:]), offset=9 * MIB)
+    assert result.object.sha256 == sha256(data)
+    assert seaweedfs.uploads(store.bucket) == [] and seaweedfs.keys(store.bucket, "tails/") == []
