@@ -24,7 +24,7 @@ MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # transfer,concurrency,listing,memory
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # transfer,concurrency,listing,memory,s3
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("BENCH_WORK", HERE / ".work"))
@@ -180,6 +180,35 @@ def memory_rows(ours) -> list[dict]:
                 growth < 16, rss_mib=peaks[SIZE])]
 
 
+def s3_rows() -> list[dict]:
+    """The scaled configuration (PostgreSQL, SeaweedFS) against boto3 talking to SeaweedFS itself."""
+    from tests.postgres import PostgresCluster
+    from tests.seaweedfs import SeaweedFS
+
+    weed, cluster = SeaweedFS(), PostgresCluster()
+    bucket = weed.create_bucket()
+    ours = servers.ours(WORK, FILES_DATABASE_URL=cluster.create_database(), **weed.settings(bucket))
+    try:
+        ours.start()
+        client, path, megabytes = weed.client(), big_file(SIZE), SIZE / 1e6
+        rows = [speed_row("s3_upload_vs_boto3", lambda: workloads.upload_ours_single(ours.url, path),
+                          lambda: workloads.s3_upload_file(client, bucket, path), megabytes,
+                          "boto3 upload_file to SeaweedFS", 0.5, ours.peak_rss_mib)]
+        conn = workloads.connect(ours.url)
+        workloads.curl("-X", "POST", "-T", str(path), ours.url + workloads.create_session(conn, "bench", "d.bin", SIZE))
+        client.upload_file(str(path), bucket, "direct/download.bin")
+        target = WORK / "s3-download.bin"
+        rows.append(speed_row("s3_download_vs_boto3",
+                              lambda: workloads.download_whole(f"{ours.url}/v1/content/bench/d.bin"),
+                              lambda: workloads.s3_download_file(client, bucket, "direct/download.bin", target),
+                              megabytes, "boto3 download_file from SeaweedFS", 0.5))
+        return rows
+    finally:
+        ours.stop()
+        weed.stop()
+        cluster.stop()
+
+
 def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -198,6 +227,8 @@ def main() -> None:
     finally:
         for server in (ours, bare, peer):
             server.stop()
+    if not ONLY or "s3" in ONLY:  # after the others: their servers are down, the machine is ours
+        rows += s3_rows()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} " \
               f"{platform.python_version()}, {platform.system()} {platform.release()}"
     (HERE / "results.json").write_text(json.dumps({"machine": machine, "size": SIZE, "rows": rows}, indent=2))

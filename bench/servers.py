@@ -24,7 +24,8 @@ def free_port() -> int:
 def gunicorn_flags() -> list[str]:
     """The settings of gunicorn.conf.py (what `make serve` runs), as flags for another app."""
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    return ["-k", conf["worker_class"], "-w", str(conf["workers"]), "--threads", str(conf["threads"]),
+    # `-c python:bench.baselines`: an empty config, not ./gunicorn.conf.py (whose hooks are the service's).
+    return ["-c", "python:bench.baselines", "-k", conf["worker_class"], "-w", str(conf["workers"]), "--threads", str(conf["threads"]),
             "--timeout", str(conf["timeout"]), "--keep-alive", str(conf["keepalive"]),
             "--limit-request-line", str(conf["limit_request_line"]), "--access-logfile", "-",
             "--no-control-socket"]
@@ -100,9 +101,10 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def ours(work: Path) -> Server:
+def ours(work: Path, **settings: str) -> Server:
+    name = "ours-s3" if settings else "ours"
     return Server("files service", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-                  {"FILES_DATA_DIR": str(work / "ours"), "FILES_HOST": "127.0.0.1"}, work / "ours.log")
+                  {"FILES_DATA_DIR": str(work / name), "FILES_HOST": "127.0.0.1", **settings}, work / f"{name}.log")
 
 
 def bare(work: Path) -> Server:

@@ -158,3 +158,16 @@ def page_time(base: str, path: str, repeats: int = 25) -> float:
         request(conn, "GET", path)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+# --- straight to S3 (the baseline of the S3 rows) ----------------------------------------------
+def s3_upload_file(client, bucket: str, path: Path) -> float:
+    """boto3's managed transfer: multipart, 8 MiB parts, 10 threads (its defaults)."""
+    return timed(lambda: client.upload_file(str(path), bucket, f"direct/{uuid.uuid4().hex}"))
+
+
+def s3_download_file(client, bucket: str, key: str, target: Path) -> float:
+    def run():
+        client.download_file(bucket, key, str(target))
+        target.unlink()
+    return timed(run)

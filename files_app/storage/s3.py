@@ -20,6 +20,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -78,7 +79,9 @@ class S3BlobStore:
                 request_checksum_calculation="when_required", response_checksum_validation="when_required",
             ),
         )
+        self._pool_size = pool_size
         self._client = None
+        self._uploader: ThreadPoolExecutor | None = None
         self._client_pid = 0
         self._client_lock = threading.Lock()
 
@@ -89,8 +92,15 @@ class S3BlobStore:
             with self._client_lock:
                 if self._client is None or self._client_pid != os.getpid():
                     self._client = boto3.client("s3", **self._client_args)
+                    self._uploader = ThreadPoolExecutor(self._pool_size // 2, thread_name_prefix="s3-parts")
                     self._client_pid = os.getpid()
         return self._client
+
+    @property
+    def uploader(self) -> ThreadPoolExecutor:
+        """Threads that upload parts while writers go on reading their request bodies."""
+        self.client  # noqa: B018 - made with the client, once per process
+        return self._uploader
 
     # --- names -----------------------------------------------------------------------------------
     @staticmethod
@@ -201,7 +211,11 @@ class S3BlobStore:
 
 
 class S3PartialWriter:
-    """Fills parts in memory (at most one part's bytes) and uploads each as it fills."""
+    """Fills a part in memory and uploads it in the background as the next one fills, with at
+    most PARTS_IN_FLIGHT uploads pending: memory per writer stays under (1 + PARTS_IN_FLIGHT)
+    parts, and the network works while the request body is read and hashed."""
+
+    PARTS_IN_FLIGHT = 2
 
     def __init__(self, store: S3BlobStore, session_id: str, offset: int, state: str | None):
         self._store, self._id, self._part_size = store, session_id, store.part_size
@@ -211,6 +225,7 @@ class S3PartialWriter:
         self._tail: str | None = parsed.get("tail")
         self._stale: set[str] = set(parsed.get("stale", ()))
         self._position = offset
+        self._pending: list[tuple[Future, bytes, int]] = []  # (upload, its bytes, their offset)
         self._placed = False  # an earlier attempt completed the upload; bytes are only compared
         if len(self._etags) != offset // self._part_size or (offset % self._part_size and not self._tail):
             raise StorageError(f"session {session_id} lost durable bytes (its parts do not reach offset {offset})")
@@ -221,7 +236,8 @@ class S3PartialWriter:
 
     def write(self, data: bytes) -> None:
         if self._placed:
-            self._compare_placed(data)
+            self._compare_placed(self._position, data)
+            self._position += len(data)
             return
         self._buffer += data
         self._position += len(data)
@@ -231,6 +247,7 @@ class S3PartialWriter:
 
     @_s3_errors
     def sync(self) -> None:
+        self._settle()
         if self._placed:
             return
         if self._buffer:
@@ -247,17 +264,18 @@ class S3PartialWriter:
     def sync_for_finalize(self) -> None:
         """The last part goes up now, below the minimum size as S3 allows; a file that never
         filled a part is put whole, with no multipart upload at all."""
-        if self._placed:
-            return
-        if self._upload is None:
+        if not self._placed and self._upload is None:
             self._store.client.put_object(Bucket=self._store.bucket, Key=self._store.blob_key(self._id),
                                           Body=bytes(self._buffer))
-        elif self._buffer:
+            self._buffer.clear()
+        elif not self._placed and self._buffer:
             self._upload_part(bytes(self._buffer))
-        self._buffer.clear()
+            self._buffer.clear()
+        self._settle()
         self._tail = None
 
     def rollback(self, offset: int) -> None:
+        self._abandon_pending()
         if self._placed:
             self._position = offset
             return
@@ -268,12 +286,15 @@ class S3PartialWriter:
         self._buffer = bytearray(self._read_tail(offset % self._part_size))
 
     def state(self) -> str:
+        """Call after `sync` or `sync_for_finalize`, which wait for the pending uploads."""
         # Once this state commits, the tails it does not name are nobody's: the next writer deletes them.
         stale = sorted(self._stale | (self._tails_written - {self._tail}))
         return json.dumps({"upload": self._upload, "etags": self._etags, "tail": self._tail, "stale": stale},
                           separators=(",", ":"))
 
     def close(self) -> None:
+        """No upload of this writer may land after it is closed (and its lease given up)."""
+        self._abandon_pending()
         self._buffer = bytearray()
 
     # --- inside ----------------------------------------------------------------------------------
@@ -282,20 +303,41 @@ class S3PartialWriter:
         client, bucket, key = self._store.client, self._store.bucket, self._store.blob_key(self._id)
         if self._upload is None:
             self._upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        try:
-            etag = client.upload_part(Bucket=bucket, Key=key, UploadId=self._upload, PartNumber=len(self._etags) + 1,
-                                      Body=data)["ETag"]
-        except ClientError as error:
-            if _code(error) != "NoSuchUpload" or not self._store.blob_size(self._id):
-                raise
+        self._settle(keep=self.PARTS_IN_FLIGHT - 1)
+        if self._placed:
+            return  # found out just now: `data` was compared with the rest of the buffer
+        number = len(self._etags) + len(self._pending) + 1
+        future = self._store.uploader.submit(client.upload_part, Bucket=bucket, Key=key, UploadId=self._upload,
+                                             PartNumber=number, Body=data)
+        self._pending.append((future, data, self._position - len(self._buffer)))
+
+    @_s3_errors
+    def _settle(self, keep: int = 0) -> None:
+        """Wait for pending part uploads, oldest first, until `keep` remain."""
+        while len(self._pending) > keep:
+            future, data, start = self._pending.pop(0)
+            try:
+                self._etags.append(future.result()["ETag"])
+                continue
+            except ClientError as error:
+                if _code(error) != "NoSuchUpload" or not self._store.blob_size(self._id):
+                    raise
             # Completed by an earlier attempt whose commit was lost: what is sent again must match.
             self._placed = True
-            start = self._position - len(self._buffer)
-            self._position = start
-            self._compare_placed(bytes(self._buffer))
+            for _, later, later_start in self._pending:
+                self._compare_placed(later_start, later)
+            self._pending.clear()
+            self._compare_placed(start, data)
+            self._compare_placed(self._position - len(self._buffer), bytes(self._buffer))
             self._buffer.clear()
-            return
-        self._etags.append(etag)
+
+    def _abandon_pending(self) -> None:
+        for future, _, _ in self._pending:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - its bytes are being given up anyway
+                pass
+        self._pending.clear()
 
     @_s3_errors
     def _read_tail(self, length: int) -> bytes:
@@ -321,15 +363,13 @@ class S3PartialWriter:
         self._stale.clear()
 
     @_s3_errors
-    def _compare_placed(self, data: bytes) -> None:
+    def _compare_placed(self, start: int, data: bytes) -> None:
         if not data:
             return
-        end = self._position + len(data) - 1
         stored = self._store.client.get_object(Bucket=self._store.bucket, Key=self._store.blob_key(self._id),
-                                               Range=f"bytes={self._position}-{end}")["Body"].read()
+                                               Range=f"bytes={start}-{start + len(data) - 1}")["Body"].read()
         if stored != data:
             raise Conflict("these bytes differ from the ones this upload already completed with")
-        self._position += len(data)
 
 
 class S3BlobReader:
