@@ -207,6 +207,8 @@ class ObjectService:
         """The file's metadata and its first `limit` bytes (for a preview)."""
         info, stream = self.open(bucket, key)
         with stream:
+            if hasattr(stream, "bound"):  # an object store's reader: ask for these bytes only
+                stream.bound(limit)
             return info, stream.read(limit)
 
     def delete(self, bucket: str, key: str) -> ObjectInfo:

@@ -18,24 +18,26 @@ import json
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import Conflict, StorageError, StorageUnavailable
+from ..errors import StorageError, StorageUnavailable
 from .local import _checked_id
 
+if TYPE_CHECKING:
+    from .s3_parts import S3PartialWriter
+
 MIN_PART_SIZE = 5 * 1024 * 1024
-_GONE = ("NoSuchKey", "404", "NotFound")
+MISSING = ("NoSuchKey", "404", "NotFound")
 _TAIL_RE = re.compile(r"[0-9a-f]{16}")
 
 
-def _s3_errors(function):
+def translate_errors(function):
     """An unreachable or overloaded store is a 503 (retry); what it refused is a 500."""
     @functools.wraps(function)
     def guarded(*args, **kwargs):
@@ -58,7 +60,7 @@ def _checked_tail(name: str) -> str:
     return name
 
 
-def _code(error: ClientError) -> str:
+def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
@@ -112,20 +114,22 @@ class S3BlobStore:
         return f"tails/{_checked_id(session_id)}/{_checked_tail(name)}"
 
     # --- sessions --------------------------------------------------------------------------------
-    @_s3_errors
+    @translate_errors
     def ensure_ready(self) -> None:
         """Create the bucket if it is missing (the first start of a new deployment)."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as error:
-            if _code(error) not in _GONE + ("NoSuchBucket",):
+            if error_code(error) not in MISSING + ("NoSuchBucket",):
                 raise
             self.client.create_bucket(Bucket=self.bucket)
 
     def open_partial(self, session_id: str, offset: int, state: str | None) -> S3PartialWriter:
+        from .s3_parts import S3PartialWriter  # it uses this module's helpers
+
         return S3PartialWriter(self, _checked_id(session_id), offset, state)
 
-    @_s3_errors
+    @translate_errors
     def discard_partial(self, session_id: str, state: str | None) -> None:
         parsed = json.loads(state) if state is not None else None
         if parsed is None:  # an orphan, or a session gone without its row: whatever is there
@@ -142,10 +146,10 @@ class S3BlobStore:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.blob_key(session_id), UploadId=upload_id)
         except ClientError as error:
-            if _code(error) not in ("NoSuchUpload",) + _GONE:
+            if error_code(error) not in ("NoSuchUpload",) + MISSING:
                 raise
 
-    @_s3_errors
+    @translate_errors
     def finalize(self, session_id: str, size: int, state: str | None) -> str:
         """CompleteMultipartUpload with the parts the row lists. A session that fit in one part was
         put whole by `sync_for_finalize`. Done again after a crash, the upload is gone and the blob
@@ -158,7 +162,7 @@ class S3BlobStore:
                                                       UploadId=parsed["upload"], MultipartUpload={"Parts": parts})
                 return session_id
             except ClientError as error:
-                if _code(error) != "NoSuchUpload":
+                if error_code(error) != "NoSuchUpload":
                     raise
         placed = self.blob_size(session_id)
         if placed != size:
@@ -166,33 +170,33 @@ class S3BlobStore:
         return session_id
 
     # --- blobs -------------------------------------------------------------------------------------
-    @_s3_errors
+    @translate_errors
     def put_blob(self, blob_id: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.blob_key(blob_id), Body=data)
 
     def open_blob(self, blob_id: str) -> S3BlobReader:
         return S3BlobReader(self, self.blob_key(blob_id))
 
-    @_s3_errors
+    @translate_errors
     def blob_size(self, blob_id: str) -> int | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.blob_key(blob_id))["ContentLength"]
         except ClientError as error:
-            if _code(error) in _GONE:
+            if error_code(error) in MISSING:
                 return None
             raise
 
-    @_s3_errors
+    @translate_errors
     def delete_blob(self, blob_id: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.blob_key(blob_id))
 
     # --- for gc --------------------------------------------------------------------------------------
-    @_s3_errors
+    @translate_errors
     def blob_ids(self, older_than: float) -> list[str]:
         return [entry["Key"].rsplit("/", 1)[-1] for entry in self._objects("blobs/")
                 if entry["LastModified"].timestamp() < older_than]
 
-    @_s3_errors
+    @translate_errors
     def partial_ids(self, older_than: float) -> list[str]:
         """Sessions with multipart uploads or tails older than `older_than`."""
         seen = {upload["Key"].rsplit("/", 1)[-1] for upload in self._uploads(prefix="blobs/")
@@ -208,168 +212,6 @@ class S3BlobStore:
     def _uploads(self, prefix: str) -> Iterator[dict[str, Any]]:
         for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Uploads", ())
-
-
-class S3PartialWriter:
-    """Fills a part in memory and uploads it in the background as the next one fills, with at
-    most PARTS_IN_FLIGHT uploads pending: memory per writer stays under (1 + PARTS_IN_FLIGHT)
-    parts, and the network works while the request body is read and hashed."""
-
-    PARTS_IN_FLIGHT = 2
-
-    def __init__(self, store: S3BlobStore, session_id: str, offset: int, state: str | None):
-        self._store, self._id, self._part_size = store, session_id, store.part_size
-        parsed = json.loads(state) if state else {}
-        self._upload: str | None = parsed.get("upload")
-        self._etags: list[str] = list(parsed.get("etags", ()))
-        self._tail: str | None = parsed.get("tail")
-        self._stale: set[str] = set(parsed.get("stale", ()))
-        self._position = offset
-        self._pending: list[tuple[Future, bytes, int]] = []  # (upload, its bytes, their offset)
-        self._placed = False  # an earlier attempt completed the upload; bytes are only compared
-        if len(self._etags) != offset // self._part_size or (offset % self._part_size and not self._tail):
-            raise StorageError(f"session {session_id} lost durable bytes (its parts do not reach offset {offset})")
-        self._buffer = bytearray(self._read_tail(offset % self._part_size))
-        self._tails_written = {self._tail} if self._tail else set()
-        self._synced = {offset: self.state()}
-        self._clear_stale()
-
-    def write(self, data: bytes) -> None:
-        if self._placed:
-            self._compare_placed(self._position, data)
-            self._position += len(data)
-            return
-        self._buffer += data
-        self._position += len(data)
-        while len(self._buffer) >= self._part_size:
-            self._upload_part(bytes(memoryview(self._buffer)[:self._part_size]))
-            del self._buffer[:self._part_size]
-
-    @_s3_errors
-    def sync(self) -> None:
-        self._settle()
-        if self._placed:
-            return
-        if self._buffer:
-            name = uuid.uuid4().hex[:16]
-            self._store.client.put_object(Bucket=self._store.bucket, Key=self._store.tail_key(self._id, name),
-                                          Body=bytes(self._buffer))
-            self._tail = name
-            self._tails_written.add(name)
-        else:
-            self._tail = None
-        self._synced[self._position] = self.state()
-
-    @_s3_errors
-    def sync_for_finalize(self) -> None:
-        """The last part goes up now, below the minimum size as S3 allows; a file that never
-        filled a part is put whole, with no multipart upload at all."""
-        if not self._placed and self._upload is None:
-            self._store.client.put_object(Bucket=self._store.bucket, Key=self._store.blob_key(self._id),
-                                          Body=bytes(self._buffer))
-            self._buffer.clear()
-        elif not self._placed and self._buffer:
-            self._upload_part(bytes(self._buffer))
-            self._buffer.clear()
-        self._settle()
-        self._tail = None
-
-    def rollback(self, offset: int) -> None:
-        self._abandon_pending()
-        if self._placed:
-            self._position = offset
-            return
-        if offset not in self._synced:
-            raise StorageError(f"cannot roll session {self._id} back to {offset}, which was never synced")
-        parsed = json.loads(self._synced[offset])
-        self._etags, self._tail, self._position = parsed["etags"], parsed.get("tail"), offset
-        self._buffer = bytearray(self._read_tail(offset % self._part_size))
-
-    def state(self) -> str:
-        """Call after `sync` or `sync_for_finalize`, which wait for the pending uploads."""
-        # Once this state commits, the tails it does not name are nobody's: the next writer deletes them.
-        stale = sorted(self._stale | (self._tails_written - {self._tail}))
-        return json.dumps({"upload": self._upload, "etags": self._etags, "tail": self._tail, "stale": stale},
-                          separators=(",", ":"))
-
-    def close(self) -> None:
-        """No upload of this writer may land after it is closed (and its lease given up)."""
-        self._abandon_pending()
-        self._buffer = bytearray()
-
-    # --- inside ----------------------------------------------------------------------------------
-    @_s3_errors
-    def _upload_part(self, data: bytes) -> None:
-        client, bucket, key = self._store.client, self._store.bucket, self._store.blob_key(self._id)
-        if self._upload is None:
-            self._upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        self._settle(keep=self.PARTS_IN_FLIGHT - 1)
-        if self._placed:
-            return  # found out just now: `data` was compared with the rest of the buffer
-        number = len(self._etags) + len(self._pending) + 1
-        future = self._store.uploader.submit(client.upload_part, Bucket=bucket, Key=key, UploadId=self._upload,
-                                             PartNumber=number, Body=data)
-        self._pending.append((future, data, self._position - len(self._buffer)))
-
-    @_s3_errors
-    def _settle(self, keep: int = 0) -> None:
-        """Wait for pending part uploads, oldest first, until `keep` remain."""
-        while len(self._pending) > keep:
-            future, data, start = self._pending.pop(0)
-            try:
-                self._etags.append(future.result()["ETag"])
-                continue
-            except ClientError as error:
-                if _code(error) != "NoSuchUpload" or not self._store.blob_size(self._id):
-                    raise
-            # Completed by an earlier attempt whose commit was lost: what is sent again must match.
-            self._placed = True
-            for _, later, later_start in self._pending:
-                self._compare_placed(later_start, later)
-            self._pending.clear()
-            self._compare_placed(start, data)
-            self._compare_placed(self._position - len(self._buffer), bytes(self._buffer))
-            self._buffer.clear()
-
-    def _abandon_pending(self) -> None:
-        for future, _, _ in self._pending:
-            try:
-                future.result()
-            except Exception:  # noqa: BLE001 - its bytes are being given up anyway
-                pass
-        self._pending.clear()
-
-    @_s3_errors
-    def _read_tail(self, length: int) -> bytes:
-        if not length:
-            return b""
-        try:
-            key = self._store.tail_key(self._id, self._tail)
-            found = self._store.client.get_object(Bucket=self._store.bucket, Key=key)
-        except ClientError as error:
-            if _code(error) in _GONE:
-                raise StorageError(f"session {self._id} lost the held bytes at {key}") from None
-            raise
-        data = found["Body"].read()
-        if len(data) < length:
-            raise StorageError(f"session {self._id} holds {len(data)} bytes of a part, not {length}")
-        return data[:length]
-
-    @_s3_errors
-    def _clear_stale(self) -> None:
-        """Tails whose parts are uploaded, as a committed row says: nothing refers to them."""
-        for name in sorted(self._stale):
-            self._store.client.delete_object(Bucket=self._store.bucket, Key=self._store.tail_key(self._id, name))
-        self._stale.clear()
-
-    @_s3_errors
-    def _compare_placed(self, start: int, data: bytes) -> None:
-        if not data:
-            return
-        stored = self._store.client.get_object(Bucket=self._store.bucket, Key=self._store.blob_key(self._id),
-                                               Range=f"bytes={start}-{start + len(data) - 1}")["Body"].read()
-        if stored != data:
-            raise Conflict("these bytes differ from the ones this upload already completed with")
 
 
 class S3BlobReader:
@@ -389,7 +231,7 @@ class S3BlobReader:
             self._position = offset
         return offset
 
-    @_s3_errors
+    @translate_errors
     def direct_url(self, *, content_type: str, disposition: str) -> str | None:
         """With FILES_S3_PRESIGN, a presigned GET (five minutes) that answers with our headers."""
         if not self._store.presign:
@@ -403,7 +245,7 @@ class S3BlobReader:
         if self._body is None:
             self._end = end
 
-    @_s3_errors
+    @translate_errors
     def read(self, size: int = -1) -> bytes:
         if self._body is None:
             wanted = f"bytes={self._position}-" + ("" if self._end is None else str(self._end - 1))
@@ -413,9 +255,9 @@ class S3BlobReader:
                 self._body = self._store.client.get_object(Bucket=self._store.bucket, Key=self._key,
                                                            Range=wanted)["Body"]
             except ClientError as error:
-                if _code(error) == "InvalidRange":
+                if error_code(error) == "InvalidRange":
                     return b""  # at or past the end
-                if _code(error) in _GONE:
+                if error_code(error) in MISSING:
                     raise StorageError(f"{self._key} is missing from the object store") from None
                 raise
         data = self._body.read(None if size < 0 else size)
