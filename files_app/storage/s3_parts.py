@@ -20,8 +20,9 @@ class S3PartialWriter:
     PARTS_IN_FLIGHT = 2
 
     def __init__(self, store: S3BlobStore, session_id: str, offset: int, state: str | None):
-        self._store, self._id, self._part_size = store, session_id, store.part_size
         parsed = json.loads(state) if state else {}
+        # A session keeps the part size it started with, whatever FILES_S3_PART_SIZE says now.
+        self._store, self._id, self._part_size = store, session_id, parsed.get("part", store.part_size)
         self._upload: str | None = parsed.get("upload")
         self._etags: list[str] = list(parsed.get("etags", ()))
         self._tail: str | None = parsed.get("tail")
@@ -91,8 +92,8 @@ class S3PartialWriter:
         """Call after `sync` or `sync_for_finalize`, which wait for the pending uploads."""
         # Once this state commits, the tails it does not name are nobody's: the next writer deletes them.
         stale = sorted(self._stale | (self._tails_written - {self._tail}))
-        return json.dumps({"upload": self._upload, "etags": self._etags, "tail": self._tail, "stale": stale},
-                          separators=(",", ":"))
+        return json.dumps({"upload": self._upload, "etags": self._etags, "tail": self._tail, "stale": stale,
+                           "part": self._part_size}, separators=(",", ":"))
 
     def close(self) -> None:
         """No upload of this writer may land after it is closed (and its lease given up)."""

@@ -195,3 +195,12 @@ def test_s3_unreachable_is_a_503(seaweedfs):
     with pytest.raises(StorageUnavailable) as caught:
         store.put_blob(OTHER, b"data")
     assert caught.value.status == 503 and caught.value.headers["Retry-After"]
+
+
+def test_s3_a_session_keeps_its_part_size_across_a_change_of_setting(s3):
+    data = os.urandom(PART + 2 * 1024 * 1024)
+    state = write(s3, SESSION, 0, None, data[:PART + 1024 * 1024])
+    s3.part_size = 2 * PART  # restarted with a larger FILES_S3_PART_SIZE
+    state = write(s3, SESSION, PART + 1024 * 1024, state, data[PART + 1024 * 1024:], sync="sync_for_finalize")
+    s3.finalize(SESSION, len(data), state)
+    assert read_blob(s3, SESSION) == data
