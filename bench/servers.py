@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import os
 import runpy
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.live_server import free_port, stop_process_group  # the same helpers the tests start servers with
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def gunicorn_flags() -> list[str]:
     """The settings of gunicorn.conf.py (what `make serve` runs), as flags for another app."""
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     # `-c python:bench.baselines`: an empty config, not ./gunicorn.conf.py (whose hooks are the service's).
-    return ["-c", "python:bench.baselines", "-k", conf["worker_class"], "-w", str(conf["workers"]), "--threads", str(conf["threads"]),
+    return ["-c", "python:bench.baselines", "-k", conf["worker_class"], "-w", str(conf["workers"]),
+            "--threads", str(conf["threads"]),
             "--timeout", str(conf["timeout"]), "--keep-alive", str(conf["keepalive"]),
             "--limit-request-line", str(conf["limit_request_line"]), "--access-logfile", "-",
             "--no-control-socket"]
@@ -60,13 +55,7 @@ class Server:
         raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process, timeout=20)
 
     def restart(self) -> Server:
         self.stop()

@@ -6,9 +6,7 @@ outage tests."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +17,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from tests.live_server import free_port
+from tests.live_server import free_port, stop_process_group
 
 ACCESS_KEY, SECRET_KEY = "files-test", "files-test-secret"
 # weed mini runs a master, a volume server, a filer, the S3 gateway and an admin server; each has
@@ -101,12 +99,6 @@ class SeaweedFS:
         return [upload["Key"] for upload in self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", ())]
 
     def stop(self, remove: bool = True) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process_group(self.process, timeout=20)
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
