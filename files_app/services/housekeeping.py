@@ -27,7 +27,9 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
     db.session.commit()
     for session_id, store_state in expired:
         store.discard_partial(session_id, store_state)
-    orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id)
+    # Only an active session needs its private bytes: a completed one's are in its blob, and what a
+    # killed writer left (a second multipart upload, a tail never committed) is nobody's then.
+    orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id, UploadSession.state == "active")
     for session_id in orphan_partials:
         store.discard_partial(session_id, None)
     # A blob is named after the session that made it until its object's row commits: spare those.
@@ -38,10 +40,10 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
             "orphan_blobs": len(orphan_blobs)}
 
 
-def _unreferenced(ids: Iterable[str], column) -> list[str]:
+def _unreferenced(ids: Iterable[str], column, *conditions) -> list[str]:
     orphans = []
     for batch in batches(list(ids)):
-        known = set(db.session.scalars(select(column).where(column.in_(batch))).all())
+        known = set(db.session.scalars(select(column).where(column.in_(batch), *conditions)).all())
         orphans.extend(i for i in batch if i not in known)
     db.session.commit()
     return orphans

@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -85,15 +84,26 @@ class Progress:
             return self.changed.wait_for(lambda: self.sent >= at_least, timeout)
 
 
-def blobs_and_rows(data_dir):
-    blobs = {p.name for p in (data_dir / "objects").glob("??/*")}
-    with sqlite3.connect(f"file:{data_dir / 'files.db'}?mode=ro", uri=True) as db:
-        rows = {row[0] for row in db.execute("SELECT blob_id FROM objects")}
-    return blobs, rows
+def blobs_rows_and_partials(settings: dict) -> tuple[set[str], set[str], list[str]]:
+    """The blobs in the store, the blob ids of the rows, and the sessions holding private bytes,
+    as the app itself sees them."""
+    from sqlalchemy import select
+
+    from files_app import create_app
+    from files_app.models import StoredObject, db
+
+    app = create_app(settings)
+    with app.app_context():
+        store = app.extensions["files"].store
+        blobs, partials = set(store.blob_ids(float("inf"))), list(store.partial_ids(float("inf")))
+        rows = set(db.session.scalars(select(StoredObject.blob_id)))
+        db.session.remove()
+        db.engine.dispose()
+    return blobs, rows, partials
 
 
-def test_sigkill_during_30_concurrent_uploads(server_factory):
-    server = server_factory(FILES_CHECKPOINT_BYTES=str(MIB), FILES_LEASE_TTL="2").start()
+def test_sigkill_during_30_concurrent_uploads(server_factory, deployment):
+    server = server_factory(FILES_CHECKPOINT_BYTES=str(MIB), FILES_LEASE_TTL="2", **deployment).start()
     rng = random.Random(20261127)
     sources = {f"up{i:02}.bin": os.urandom(3 * MIB + rng.randrange(MIB)) for i in range(30)}
     progress = Progress()
@@ -136,13 +146,13 @@ def test_sigkill_during_30_concurrent_uploads(server_factory):
     for client, result in zip(clients, results, strict=True):
         assert (result["bytes"], result["sha256"]) == (len(client.data), hashlib.sha256(client.data).hexdigest())
     server.stop()
-    env = {**os.environ, "FILES_DATA_DIR": str(server.data_dir)}
-    env.pop("FILES_DATABASE_URL", None)
+    settings = {"FILES_DATA_DIR": str(server.data_dir), "FILES_DATABASE_URL": "", **deployment}
     gc = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "gc", "--grace", "0"],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                        cwd=ROOT, env={**os.environ, **settings}, capture_output=True, text=True, timeout=60)
     assert gc.returncode == 0, gc.stderr
-    blobs, rows = blobs_and_rows(server.data_dir)
+    blobs, rows, partials = blobs_rows_and_partials(settings)
     assert blobs == rows and len(rows) == 30  # no blob without a row, no row without a blob
+    assert partials == []  # nor bytes of an upload in progress (multipart uploads, held tails, partial files)
 
 
 def test_eight_writers_on_one_session(any_server):

@@ -21,6 +21,7 @@ from files_app.errors import (
     TooLarge,
 )
 from files_app.models import UploadSession, db
+from files_app.storage import LocalBlobStore
 from tests.helpers import ChunkedBody, blob_ids, holds_private_bytes, sha256, upload
 
 MIB = 1024 * 1024
@@ -399,3 +400,20 @@ def test_gc_aborts_multipart_uploads_and_frees_blobs_no_row_refers_to(services, 
     result = services.uploads.write(live.id, ChunkedBody(data[9 * MIB:]), offset=9 * MIB)
     assert result.object.sha256 == sha256(data)
     assert seaweedfs.uploads(store.bucket) == [] and seaweedfs.keys(store.bucket, "tails/") == []
+
+
+def test_gc_frees_what_a_killed_writer_left_of_a_completed_session(services):
+    """A writer killed after starting private bytes the row never named (a second multipart
+    upload, a stray partial file): once the session is complete, gc frees them."""
+    data = os.urandom(2 * MIB)
+    info, _ = upload(services.uploads, "b", "k", data, chunk=MIB)
+    store = services.store
+    if isinstance(store, LocalBlobStore):
+        (store.uploads / info.id).write_bytes(b"left behind")
+    else:
+        store.client.create_multipart_upload(Bucket=store.bucket, Key=f"blobs/{info.id}")
+    assert holds_private_bytes(store, info.id)
+    assert services.uploads.collect_garbage(grace=0)["orphan_partials"] == 1
+    assert not holds_private_bytes(store, info.id)
+    with services.objects.open("b", "k")[1] as stream:
+        assert stream.read() == data
