@@ -86,3 +86,34 @@ def test_successor_bound():
     assert key_successor_bound("a\U0010ffff") == "b"
     for key in ["docs/", "docs/x", "docs/\U0010ffff\U0010ffff"]:
         assert key < key_successor_bound("docs/")
+
+
+@pytest.mark.parametrize("deployment", ["scaled"], indirect=True)
+def test_a_million_files_on_postgresql_by_cursor(services):
+    """A million rows made by PostgreSQL itself; cursor pages of 10,000 cover each key once, in
+    order, and the folder view of the same bucket skips a folder's 10,000 keys in one seek."""
+    from sqlalchemy import text
+
+    count = 1_000_000
+    bucket_id = db.session.execute(text(
+        "INSERT INTO buckets (name, created_at, object_count, total_bytes, updated_at)"
+        " VALUES ('big', 0, :count, 0, 0) RETURNING id"), {"count": count}).scalar_one()
+    db.session.execute(text(
+        "INSERT INTO objects (bucket_id, key, blob_id, mime_type, size, sha256, created_at)"
+        " SELECT :bucket_id, 'd' || lpad((i % 100)::text, 2, '0') || '/f' || lpad(i::text, 7, '0'),"
+        " md5(i::text), 'application/octet-stream', 1, repeat('0', 64), 0 FROM generate_series(0, :last) AS i"),
+        {"bucket_id": bucket_id, "last": count - 1})
+    db.session.commit()
+    seen, pages, cursor, previous = 0, 0, None, ""
+    while True:
+        page = services.objects.list("big", limit=10_000, cursor=cursor)
+        keys = [o.key for o in page.objects]
+        assert keys == sorted(keys) and (not keys or keys[0] > previous)
+        seen, pages, previous = seen + len(keys), pages + 1, keys[-1] if keys else previous
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert (seen, pages) == (count, 100)
+    folders = services.objects.list("big", limit=1000, delimiter="/")
+    assert folders.prefixes == [f"d{i:02}/" for i in range(100)] and folders.objects == []
+    assert folders.next_cursor is None
