@@ -210,9 +210,9 @@ class UploadService:
                 self.store.discard_partial(session_id, store_state)
                 return WriteResult(self._after(info, offset=position, completed=True), None)
             obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), expected,
-                                 create_only, lambda: self.store.finalize(session_id, info.size, store_state),
-                                 store_state)
+                                 create_only, lambda: self.store.finalize(session_id, info.size, store_state))
             lease.held = False  # released by the claim, committed with the object
+            self.store.discard_partial(session_id, store_state)  # the object's row is committed
             return WriteResult(self._after(info, offset=position, completed=True), obj)
         finally:
             lease.release()
@@ -312,7 +312,7 @@ class UploadService:
 
         try:
             obj = self._complete(info, row.bucket_id, claim, hashlib.sha256(data).hexdigest(), row.expected_sha256,
-                                 row.create_only, place, None, wrote_partial=False)
+                                 row.create_only, place)
         except _ClaimLost:  # another request got there first: the general path says what happened
             return None, _BytesBody(data)
         return WriteResult(self._after(info, offset=length, completed=True), obj), body
@@ -353,8 +353,7 @@ class UploadService:
 
     # --- completion ------------------------------------------------------------------------
     def _complete(self, info: SessionInfo, bucket_id: int, claim: Callable[[], None], digest: str,
-                  expected: str | None, create_only: bool, place: Callable[[], str], store_state: str | None,
-                  wrote_partial: bool = True) -> ObjectInfo:
+                  expected: str | None, create_only: bool, place: Callable[[], str]) -> ObjectInfo:
         """Check the digest, `place` the bytes as a blob (it returns the blob's id), then publish
         the object; `claim` marks the session completed inside that same transaction, or raises."""
         if expected and not hmac.compare_digest(digest, expected):
@@ -373,8 +372,6 @@ class UploadService:
             if blob_id != info.id:
                 self.store.delete_blob(blob_id)
             raise
-        if wrote_partial:  # the object's row is committed: the session's copy can go
-            self.store.discard_partial(info.id, store_state)
         if replaced:
             self.store.delete_blob(replaced)  # readers that opened it keep their copy
         return obj
@@ -419,8 +416,9 @@ class UploadService:
                 writer.close()
             store_state = writer.state()
             obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), None,
-                                 create_only, lambda: self.store.finalize(info.id, info.size, store_state), store_state)
+                                 create_only, lambda: self.store.finalize(info.id, info.size, store_state))
             lease.held = False
+            self.store.discard_partial(info.id, store_state)
         finally:
             lease.release()
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
