@@ -17,8 +17,8 @@ SESSION, OTHER = "a" * 32, "b" * 32
 PART = MIN_PART_SIZE
 
 
-def s3_store(weed, **overrides) -> S3BlobStore:
-    settings = weed.settings(weed.create_bucket())
+def s3_store(weed, bucket: str | None = None, **overrides) -> S3BlobStore:
+    settings = weed.settings(bucket or weed.create_bucket())
     return S3BlobStore(endpoint=settings["FILES_S3_ENDPOINT"], bucket=settings["FILES_S3_BUCKET"],
                        access_key=settings["FILES_S3_ACCESS_KEY"], secret_key=settings["FILES_S3_SECRET_KEY"],
                        region="us-east-1", part_size=PART, presign=False, **overrides)
@@ -204,3 +204,11 @@ def test_s3_a_session_keeps_its_part_size_across_a_change_of_setting(s3):
     state = write(s3, SESSION, PART + 1024 * 1024, state, data[PART + 1024 * 1024:], sync="sync_for_finalize")
     s3.finalize(SESSION, len(data), state)
     assert read_blob(s3, SESSION) == data
+
+
+def test_s3_first_start_makes_the_bucket(seaweedfs):
+    store = s3_store(seaweedfs, bucket="fresh-" + os.urandom(6).hex())  # not made yet
+    store.ensure_ready()
+    store.ensure_ready()  # and finds it there the next time
+    store.put_blob(OTHER, b"x")
+    assert blob_ids(store) == [OTHER]
