@@ -1,16 +1,20 @@
-"""A corpus of hostile requests against the real server. Each gets its 4xx in the one error shape
-(where the app answers; gunicorn itself refuses some malformed HTTP), and afterwards the data dir
-and the database hold exactly what they held before."""
+"""A corpus of hostile requests against the real server, in both configurations. Each gets its 4xx
+in the one error shape (where the app answers; gunicorn itself refuses some malformed HTTP), and
+afterwards the blob store and the database hold exactly what they held before."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import socket
-import sqlite3
-from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+
+from files_app import create_app
+from files_app.models import db
+from files_app.storage import LocalBlobStore
+from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.e2e
 TUS = "Tus-Resumable: 1.0.0\r\n"
@@ -141,21 +145,34 @@ CASES = [
 ]
 
 
-def snapshot(data_dir: Path) -> dict:
-    files = {str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(data_dir.rglob("*")) if p.is_file() and not p.name.startswith("files.db")}
-    with sqlite3.connect(f"file:{data_dir / 'files.db'}?mode=ro", uri=True) as db:
-        rows = {table: sorted(db.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 - fixed names
+def snapshot(settings: dict) -> dict:
+    """Every row, and every stored thing with a digest of its bytes (files, or S3 keys and ETags)."""
+    app = create_app(settings)
+    with app.app_context():
+        rows = {table: sorted(map(tuple, db.session.execute(text(f"SELECT * FROM {table}")).all()))  # noqa: S608
                 for table in ("buckets", "objects", "upload_sessions")}
+        store = app.extensions["files"].store
+        if isinstance(store, LocalBlobStore):
+            files = {str(p.relative_to(store.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                     for p in sorted(store.root.rglob("*")) if p.is_file() and not p.name.startswith("files.db")}
+        else:
+            pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket)
+            files = {entry["Key"]: entry["ETag"] for page in pages for entry in page.get("Contents", ())}
+            files["uploads"] = sorted(u["UploadId"] for u in store.client.list_multipart_uploads(
+                Bucket=store.bucket).get("Uploads", ()))
+        db.session.remove()
+        db.engine.dispose()
     return {"files": files, "rows": rows}
 
 
-def test_hostile_corpus(server, api):
+def test_hostile_corpus(any_server, deployment):
+    server, api = any_server, Api(any_server.url)
+    settings = {"FILES_DATA_DIR": str(server.data_dir), "FILES_DATABASE_URL": "", **deployment}
     api.put("hostile", "kept.txt", b"must survive")
     session = api.call("POST", "/v1/files", json.dumps({"bucket": "hostile", "key": "in-progress", "size": 10})
                        .encode())
     api.call("POST", session["url"].removeprefix(server.url), b"1234")
-    before = snapshot(server.data_dir)
+    before = snapshot(settings)
     assert len(CASES) >= 60
     failures = []
     for name, request, expected in CASES:
@@ -169,6 +186,6 @@ def test_hostile_corpus(server, api):
         elif "gunicorn" not in body.decode("latin-1", "replace").lower() and status != 400:
             failures.append(f"{name}: {status} not in the JSON error shape: {body[:160]!r}")
     assert failures == [], "\n".join(failures)
-    assert snapshot(server.data_dir) == before
+    assert snapshot(settings) == before
     assert api.file("hostile", "kept.txt")["sha256"] == hashlib.sha256(b"must survive").hexdigest()
     assert api.call("GET", session["url"].removeprefix(server.url))["offset"] == 4
