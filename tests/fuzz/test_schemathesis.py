@@ -22,8 +22,9 @@ def _upload_bytes(ctx, value) -> bytes:
 
 
 @pytest.fixture
-def api_schema(tmp_path):
-    app = create_app({"TESTING": True, "FILES_DATA_DIR": str(tmp_path / "data"), "FILES_DATABASE_URL": ""})
+def api_schema(settings):
+    """The app in each configuration (tests/conftest.py): {SQLite, local disk}, {PostgreSQL, SeaweedFS}."""
+    app = create_app(settings)
     upgrade_database(app)
     return schemathesis.openapi.from_wsgi("/v1/openapi.json", app)
 
