@@ -204,7 +204,8 @@ for _operations in SPEC["paths"].values():
     for _method, _operation in _operations.items():
         if _method != "parameters":
             _operation["responses"].setdefault("400", _error("Malformed request"))
-            _operation["responses"].setdefault("503", _error("The database is unavailable; Retry-After"))
+            _operation["responses"].setdefault("503", _error(
+                "The database (`unavailable`) or the object store (`storage_unavailable`) is out of reach; retry"))
             if _method in ("post", "patch"):
                 _operation["responses"].setdefault("507", _error("Storage full; the durable offset is kept"))
 
