@@ -36,11 +36,12 @@ def call(host: GunicornServer, method: str, path: str, body=None, headers: dict 
 
 
 def patiently(host, method, path, body=None, headers=None, deadline: float = 30.0):
-    """A request that waits out 423 (a dead writer's lease) as Retry-After says, within a deadline."""
+    """A request that waits out 423 (a dead writer's lease) and 503 (a store coming back) as
+    Retry-After says, within a deadline, as a resumable client does."""
     until = time.monotonic() + deadline
     while True:
         response, data = call(host, method, path, body, headers)
-        if response.status != 423 or time.monotonic() > until:
+        if response.status not in (423, 503) or time.monotonic() > until:
             return response, data
         time.sleep(float(response.getheader("Retry-After", "1")))  # the server says when to come back
 
