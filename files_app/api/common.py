@@ -11,6 +11,7 @@ from ..errors import IncompleteBody, InvalidInput
 from ..services import BucketInfo, ObjectInfo, ObjectService, SessionInfo, UploadService
 
 MAX_JSON_BYTES = 64 * 1024
+MAX_DRAIN_BYTES = 1024 * 1024  # read past a refused JSON body this far, so that the 400 reaches the client
 
 
 def uploads() -> UploadService:
@@ -50,8 +51,10 @@ def file_json(info: ObjectInfo) -> dict[str, Any]:
 def read_json_object(stream) -> dict[str, Any]:
     """Parse a small JSON object from the raw body, whatever Content-Type claims: the seed's
     curl examples send JSON as application/x-www-form-urlencoded."""
-    raw = RequestBody(stream).read(MAX_JSON_BYTES + 1)
+    body = RequestBody(stream)
+    raw = body.read(MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
+        body.drain(MAX_DRAIN_BYTES)
         raise InvalidInput(f"the JSON body must be at most {MAX_JSON_BYTES} bytes", "body_too_large")
     try:
         value = json.loads(raw)
@@ -76,3 +79,15 @@ class RequestBody:
             return self._stream.read(size)
         except Exception as error:  # noqa: BLE001 - server-specific exception types
             raise IncompleteBody(f"the request body broke off: {error.__class__.__name__}") from None
+
+    def drain(self, limit: int) -> None:
+        """Read and drop up to `limit` more bytes. A server that answers and closes while the client
+        is still sending resets the connection, and the client never sees the answer."""
+        while limit > 0:
+            try:
+                dropped = self.read(min(limit, 64 * 1024))
+            except IncompleteBody:
+                return
+            if not dropped:
+                return
+            limit -= len(dropped)
