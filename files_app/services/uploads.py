@@ -184,7 +184,6 @@ class UploadService:
             info = self._info(row)
             hash_state, expected, create_only, bucket_id = (row.hash_state, row.expected_sha256, row.create_only,
                                                             row.bucket_id)
-            store_state = row.store_state
             db.session.commit()
             if refuse_final and info.kind == "final":
                 raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
@@ -195,7 +194,7 @@ class UploadService:
             limit = self.max_size if info.size is None else info.size
             if length is not None and info.offset + length > limit:
                 raise TooLarge(f"{length} bytes at offset {info.offset} run past the size {limit}")
-            writer = self.store.open_partial(session_id, info.offset, store_state)
+            writer = self.store.open_partial(session_id, info.offset, row.store_state)
             try:
                 position, hasher = self._stream(info, lease, writer, body, length, limit, hash_state, checksum)
             finally:

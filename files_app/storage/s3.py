@@ -113,6 +113,24 @@ class S3BlobStore:
     def tail_key(session_id: str, name: str) -> str:
         return f"tails/{_checked_id(session_id)}/{_checked_tail(name)}"
 
+    # --- one object; callers translate the errors --------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def fetch(self, key: str, byte_range: str | None = None):
+        """The object's streaming body (only `byte_range`, an HTTP Range, if given), or None if
+        there is no such object."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key,
+                                          **({"Range": byte_range} if byte_range else {}))["Body"]
+        except ClientError as error:
+            if error_code(error) in MISSING:
+                return None
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
     # --- sessions --------------------------------------------------------------------------------
     @translate_errors
     def ensure_ready(self) -> None:
@@ -135,12 +153,12 @@ class S3BlobStore:
         if parsed is None:  # an orphan, or a session gone without its row: whatever is there
             for upload in self._uploads(prefix=self.blob_key(session_id)):
                 self._abort(session_id, upload["UploadId"])
-        elif parsed["upload"]:
+        elif parsed["upload"] and not parsed.get("sealed"):  # a sealed one was completed by `finalize`
             self._abort(session_id, parsed["upload"])
         if parsed is not None and not parsed["tail"] and not parsed["stale"]:
             return  # it never held a tail
         for entry in self._objects(f"tails/{_checked_id(session_id)}/"):
-            self.client.delete_object(Bucket=self.bucket, Key=entry["Key"])
+            self.delete(entry["Key"])
 
     def _abort(self, session_id: str, upload_id: str) -> None:
         try:
@@ -172,7 +190,7 @@ class S3BlobStore:
     # --- blobs -------------------------------------------------------------------------------------
     @translate_errors
     def put_blob(self, blob_id: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.blob_key(blob_id), Body=data)
+        self.put(self.blob_key(blob_id), data)
 
     def open_blob(self, blob_id: str) -> S3BlobReader:
         return S3BlobReader(self, self.blob_key(blob_id))
@@ -188,7 +206,7 @@ class S3BlobStore:
 
     @translate_errors
     def delete_blob(self, blob_id: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.blob_key(blob_id))
+        self.delete(self.blob_key(blob_id))
 
     # --- for gc --------------------------------------------------------------------------------------
     @translate_errors
@@ -252,14 +270,13 @@ class S3BlobReader:
             if self._end is not None and self._end <= self._position:
                 return b""
             try:
-                self._body = self._store.client.get_object(Bucket=self._store.bucket, Key=self._key,
-                                                           Range=wanted)["Body"]
+                self._body = self._store.fetch(self._key, wanted)
             except ClientError as error:
                 if error_code(error) == "InvalidRange":
                     return b""  # at or past the end
-                if error_code(error) in MISSING:
-                    raise StorageError(f"{self._key} is missing from the object store") from None
                 raise
+            if self._body is None:
+                raise StorageError(f"{self._key} is missing from the object store")
         data = self._body.read(None if size < 0 else size)
         self._position += len(data)
         return data

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from botocore.exceptions import ClientError
 
 from ..errors import Conflict, StorageError
-from .s3 import MISSING, S3BlobStore, error_code, translate_errors
+from .s3 import S3BlobStore, error_code, translate_errors
 
 
 class S3PartialWriter:
@@ -30,6 +30,7 @@ class S3PartialWriter:
         self._position = offset
         self._pending: list[tuple[Future, bytes, int]] = []  # (upload, its bytes, their offset)
         self._placed = False  # an earlier attempt completed the upload; bytes are only compared
+        self._sealed = False
         if len(self._etags) != offset // self._part_size or (offset % self._part_size and not self._tail):
             raise StorageError(f"session {session_id} lost durable bytes (its parts do not reach offset {offset})")
         self._buffer = bytearray(self._read_tail(offset % self._part_size))
@@ -55,8 +56,7 @@ class S3PartialWriter:
             return
         if self._buffer:
             name = uuid.uuid4().hex[:16]
-            self._store.client.put_object(Bucket=self._store.bucket, Key=self._store.tail_key(self._id, name),
-                                          Body=bytes(self._buffer))
+            self._store.put(self._store.tail_key(self._id, name), bytes(self._buffer))
             self._tail = name
             self._tails_written.add(name)
         else:
@@ -68,14 +68,14 @@ class S3PartialWriter:
         """The last part goes up now, below the minimum size as S3 allows; a file that never
         filled a part is put whole, with no multipart upload at all."""
         if not self._placed and self._upload is None:
-            self._store.client.put_object(Bucket=self._store.bucket, Key=self._store.blob_key(self._id),
-                                          Body=bytes(self._buffer))
+            self._store.put(self._store.blob_key(self._id), bytes(self._buffer))
             self._buffer.clear()
         elif not self._placed and self._buffer:
             self._upload_part(bytes(self._buffer))
             self._buffer.clear()
         self._settle()
         self._tail = None
+        self._sealed = True
 
     def rollback(self, offset: int) -> None:
         self._abandon_pending()
@@ -92,8 +92,9 @@ class S3PartialWriter:
         """Call after `sync` or `sync_for_finalize`, which wait for the pending uploads."""
         # Once this state commits, the tails it does not name are nobody's: the next writer deletes them.
         stale = sorted(self._stale | (self._tails_written - {self._tail}))
+        # "sealed": every part is up, for `finalize` to complete (and nobody to abort afterwards).
         return json.dumps({"upload": self._upload, "etags": self._etags, "tail": self._tail, "stale": stale,
-                           "part": self._part_size}, separators=(",", ":"))
+                           "part": self._part_size, "sealed": self._sealed}, separators=(",", ":"))
 
     def close(self) -> None:
         """No upload of this writer may land after it is closed (and its lease given up)."""
@@ -146,14 +147,11 @@ class S3PartialWriter:
     def _read_tail(self, length: int) -> bytes:
         if not length:
             return b""
-        try:
-            key = self._store.tail_key(self._id, self._tail)
-            found = self._store.client.get_object(Bucket=self._store.bucket, Key=key)
-        except ClientError as error:
-            if error_code(error) in MISSING:
-                raise StorageError(f"session {self._id} lost the held bytes at {key}") from None
-            raise
-        data = found["Body"].read()
+        key = self._store.tail_key(self._id, self._tail)
+        found = self._store.fetch(key)
+        if found is None:
+            raise StorageError(f"session {self._id} lost the held bytes at {key}")
+        data = found.read()
         if len(data) < length:
             raise StorageError(f"session {self._id} holds {len(data)} bytes of a part, not {length}")
         return data[:length]
@@ -162,14 +160,13 @@ class S3PartialWriter:
     def _clear_stale(self) -> None:
         """Tails whose parts are uploaded, as a committed row says: nothing refers to them."""
         for name in sorted(self._stale):
-            self._store.client.delete_object(Bucket=self._store.bucket, Key=self._store.tail_key(self._id, name))
+            self._store.delete(self._store.tail_key(self._id, name))
         self._stale.clear()
 
     @translate_errors
     def _compare_placed(self, start: int, data: bytes) -> None:
         if not data:
             return
-        stored = self._store.client.get_object(Bucket=self._store.bucket, Key=self._store.blob_key(self._id),
-                                               Range=f"bytes={start}-{start + len(data) - 1}")["Body"].read()
-        if stored != data:
+        stored = self._store.fetch(self._store.blob_key(self._id), f"bytes={start}-{start + len(data) - 1}")
+        if stored is None or stored.read() != data:
             raise Conflict("these bytes differ from the ones this upload already completed with")
