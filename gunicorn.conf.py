@@ -1,13 +1,22 @@
-"""gunicorn settings for `make serve`: gthread workers on FILES_HOST:FILES_PORT."""
+"""gunicorn settings for `make serve`: the files service's own gthread worker on FILES_HOST:FILES_PORT.
+
+The worker (files_app.serving.FilesWorker) gives every connection its own thread, up to
+FILES_THREADS per worker, so a slow upload never waits for another to finish; it cuts off headers
+that take longer than FILES_HEADER_TIMEOUT and bodies or readers that stall for FILES_CLIENT_TIMEOUT,
+and answers gunicorn's own protocol errors in the API's JSON error shape. Why this model and not
+gevent: README, "Serving model".
+"""
 
 from files_app.config import load_settings
 
 _settings = load_settings()
 
 bind = f"{_settings['FILES_HOST']}:{_settings['FILES_PORT']}"
-worker_class = "gthread"
+worker_class = "files_app.serving.FilesWorker"
 workers = _settings["FILES_WORKERS"]
 threads = _settings["FILES_THREADS"]
+# Every connection may hold a thread (an upload in progress does), plus room for idle keep-alives.
+worker_connections = threads + 256
 # Long uploads are fine: gthread's heartbeat does not wait for requests to finish.
 timeout = 60
 graceful_timeout = 30
@@ -18,21 +27,44 @@ accesslog = "-"
 control_socket_disable = True
 
 
-def on_starting(server):
-    """Before anything binds the port: create or upgrade the schema, once, in the master; and
-    refuse to serve an open service on anything but loopback."""
+def _refuse_if_exposed(addresses):
     import sys
 
     from files_app import create_app
     from files_app.auth import refuse_open_exposure
-    from files_app.schema import upgrade_database
 
-    app = create_app()
-    upgrade_database(app)
-    reason = refuse_open_exposure(app)
+    reason = refuse_open_exposure(create_app(), addresses)
     if reason:
         print(f"files: {reason}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def on_starting(server):
+    """Before anything binds the port: create or upgrade the schema, once, in the master; and
+    refuse to serve an open service on anything but loopback, by the addresses gunicorn was told
+    to bind, whatever told it (this file, -b, GUNICORN_CMD_ARGS)."""
+    from files_app import create_app
+    from files_app.schema import upgrade_database
+
+    upgrade_database(create_app())
+    _refuse_if_exposed(list(server.cfg.bind))
+
+
+def when_ready(server):
+    """Once bound, before any worker serves: the same check on the sockets really listening
+    (inherited ones included)."""
+    import socket
+
+    addresses = []
+    for listener in server.LISTENERS:
+        name = listener.sock.getsockname()
+        if listener.sock.family == socket.AF_UNIX:
+            addresses.append(f"unix:{name}")
+        elif listener.sock.family == socket.AF_INET6:
+            addresses.append(f"[{name[0]}]:{name[1]}")
+        else:
+            addresses.append(f"{name[0]}:{name[1]}")
+    _refuse_if_exposed(addresses)
 
 
 def post_worker_init(worker):

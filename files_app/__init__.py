@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import auth, cors, tus, web
+from . import auth, cors, guard, tus, web
 from .config import load_settings
-from .errors import FilesError, Unavailable
+from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
 from .services import ObjectService, UploadService
 from .services.accounts import AccountService
@@ -36,7 +38,7 @@ class FilesExtension:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
-    Path(settings["FILES_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    _private_data_dir(Path(settings["FILES_DATA_DIR"]))
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(settings)
@@ -57,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
 
+    guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     app.register_blueprint(api_bp)
     tus.init_app(app)
     cors.init_app(app)
@@ -69,6 +72,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.cli.add_command(files_cli)
     return app
+
+
+def _private_data_dir(data_dir: Path) -> None:
+    """Everything the service writes (database, blobs, keys) is readable by its own user only:
+    the database holds password and token hashes."""
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for made_before in ("files.db", "files.db-wal", "files.db-shm", "secret_key"):
+        if (data_dir / made_before).exists():
+            (data_dir / made_before).chmod(0o600)
 
 
 @event.listens_for(Engine, "connect")
@@ -96,6 +110,7 @@ def start_periodic_gc(app: Flask) -> threading.Event:
             try:
                 with app.app_context():
                     counts = app.extensions["files"].uploads.collect_garbage()
+                    counts["expired_signins"] = app.extensions["files"].accounts.forget_expired(time.time())
                 if any(counts.values()):
                     app.logger.info("gc: %s", counts)
             except Exception:  # noqa: BLE001 - a failed pass must not end the loop; the next one retries
@@ -116,7 +131,9 @@ def _register_error_handlers(app: Flask) -> None:
         if error.status >= 500:
             app.logger.error("server fault on %s %s: %s", request.method, request.path, error.message)
         if web.wants_html():
-            return web.error_page(error.status, _TITLES.get(error.status, "Something went wrong"), error.message)
+            page, status = web.error_page(error.status, _TITLES.get(error.status, "Something went wrong"),
+                                          error.message)
+            return page, status, error.headers
         return error.to_dict(), error.status, error.headers
 
     @app.errorhandler(OperationalError)
@@ -130,6 +147,13 @@ def _register_error_handlers(app: Flask) -> None:
         except Exception:  # noqa: BLE001 - the connection may be gone as well
             pass
         return domain_error(Unavailable("the database is unavailable; retry shortly"))
+
+    @app.errorhandler(TimeoutError)
+    @app.errorhandler(ConnectionError)
+    def client_gone(error: OSError):
+        # A form or JSON body whose client stalled past FILES_CLIENT_TIMEOUT or went away while
+        # Werkzeug read it: the client's fault, and nothing was stored.
+        return domain_error(IncompleteBody(f"the request body broke off: {error.__class__.__name__}"))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -146,8 +170,8 @@ def _register_error_handlers(app: Flask) -> None:
         return error_response(status, code, error.description or error.name, headers)
 
 
-_TITLES = {400: "That did not work", 404: "Not found", 405: "Not allowed", 409: "Conflict",
-           413: "Too large", 500: "Something went wrong"}
+_TITLES = {400: "That did not work", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 409: "Conflict",
+           413: "Too large", 429: "Too many attempts", 500: "Something went wrong"}
 
 
 def _register_health(app: Flask) -> None:

@@ -1,6 +1,7 @@
 """Who may do what. Bearer tokens for the API (scopes read < write < admin, optionally confined to
-a bucket); a signed-in user (session cookie) for the web UI and its own API calls. With no token
-and no user the service is open, which gunicorn.conf.py allows on loopback addresses only."""
+a bucket); a signed-in user (session cookie naming a server-side web session) for the web UI and
+its own API calls. With no token and no user the service is open, which gunicorn.conf.py allows
+on loopback addresses only. Where a request comes from is guard.py's business."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import hmac
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 
-from .errors import Forbidden, Unauthorized
+from .errors import CsrfFailed, Forbidden, Unauthorized
+from .guard import is_loopback
 from .services.accounts import Principal
 
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
@@ -32,9 +34,8 @@ def init_app(app: Flask) -> None:
             return redirect(url_for("web.login", next=request.full_path))
         if by_cookie and request.method not in _SAFE and request.path.startswith("/v1/"):
             # Cookies ride along on cross-site requests: a state change must prove it is ours.
-            sent = request.headers.get("X-CSRF-Token", "")
-            if not hmac.compare_digest(sent, session.get("csrf", "")):
-                raise Forbidden("a signed-in request that changes data needs the page's X-CSRF-Token")
+            if not csrf_matches(request.headers.get("X-CSRF-Token")):
+                raise CsrfFailed("a signed-in request that changes data needs the page's X-CSRF-Token")
         needed = "admin" if request.endpoint in _ADMIN else "read" if request.method in _SAFE else "write"
         if not principal.allows(needed):
             raise Forbidden(f"this token may {principal.scope}, not {needed}")
@@ -55,8 +56,14 @@ def _identify(accounts) -> tuple[Principal | None, bool]:
         if principal is None:
             raise Unauthorized("this token is not valid")
         return principal, False
-    user_id = session.get("user_id")
-    return (accounts.user_principal(user_id) if isinstance(user_id, int) else None), True
+    web_session = session.get("sid")
+    return (accounts.web_session_principal(web_session) if isinstance(web_session, str) else None), True
+
+
+def csrf_matches(sent: str | None) -> bool:
+    """The token a page or form sent is the session's. No token (no session yet) never matches."""
+    expected = session.get("csrf")
+    return bool(sent) and isinstance(expected, str) and bool(expected) and hmac.compare_digest(sent, expected)
 
 
 def service_open() -> bool:
@@ -75,26 +82,25 @@ def check_bucket(bucket: str | None) -> None:
         raise Forbidden(f"this token is confined to bucket {principal.bucket!r}")
 
 
-def refuse_open_exposure(app: Flask) -> str | None:
-    """Why the service must not start: open (no token, no user) on a non-loopback address
-    without FILES_AUTH=off. Checked before anything binds the port."""
-    host = app.config["FILES_HOST"]
-    if app.config["FILES_AUTH"] == "off" or _is_loopback(host):
+def refuse_open_exposure(app: Flask, addresses: list[str]) -> str | None:
+    """Why the service must not serve: open (no token, no user) on an address other than loopback
+    without FILES_AUTH=off. `addresses` are what gunicorn binds (or has bound): host:port,
+    [v6]:port, unix:path or fd://n, whatever set them (config, -b, GUNICORN_CMD_ARGS)."""
+    exposed = [address for address in addresses if not _local_address(address)]
+    if app.config["FILES_AUTH"] == "off" or not exposed:
         return None
     with app.app_context():
         if app.extensions["files"].accounts.any_credentials():
             return None
-    return (f"refusing to serve {host}: no token and no user exist, so anyone could read and delete "
-            "everything. Create one (flask --app app files token create / user create), bind to "
+    return (f"refusing to serve {', '.join(exposed)}: no token and no user exist, so anyone could read and "
+            "delete everything. Create one (flask --app app files token create / user create), bind to "
             "127.0.0.1, or set FILES_AUTH=off to run open on purpose.")
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def _local_address(address: str) -> bool:
+    if address.startswith("unix:"):
+        return True  # a socket file: only this host's users (and its permissions) reach it
+    if address.startswith("fd://"):
+        return False  # inherited from a supervisor: we cannot tell where it listens
+    host = address.rpartition(":")[0] if address.count(":") == 1 or address.startswith("[") else address
+    return is_loopback(host.strip("[]"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -44,6 +46,7 @@ def _domain_errors(command):
 def gc(grace: float) -> None:
     """Delete expired sessions and their bytes, and bytes that no row refers to."""
     counts = current_app.extensions["files"].uploads.collect_garbage(grace=grace)
+    counts["expired_signins"] = current_app.extensions["files"].accounts.forget_expired(time.time())
     click.echo(", ".join(f"{name.replace('_', ' ')}: {count}" for name, count in counts.items()))
 
 

@@ -30,7 +30,9 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_AUTH": (str, "auto"),  # auto: closed once a token or user exists; off: open (never off loopback)
     "FILES_HTTPS": (int, 0),  # 1 behind an HTTPS proxy: the session cookie is sent over HTTPS only
     "FILES_MAX_SESSIONS": (int, 1000),  # open upload sessions per token or user (429 above)
-    "FILES_CLIENT_TIMEOUT": (int, 60),  # seconds a client may stall mid-body before it is cut off
+    "FILES_CLIENT_TIMEOUT": (int, 60),  # seconds a client may stall mid-body (or mid-download) before it is cut off
+    "FILES_HEADER_TIMEOUT": (int, 10),  # seconds a request's headers may take, from their first byte
+    "FILES_ALLOWED_HOSTS": (str, ""),  # comma-separated Host names served; empty: loopback + FILES_HOST; *: any
     "FILES_GC_INTERVAL": (int, 3600),  # seconds between the running server's gc passes (0: never)
     "FILES_SQLITE_BUSY_MS": (int, 15000),  # how long SQLite writers queue before a 503
     "FILES_SECRET_KEY": (str, ""),  # signs the UI's session cookie; empty: made once in the data dir
@@ -43,7 +45,7 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_S3_PART_SIZE": (int, 8 * MIB),  # multipart part size; at least 5 MiB (S3's minimum)
     "FILES_S3_PRESIGN": (int, 0),  # 1: downloads redirect to a presigned URL on the object store
     "FILES_WORKERS": (int, 2),
-    "FILES_THREADS": (int, 8),
+    "FILES_THREADS": (int, 1024),  # per worker; each connection being served holds one
 }
 
 

@@ -44,6 +44,35 @@ class Forbidden(FilesError):
     code = "forbidden"
 
 
+class CrossSite(Forbidden):
+    """A state change from another site's page: no bearer token and no same-origin proof."""
+
+    code = "cross_site"
+
+
+class CsrfFailed(Forbidden):
+    """A signed-in request or a form that changes data without the page's CSRF token."""
+
+    code = "csrf_failed"
+
+
+class BadHost(FilesError):
+    """A Host header not in FILES_ALLOWED_HOSTS (DNS rebinding, or a misconfigured proxy)."""
+
+    status = 400
+    code = "invalid_host"
+
+
+class TooManyAttempts(FilesError):
+    """Sign-in failures past the limit for this account or address."""
+
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
 class FinalUploadImmutable(FilesError):
     """tus: a final (concatenated) upload takes no PATCH."""
 
@@ -156,6 +185,12 @@ class StorageError(FilesError):
 
     status = 500
     code = "storage_error"
+
+
+class BlobMissing(StorageError):
+    """A blob is gone: a replace or delete freed it after its row was read (look the row up again)."""
+
+    code = "blob_missing"
 
 
 class IncompleteBody(FilesError):

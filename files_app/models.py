@@ -125,3 +125,25 @@ class User(db.Model):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebSession(db.Model):
+    """A signed-in browser. The cookie holds a random id; only its sha256 is kept, and signing out
+    deletes the row, so a copied cookie stops working."""
+
+    __tablename__ = "web_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class SigninFailure(db.Model):
+    """Failed sign-ins per account ("user:<name>") or address ("addr:<ip>") in the current window."""
+
+    __tablename__ = "signin_failures"
+
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[float] = mapped_column(Float)

@@ -15,15 +15,20 @@ from .errors import InvalidInput, TooLarge
 
 BUCKET_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 MAX_KEY_BYTES = 1024
-# type "/" subtype, RFC 6838 restricted names, optional parameters (e.g. "; charset=utf-8").
+# type "/" subtype (RFC 6838 restricted names), then ";"-parameters whose values are RFC 9110 tokens or
+# quoted strings of visible ASCII: whatever is stored can be sent back as a Content-Type header.
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
 MIME_RE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\\\x00-\x1f]*\"|[A-Za-z0-9!#$&^_.+-]+))*"
+    rf"(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*"
 )
 SHA256_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
 DEFAULT_MIME = "application/octet-stream"
 CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, DEL, and the bidi overrides/isolates that make a name display as another.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_C0_RE = re.compile("[\x00-\x1f\x7f]")  # what keys stored before the rule above could not hold
 
 
 def bucket_name(value: Any) -> str:
@@ -34,8 +39,9 @@ def bucket_name(value: Any) -> str:
     return value
 
 
-def object_key(value: Any) -> str:
-    """Keys are column values, never paths; these rules keep them sane to show and to share."""
+def object_key(value: Any, *, new: bool = True) -> str:
+    """Keys are column values, never paths; these rules keep them sane to show and to share.
+    `new=False` looks up a key stored under the older rule (C0 controls only), so it stays reachable."""
     if not isinstance(value, str) or not value:
         raise InvalidInput("key must be a non-empty string", "invalid_key")
     try:
@@ -44,13 +50,19 @@ def object_key(value: Any) -> str:
         raise InvalidInput("key must be valid UTF-8", "invalid_key") from None
     if len(encoded) > MAX_KEY_BYTES:
         raise InvalidInput(f"key must be at most {MAX_KEY_BYTES} bytes of UTF-8", "invalid_key")
-    if _CONTROL_RE.search(value):
-        raise InvalidInput("key must not contain control characters", "invalid_key")
+    if (_CONTROL_RE if new else _C0_RE).search(value):
+        raise InvalidInput("key must not contain control characters or bidi overrides", "invalid_key")
     if value.startswith("/"):
         raise InvalidInput("key must not start with '/'", "invalid_key")
     if any(segment in ("", ".", "..") for segment in value.split("/")):
         raise InvalidInput("key must not have empty, '.' or '..' segments", "invalid_key")
     return value
+
+
+def header_safe_mime(value: str) -> str:
+    """A stored type as a Content-Type header: one stored before the rule above was strict (a
+    value no header can carry) is served as bytes, never a 500."""
+    return value if MIME_RE.fullmatch(value) else DEFAULT_MIME
 
 
 def mime_type(value: Any, key: str) -> str:

@@ -47,7 +47,7 @@ class GunicornServer:
     def start(self, timeout: float = 30.0, health_headers: dict | None = None) -> GunicornServer:
         self.port = free_port()
         env = {**os.environ, "FILES_DATA_DIR": str(self.data_dir), "FILES_HOST": "127.0.0.1",
-               "FILES_PORT": str(self.port), "FILES_WORKERS": "2", "FILES_THREADS": "4", **self.env}
+               "FILES_PORT": str(self.port), "FILES_WORKERS": "2", **self.env}
         if "FILES_DATABASE_URL" not in self.env:
             env.pop("FILES_DATABASE_URL", None)  # the embedded default: SQLite in the data dir
         with open(self.log, "ab") as log:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from flask import Response, request
 from werkzeug.http import http_date
 
+from .. import validation
 from . import bp
 from .common import objects
 
@@ -28,6 +29,7 @@ def content(bucket: str, key: str):
     info, stream = objects().open(bucket, key)
     try:
         etag = info.sha256
+        content_type = validation.header_safe_mime(info.mime_type)
         headers = {
             "ETag": f'"{etag}"',
             "Last-Modified": http_date(info.created_at),
@@ -35,14 +37,14 @@ def content(bucket: str, key: str):
             "Cache-Control": "no-cache",
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": _CONTENT_CSP,
-            "Content-Disposition": _disposition(info.key, info.mime_type, request.args.get("download")),
+            "Content-Disposition": _disposition(info.key, content_type, request.args.get("download")),
         }
         if _not_modified(etag, info.created_at):
             stream.close()
             return Response(status=304, headers=headers)
         start, length, status = 0, info.size, 200
         byte_range = request.range if _if_range_holds(etag, info.created_at) else None
-        if byte_range is not None and len(byte_range.ranges) == 1:
+        if byte_range is not None and byte_range.units == "bytes" and len(byte_range.ranges) == 1:
             bounds = byte_range.range_for_length(info.size)
             if bounds is None:
                 stream.close()
@@ -54,14 +56,14 @@ def content(bucket: str, key: str):
         if request.method == "HEAD":
             stream.close()
             body = b""
-        elif status == 200 and (url := _direct_url(stream, info.mime_type, headers["Content-Disposition"])):
+        elif status == 200 and (url := _direct_url(stream, content_type, headers["Content-Disposition"])):
             stream.close()  # FILES_S3_PRESIGN: the object store sends the bytes itself
             return Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
         else:
             stream.seek(start)
             body = _file_body(stream, length, start)
         response = Response(body, status=status, headers=headers, mimetype=None, direct_passthrough=True)
-        response.headers["Content-Type"] = info.mime_type
+        response.headers["Content-Type"] = content_type
         response.headers["Content-Length"] = str(length)
         return response
     except BaseException:
@@ -77,12 +79,19 @@ def _not_modified(etag: str, modified: int) -> bool:
 
 
 def _if_range_holds(etag: str, modified: int) -> bool:
+    """If-Range needs a strong match (RFC 9110 13.1.5): the exact strong ETag, or exactly the
+    Last-Modified date. A weak ETag or any other date means: send the whole file."""
+    raw = request.headers.get("If-Range", "").strip()
+    if not raw:
+        return True
+    if raw.startswith(("W/", "w/")):
+        return False
     if_range = request.if_range
     if if_range.etag is not None:
         return if_range.etag == etag
     if if_range.date is not None:
-        return int(if_range.date.timestamp()) >= modified
-    return True
+        return int(if_range.date.timestamp()) == modified
+    return False
 
 
 def _direct_url(stream, content_type: str, disposition: str) -> str | None:

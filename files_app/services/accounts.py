@@ -9,13 +9,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
-from ..errors import Conflict, InvalidInput
-from ..models import ApiToken, User, db
+from ..errors import Conflict, InvalidInput, TooManyAttempts
+from ..models import ApiToken, SigninFailure, User, WebSession, db
 
 SCOPES = ("read", "write", "admin")  # each allows what the ones before it allow
 TOKEN_PREFIX = "fsk_"
@@ -23,6 +23,12 @@ _USERNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
 _FIND_TOKEN = select(ApiToken.id, ApiToken.scope, ApiToken.bucket).where(
     ApiToken.token_sha256 == bindparam("digest"))
 _ANY = select(exists(select(ApiToken.id)) | exists(select(User.id)))
+_WEB_SESSION_USER = select(WebSession.user_id).where(
+    WebSession.id_sha256 == bindparam("digest"), WebSession.expires_at > bindparam("now"))
+WEB_SESSION_TTL = 14 * 86400  # a signed-in browser signs in again after two weeks
+# Sign-in failures allowed per window, per account and per address; then 429 until the window ends.
+SIGNIN_WINDOW = 300
+SIGNIN_LIMITS = {"user": 5, "addr": 20}
 
 
 @dataclass(frozen=True)
@@ -93,16 +99,62 @@ class AccountService:
             raise Conflict(f"user {username!r} exists") from None
         self._any_cached = (0.0, True)
 
-    def sign_in(self, username: str, password: str) -> Principal | None:
+    def sign_in(self, username: str, password: str, address: str) -> str | None:
+        """A new web session id for the right password, else None. Failures are counted per
+        account and per address; past the limit, TooManyAttempts (checked before the password)."""
+        subjects = [f"user:{username[:100]}", f"addr:{address}"]
+        now = time.time()
+        self._check_throttle(subjects, now)
         row = db.session.execute(select(User.id, User.password_hash).where(User.username == username)).first()
         db.session.commit()
         # Check a hash even for an unknown name, so timing does not tell which names exist.
         stored = row.password_hash if row else _decoy_hash()
-        if check_password_hash(stored, password) and row:
-            return Principal(f"user:{row.id}", "admin")
-        return None
-
-    def user_principal(self, user_id: int) -> Principal | None:
-        found = db.session.scalar(select(User.id).where(User.id == user_id))
+        if not (check_password_hash(stored, password) and row):
+            self._count_failure(subjects, now)
+            return None
+        session_id = secrets.token_urlsafe(32)
+        db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
+        db.session.add(WebSession(id_sha256=_digest(session_id), user_id=row.id, created_at=int(now),
+                                  expires_at=now + WEB_SESSION_TTL))
         db.session.commit()
-        return Principal(f"user:{found}", "admin") if found else None
+        return session_id
+
+    def sign_out(self, session_id: str) -> None:
+        db.session.execute(delete(WebSession).where(WebSession.id_sha256 == _digest(session_id)))
+        db.session.commit()
+
+    def web_session_principal(self, session_id: str) -> Principal | None:
+        user_id = db.session.scalar(_WEB_SESSION_USER, {"digest": _digest(session_id), "now": time.time()})
+        db.session.commit()
+        return Principal(f"user:{user_id}", "admin") if user_id else None
+
+    def _check_throttle(self, subjects: list[str], now: float) -> None:
+        rows = db.session.execute(select(SigninFailure).where(SigninFailure.subject.in_(subjects))).scalars().all()
+        db.session.commit()
+        for row in rows:
+            left = row.window_start + SIGNIN_WINDOW - now
+            if left > 0 and row.failures >= SIGNIN_LIMITS[row.subject.partition(":")[0]]:
+                raise TooManyAttempts("too many failed sign-ins; wait before trying again", retry_after=int(left) + 1)
+
+    def _count_failure(self, subjects: list[str], now: float) -> None:
+        for subject in subjects:
+            for _ in range(3):  # insert or add one; two failures racing to insert go round once
+                counted = db.session.execute(
+                    update(SigninFailure).where(SigninFailure.subject == subject,
+                                                SigninFailure.window_start > now - SIGNIN_WINDOW)
+                    .values(failures=SigninFailure.failures + 1)).rowcount
+                if not counted:
+                    db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject))
+                    db.session.add(SigninFailure(subject=subject, failures=1, window_start=now))
+                try:
+                    db.session.commit()
+                    break
+                except IntegrityError:
+                    db.session.rollback()
+
+    def forget_expired(self, now: float) -> int:
+        """For gc: signed-in sessions past their time and failure windows that are over."""
+        gone = db.session.execute(delete(WebSession).where(WebSession.expires_at < now)).rowcount
+        db.session.execute(delete(SigninFailure).where(SigninFailure.window_start < now - SIGNIN_WINDOW))
+        db.session.commit()
+        return gone

@@ -32,8 +32,10 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
     orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id, UploadSession.state == "active")
     for session_id in orphan_partials:
         store.discard_partial(session_id, None)
-    # A blob is named after the session that made it until its object's row commits: spare those.
-    orphan_blobs = _unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id), UploadSession.id)
+    # A blob is named after the session that made it until its object's row commits (spare those
+    # of active sessions), and a complete tus partial's blob waits for its final upload.
+    orphan_blobs = _unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id), UploadSession.id,
+                                 or_(UploadSession.state == "active", UploadSession.kind == "partial"))
     for blob_id in orphan_blobs:
         store.delete_blob(blob_id)
     return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),

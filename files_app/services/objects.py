@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
-from ..errors import BucketNotEmpty, Conflict, InvalidInput, NotFound
+from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
 from ..models import Bucket, StoredObject, UploadSession, db, durable_transaction
 from ..storage import BlobStore
 
@@ -67,6 +67,11 @@ _COUNT = (
     .where(Bucket.__table__.c.id == bindparam("bucket_id"))
     .values(object_count=Bucket.__table__.c.object_count + bindparam("files"),
             total_bytes=Bucket.__table__.c.total_bytes + bindparam("bytes"), updated_at=bindparam("now"))
+)
+_DELETE_EMPTY_BUCKET = delete(Bucket.__table__).where(
+    Bucket.__table__.c.id == bindparam("bucket_id"),
+    ~exists().where(_objects.c.bucket_id == Bucket.__table__.c.id),
+    ~exists().where(UploadSession.__table__.c.bucket_id == Bucket.__table__.c.id),
 )
 _FOLDER_BATCH = 16  # rows per query when folders may be skipped: small, since a folder's rest is seeked past
 
@@ -163,26 +168,29 @@ class ObjectService:
         return BucketInfo(name, bucket.created_at, 0, 0, bucket.created_at)
 
     def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket. Emptiness is checked by the DELETE itself, in the transaction
+        that deletes, so a session created meanwhile either makes it fail (409) or finds the bucket
+        gone and makes it again: a session that was answered 201 is never lost."""
         bucket_id = self.bucket_id(name)
-        has_objects = db.session.scalar(select(exists().where(StoredObject.bucket_id == bucket_id)))
-        has_uploads = db.session.scalar(
-            select(exists().where(UploadSession.bucket_id == bucket_id, UploadSession.state == "active"))
-        )
-        if has_objects or has_uploads:
-            db.session.rollback()
-            raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
-        # Completed sessions only remember an upload that is over; they go with the bucket.
         db.session.rollback()
         durable_transaction()
-        db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id))
-        db.session.execute(delete(Bucket).where(Bucket.id == bucket_id))
+        # Completed sessions only remember an upload that is over; they go with the bucket.
+        db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id,
+                                                       UploadSession.state == "completed"))
+        try:
+            gone = db.session.execute(_DELETE_EMPTY_BUCKET, {"bucket_id": bucket_id}).rowcount
+        except IntegrityError:  # PostgreSQL: a session or file committed while we waited for the row
+            gone = 0
+        if gone != 1:
+            db.session.rollback()
+            raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
         db.session.commit()
 
     # --- objects -------------------------------------------------------------------------
     def _row(self, bucket: str, key: str):
         """The object's columns; one query for the bucket and the key together."""
         row = db.session.execute(_OBJECT, {"bucket": validation.bucket_name(bucket),
-                                           "key": validation.object_key(key)}).first()
+                                           "key": validation.object_key(key, new=False)}).first()
         if row is None:
             self.bucket_id(bucket)  # 404 for the bucket rather than the file, where that is why
             db.session.rollback()
@@ -195,13 +203,17 @@ class ObjectService:
         return info
 
     def open(self, bucket: str, key: str) -> tuple[ObjectInfo, BinaryIO]:
-        """The file's metadata and its bytes, opened before the transaction ends: a replace or
-        delete that commits afterwards cannot take them away (POSIX keeps open files)."""
-        row = self._row(bucket, key)
-        info = ObjectInfo.from_row(bucket, row)
-        content = self.store.open_blob(row.blob_id)
-        db.session.commit()
-        return info, content
+        """The file's metadata and its bytes. Once open, a replace or delete that commits
+        afterwards cannot take them away (POSIX keeps open files); one that committed between the
+        lookup and the open took the blob: look again, and find the new file or none (404)."""
+        for _ in range(5):
+            row = self._row(bucket, key)
+            db.session.commit()
+            try:
+                return ObjectInfo.from_row(bucket, row), self.store.open_blob(row.blob_id)
+            except BlobMissing:
+                continue
+        raise Conflict(f"{key!r} is being replaced too often to read; retry")
 
     def read_head(self, bucket: str, key: str, limit: int) -> tuple[ObjectInfo, bytes]:
         """The file's metadata and its first `limit` bytes (for a preview)."""
@@ -224,7 +236,7 @@ class ObjectService:
         db.session.commit()
         if gone != 1:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
-        self.store.delete_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
+        self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
         return info
 
     def list(

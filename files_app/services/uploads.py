@@ -17,10 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import (
     ChecksumMismatch,
+    Conflict,
     DigestMismatch,
     FinalUploadImmutable,
     IncompleteBody,
@@ -54,8 +56,8 @@ _LOAD = (
 _INSERT_SESSION = insert(_sessions)
 _DELETE_SESSION = (delete(_sessions).where(_sessions.c.id == bindparam("sid"))
                    .returning(_sessions.c.kind, _sessions.c.state, _sessions.c.store_state))
-_OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(
-    _sessions.c.owner == bindparam("owner"), _sessions.c.state == "active")
+_OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
+    _sessions.c.owner == bindparam("owner"), or_(_sessions.c.state == "active", _sessions.c.kind == "partial"))
 _CLAIM_UNTOUCHED = (  # complete a session no byte was written to yet, if nobody holds it
     update(_sessions)
     .where(_sessions.c.id == bindparam("sid"), _sessions.c.state == "active", _sessions.c.offset == 0,
@@ -117,18 +119,26 @@ class UploadService:
         expected = validation.sha256_hex(sha256)
         if owner and self.max_sessions:
             self._check_session_cap(owner)
-        if kind != "partial":
-            if create_only and self._object_exists(bucket, key):
-                raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
-            bucket_id = self.objects.ensure_bucket(bucket)
+        if kind != "partial" and create_only and self._object_exists(bucket, key):
+            raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
         now, session_id = self.clock(), uuid.uuid4().hex
-        db.session.execute(_INSERT_SESSION, dict(
-            id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
-            offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
-            store_state=None, created_at=int(now), expires_at=now + self.ttl, lease_token=None, lease_expires_at=0.0,
-            tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner or None,
-        ))
-        db.session.commit()
+        for attempt in range(3):
+            bucket_id = self.objects.ensure_bucket(bucket) if kind != "partial" else None
+            try:
+                db.session.execute(_INSERT_SESSION, dict(
+                    id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
+                    offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
+                    store_state=None, created_at=int(now), expires_at=now + self.ttl, lease_token=None,
+                    lease_expires_at=0.0, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner or None,
+                ))
+                db.session.commit()
+                break
+            except IntegrityError:
+                # The bucket was deleted between ensure_bucket and this insert (its delete and this
+                # insert are serialised by the database): make it again.
+                db.session.rollback()
+                if attempt == 2:
+                    raise Conflict(f"bucket {bucket!r} is being deleted and created at once; retry") from None
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
             return self._write(session_id, _EmptyBody(), refuse_final=False).session
         return SessionInfo(session_id, kind, bucket, key, mime_type, size, 0, False, now + self.ttl,
@@ -137,7 +147,7 @@ class UploadService:
     def get(self, session_id: str, owner: str | None = None) -> SessionInfo:
         """`owner`, when given, must be the session's creator: another's session is as good as none."""
         row = self._load(session_id)
-        if owner and row.owner and row.owner != owner:
+        if owner and row.owner != owner:  # one made while the service was open (no owner) is nobody's now
             db.session.rollback()
             raise NotFound(f"no upload session {session_id!r}")
         info = self._info(row)
@@ -157,17 +167,25 @@ class UploadService:
     # --- write -------------------------------------------------------------------------
     def write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
               checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
-              owner: str | None = None) -> WriteResult:
+              owner: str | None = None, with_creation: bool = False) -> WriteResult:
         """Append `body` at the session's offset.
 
         `length` is the declared body length (None when chunked), `offset` where the client
         thinks this chunk starts, `checksum` an (algorithm, digest) the chunk must match or be
         discarded, and `declared_size` the upload's length when it was deferred until now.
+        `with_creation`: the session was made by this same request (tus creation-with-upload), so
+        its client does not know its URL yet; if the write fails, the session goes with it.
         """
         if owner:
             self.get(session_id, owner)  # 404 for another's session, before taking its lease
-        return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
-                           declared_size=declared_size, refuse_final=True)
+        try:
+            return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
+                               declared_size=declared_size, refuse_final=True)
+        except BaseException:
+            if with_creation:
+                db.session.rollback()
+                self._discard(session_id)
+            raise
 
     def _write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
                checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
@@ -372,7 +390,7 @@ class UploadService:
                 self.store.delete_blob(blob_id)
             raise
         if replaced:
-            self.store.delete_blob(replaced)  # readers that opened it keep their copy
+            self.store.release_blob(replaced)
         return obj
 
     # --- tus concatenation -------------------------------------------------------------------
@@ -384,7 +402,7 @@ class UploadService:
         for partial_id in partial_ids:
             try:
                 row = self._load(partial_id)
-                if owner and row.owner and row.owner != owner:
+                if owner and row.owner != owner:
                     raise NotFound(partial_id)
             except NotFound:
                 raise InvalidInput(f"no partial upload {partial_id!r}", "invalid_concat") from None

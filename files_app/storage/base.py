@@ -70,6 +70,10 @@ class BlobStore(Protocol):
 
     def delete_blob(self, blob_id: str) -> None: ...
 
+    def release_blob(self, blob_id: str) -> None:
+        """Free a blob that no row refers to any more but that a reader may have looked up a moment
+        ago: at once where open readers keep their bytes (a file), else later, by gc's orphan sweep."""
+
     def blob_ids(self, older_than: float) -> Iterator[str]:
         """Blobs last modified before `older_than` (Unix time), for the orphan sweep."""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import InsufficientStorage, StorageError
+from ..errors import BlobMissing, InsufficientStorage, StorageError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -185,10 +185,13 @@ class LocalBlobStore:
         try:
             return open(self._blob_path(blob_id), "rb")
         except FileNotFoundError:
-            raise StorageError(f"blob {blob_id} is missing") from None
+            raise BlobMissing(f"blob {blob_id} is missing") from None
 
     def delete_blob(self, blob_id: str) -> None:
         self._blob_path(blob_id).unlink(missing_ok=True)
+
+    def release_blob(self, blob_id: str) -> None:
+        self.delete_blob(blob_id)  # a reader that opened it keeps its bytes; one that did not looks again
 
     def blob_ids(self, older_than: float) -> Iterator[str]:
         for path in self.objects.glob("??/*"):

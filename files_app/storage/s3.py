@@ -208,6 +208,10 @@ class S3BlobStore:
     def delete_blob(self, blob_id: str) -> None:
         self.delete(self.blob_key(blob_id))
 
+    def release_blob(self, blob_id: str) -> None:
+        """Left for gc's orphan sweep: a reader fetches a blob only when it starts sending, and
+        must not find it gone after its row said it was there."""
+
     # --- for gc --------------------------------------------------------------------------------------
     @translate_errors
     def blob_ids(self, older_than: float) -> list[str]:

@@ -80,7 +80,7 @@ def create_upload():
     headers = {"Location": _location(info), "Upload-Expires": http_date(info.expires_at)}
     if _has_body():  # creation-with-upload
         info = uploads().write(info.id, RequestBody(request.stream), length=request.content_length, offset=0,
-                               checksum=checksum, owner=target["owner"]).session
+                               checksum=checksum, owner=target["owner"], with_creation=True).session
         headers.update({"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})
     return empty(201, headers)
 

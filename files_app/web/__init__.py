@@ -6,15 +6,15 @@ Pages carry a strict CSP (no inline script), and every form POST carries a CSRF 
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Blueprint, Flask, abort, render_template, request, session, url_for
+from flask import Blueprint, Flask, render_template, request, session, url_for
 
 from .. import auth
+from ..errors import CsrfFailed
 
 bp = Blueprint("web", __name__)
 
@@ -38,6 +38,14 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def who():
         return {"service_open": auth.service_open(), "signed_in": auth.current().owner.startswith("user:")}
+
+    @app.after_request
+    def csrf_with_every_session(response):
+        # The first response that sets the cookie already carries a CSRF token (a page opened
+        # right after sign-in, or any flash, has one to send back).
+        if session.modified and session and "csrf" not in session:
+            session["csrf"] = secrets.token_urlsafe(32)
+        return response
 
     @app.after_request
     def security_headers(response):
@@ -90,9 +98,9 @@ def csrf_token() -> str:
 @bp.before_request
 def check_csrf():
     if request.method == "POST":
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-        if not hmac.compare_digest(sent, session.get("csrf", "")):
-            abort(400, "This form has expired or did not come from this site. Reload the page and try again.")
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
+        if not auth.csrf_matches(sent):
+            raise CsrfFailed("This form has expired or did not come from this site. Reload the page and try again.")
 
 
 def _secret_key(configured: str, data_dir: Path) -> str:

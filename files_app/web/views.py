@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+from urllib.parse import urlsplit
+
 from flask import current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
 
-from .. import validation
+from .. import auth, validation
 from ..errors import FilesError
 from . import bp, folder_url
 
@@ -20,13 +23,16 @@ def _objects():
 
 @bp.get("/")
 def buckets():
-    return render_template("buckets.html", buckets=_objects().list_buckets())
+    confined = auth.current().bucket
+    return render_template("buckets.html", buckets=[bucket for bucket in _objects().list_buckets()
+                                                    if confined is None or bucket.name == confined])
 
 
 @bp.post("/buckets")
 def create_bucket():
     name = request.form.get("name", "").strip()
     try:
+        auth.check_bucket(name)
         _objects().create_bucket(name)
     except FilesError as error:
         flash(error.message, "error")
@@ -126,13 +132,14 @@ def _preview_kind(mime_type: str) -> str | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     accounts = current_app.extensions["files"].accounts
-    target = request.values.get("next", "")
-    target = target if target.startswith("/") and not target.startswith("//") else url_for("web.buckets")
+    target = _same_site_path(request.values.get("next", "")) or url_for("web.buckets")
     if request.method == "POST":
-        principal = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""))
-        if principal is not None:
+        web_session = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""),
+                                       request.remote_addr or "")
+        if web_session is not None:
             session.clear()
-            session["user_id"] = int(principal.owner.split(":")[1])
+            session["sid"] = web_session
+            session["csrf"] = secrets.token_urlsafe(32)  # a new token with every sign-in
             return redirect(target)
         flash("That user name and password do not match.", "error")
         return render_template("login.html", next=target), 401
@@ -141,6 +148,22 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if isinstance(web_session := session.get("sid"), str):
+        current_app.extensions["files"].accounts.sign_out(web_session)  # a copy of the cookie dies too
     session.clear()
     flash("Signed out.", "ok")
     return redirect(url_for("web.login"))
+
+
+def _same_site_path(target: str) -> str | None:
+    """`target` if it is a path on this site, else None. Browsers drop tabs and newlines from
+    URLs and read a backslash as a slash, so those are refused before parsing, not after."""
+    if not target or any(c in target for c in "\\\t\r\n") or not target.isprintable():
+        return None
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return None
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    return target

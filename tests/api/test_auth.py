@@ -104,7 +104,7 @@ def test_users_sign_in_and_cookie_writes_need_the_csrf_token(client, runner):
     csrf = login.data.split(b'name="csrf_token" value="')[1].split(b'"')[0].decode()
     wrong = client.post("/login", data={"username": "ada", "password": "nope", "csrf_token": csrf})
     assert wrong.status_code == 401 and b"do not match" in wrong.data
-    assert client.post("/login", data={"username": "ada", "password": "correct horse"}).status_code == 400  # no CSRF
+    assert client.post("/login", data={"username": "ada", "password": "correct horse"}).status_code == 403  # no CSRF
     signed = client.post("/login", data={"username": "ada", "password": "correct horse", "csrf_token": csrf,
                                          "next": "/"})
     assert signed.status_code == 302 and signed.headers["Location"] == "/"
@@ -112,29 +112,30 @@ def test_users_sign_in_and_cookie_writes_need_the_csrf_token(client, runner):
     assert page.status_code == 200 and b"sign-out" in page.data
     csrf = page.data.split(b'name="csrf-token" content="')[1].split(b'"')[0].decode()
     body = json.dumps({"bucket": "b", "key": "k", "size": 1})
-    assert_error(client.post("/v1/files", data=body), 403, "forbidden")  # a cookie alone cannot write
+    assert_error(client.post("/v1/files", data=body), 403, "csrf_failed")  # a cookie alone cannot write
     assert client.post("/v1/files", data=body, headers={"X-CSRF-Token": csrf}).status_code == 201
     assert client.get("/v1/files").status_code == 200  # reads need no token
     client.post("/logout", data={"csrf_token": csrf})
     assert_error(client.get("/v1/files"), 401, "unauthorized")
 
 
-def exposure(settings, **changes):
+def exposure(settings, *addresses, **changes):
     app = create_app({**settings, **changes})
     upgrade_database(app)
-    return refuse_open_exposure(app)
+    return refuse_open_exposure(app, list(addresses))
 
 
 def test_open_service_refuses_non_loopback(settings):
-    assert exposure(settings, FILES_HOST="127.0.0.1") is None
-    assert exposure(settings, FILES_HOST="::1") is None
-    assert "refusing" in exposure(settings, FILES_HOST="0.0.0.0")
-    assert exposure(settings, FILES_HOST="0.0.0.0", FILES_AUTH="off") is None
+    assert exposure(settings, "127.0.0.1:8321", "[::1]:8321", "localhost:80", "unix:/run/files.sock") is None
+    assert "refusing to serve 0.0.0.0:8321" in exposure(settings, "127.0.0.1:8321", "0.0.0.0:8321")
+    assert "[::]:8321" in exposure(settings, "[::]:8321")
+    assert "fd://3" in exposure(settings, "fd://3")  # inherited: where it listens is unknown
+    assert exposure(settings, "0.0.0.0:8321", FILES_AUTH="off") is None
 
 
 def test_open_closed_by_a_token_may_bind_anywhere(app, runner, settings):
     make_token(runner, "read")
-    assert exposure(settings, FILES_HOST="10.1.2.3") is None
+    assert exposure(settings, "10.1.2.3:8321") is None
 
 
 @pytest.mark.e2e

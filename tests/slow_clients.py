@@ -1,0 +1,170 @@
+"""Many slow clients from one thread: connections that send their headers a line at a time, and
+uploads that trickle their body at a fixed rate (or stall). Used by the slow-client tests and by
+bench/ (slow_clients_healthz_p99, concurrent_slow_uploads_1000). Traffic goes to 127.0.0.1 only,
+and every loop is bounded in time."""
+
+from __future__ import annotations
+
+import select
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Trickle:
+    """One request: `head` (request line and headers) sent at once, then `body` at `rate` bytes a
+    second, stopping after `stall_after` bytes if set (the connection then stays open, silent)."""
+
+    head: bytes
+    body: bytes
+    rate: float
+    stall_after: int | None = None
+    sent: int = 0
+    started: float = 0.0
+    response: bytes = b""
+    finished: float | None = None  # when the server answered in full or closed
+    sock: socket.socket | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> int | None:
+        line = self.response.split(b"\r\n", 1)[0].split(b" ")
+        return int(line[1]) if len(line) > 1 and line[1].isdigit() else None
+
+
+def _complete(response: bytes) -> bool:
+    head, sep, rest = response.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(rest) >= int(value)
+    return False
+
+
+def trickle(port: int, requests: list[Trickle], deadline: float, tick: float = 0.05) -> list[Trickle]:
+    """Drive every request until each is answered or closed, or until `deadline` (monotonic)."""
+    selector = selectors.DefaultSelector()
+    for request in requests:
+        request.sock = socket.create_connection(("127.0.0.1", port))
+        request.sock.setblocking(False)
+        _send_all(request.sock, request.head)
+        request.started = time.monotonic()
+        selector.register(request.sock, selectors.EVENT_READ, request)
+    open_requests = set(range(len(requests)))
+    try:
+        while open_requests and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=tick):
+                _receive(key.data, selector)
+            now = time.monotonic()
+            for index in list(open_requests):
+                request = requests[index]
+                if request.finished is not None:
+                    open_requests.discard(index)
+                    continue
+                limit = len(request.body) if request.stall_after is None else request.stall_after
+                due = min(limit, int((now - request.started) * request.rate))
+                if due > request.sent:
+                    try:
+                        request.sent += request.sock.send(request.body[request.sent:due])
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError:
+                        _finish(request, selector)
+    finally:
+        for request in requests:
+            if request.finished is None:
+                _finish(request, selector, answered=False)
+        selector.close()
+    return requests
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view):]
+        except BlockingIOError:
+            select.select([], [sock], [], 1.0)
+
+
+def _receive(request: Trickle, selector) -> None:
+    try:
+        data = request.sock.recv(65536)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    request.response += data
+    if not data or _complete(request.response):
+        _finish(request, selector)
+
+
+def _finish(request: Trickle, selector, answered: bool = True) -> None:
+    try:
+        selector.unregister(request.sock)
+    except (KeyError, ValueError):
+        pass
+    request.sock.close()
+    if answered:
+        request.finished = time.monotonic()
+
+
+class SlowHeaders:
+    """`count` connections that each send one more header line every `interval` seconds and never
+    finish their headers. `closed_after` tells, per connection, how long the server let it live."""
+
+    def __init__(self, port: int, count: int, interval: float = 1.0, path: str = "/healthz"):
+        self.port, self.count, self.interval, self.path = port, count, interval, path
+        self.closed_after: list[float | None] = [None] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SlowHeaders:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        sockets, started = [], time.monotonic()
+        for _ in range(self.count):
+            sock = socket.create_connection(("127.0.0.1", self.port))
+            sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
+            sock.setblocking(False)
+            sockets.append(sock)
+        line = 0
+        while not self._stop.wait(self.interval) and any(s is not None for s in sockets):
+            line += 1
+            for index, sock in enumerate(sockets):
+                if sock is None:
+                    continue
+                try:
+                    if sock.recv(4096) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.closed_after[index] = time.monotonic() - started
+                    sock.close()
+                    sockets[index] = None
+                    continue
+                try:
+                    sock.send(f"X-Slow-{line}: still typing\r\n".encode())
+                except OSError:
+                    self.closed_after[index] = time.monotonic() - started
+                    sock.close()
+                    sockets[index] = None
+        for sock in sockets:
+            if sock is not None:
+                sock.close()
+
+
+def upload_head(path: str, size: int, offset: int = 0) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {size}\r\nUpload-Offset: {offset}\r\nConnection: close\r\n\r\n").encode()
