@@ -132,8 +132,10 @@ class ObjectService:
                 return bucket_id
             db.session.add(bucket := _new_bucket(name))
             try:
+                db.session.flush()
+                bucket_id = bucket.id  # read before the commit: a delete may follow at once
                 db.session.commit()
-                return bucket.id
+                return bucket_id
             except IntegrityError:
                 db.session.rollback()
         raise Conflict(f"bucket {name!r} could not be created; retry")
@@ -159,13 +161,14 @@ class ObjectService:
     def create_bucket(self, name: str) -> BucketInfo:
         """An empty bucket; 409 if it exists."""
         bucket = _new_bucket(validation.bucket_name(name))
+        created_at = bucket.created_at  # not read back after the commit: a delete may follow at once
         db.session.add(bucket)
         try:
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
             raise Conflict(f"bucket {name!r} already exists") from None
-        return BucketInfo(name, bucket.created_at, 0, 0, bucket.created_at)
+        return BucketInfo(name, created_at, 0, 0, created_at)
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket. Emptiness is checked by the DELETE itself, in the transaction

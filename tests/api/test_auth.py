@@ -148,3 +148,22 @@ def test_gunicorn_refuses_before_binding(tmp_path):
     assert result.returncode != 0
     assert "refusing to serve 0.0.0.0" in result.stderr
     assert "Listening at" not in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("how", ["GUNICORN_CMD_ARGS", "-b"])
+def test_gunicorn_refuses_a_bind_set_outside_files_host(tmp_path, how):
+    """FILES_HOST says loopback, but gunicorn is told to bind every interface: the guard reads what
+    gunicorn binds, not FILES_HOST."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(tmp_path), "FILES_HOST": "127.0.0.1",
+           "FILES_PORT": str(free_port())}
+    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"]
+    if how == "-b":
+        args[3:3] = ["-b", f"0.0.0.0:{port}"]
+    else:
+        env["GUNICORN_CMD_ARGS"] = f"--bind 0.0.0.0:{port}"
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"refusing to serve 0.0.0.0:{port}" in result.stderr
+    assert "Listening at" not in result.stderr

@@ -151,8 +151,8 @@ def test_sign_in_failures_are_throttled(client, runner):
 
 
 @pytest.mark.parametrize("target", ["/%09/evil.example", "/\t/evil.example", "//evil.example", "/\\evil.example",
-                                    "https://evil.example/", "javascript:alert(1)", "\\\\evil.example", " //evil.example",
-                                    "/\n/evil.example", "evil.example"])
+                                    "https://evil.example/", "javascript:alert(1)", "\\\\evil.example",
+                                    " //evil.example", "/\n/evil.example", "evil.example"])
 def test_sign_in_redirects_only_to_paths_on_this_site(client, runner, target):
     from urllib.parse import unquote
 

@@ -60,8 +60,8 @@ CASES = [
     ("key empty segment", create(fields(key="a//b")), {400}),
     ("key trailing slash", create(fields(key="dir/")), {400}),
     ("key 1025 bytes", create(fields(key="x" * 1025)), {400}),
-    ("key lone surrogate", b'POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 48\r\n\r\n'
-                           b'{"bucket":"hostile","key":"\\ud800x","size":10}  ', {400}),
+    ("key lone surrogate", b'POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n'
+                           b'Content-Length: 48\r\n\r\n{"bucket":"hostile","key":"\\ud800x","size":10}  ', {400}),
     ("key not a string", create(fields(key=["a"])), {400}),
     ("bucket ../", create(fields(bucket="../b")), {400}),
     ("bucket slash", create(fields(bucket="a/b")), {400}),
