@@ -17,14 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import servers, workloads  # noqa: E402
+from bench import servers, slow, workloads  # noqa: E402
 from files_app.services.objects import encode_cursor  # noqa: E402
 
 MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # transfer,concurrency,listing,memory,s3
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # transfer,concurrency,listing,memory,slow,s3
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("BENCH_WORK", HERE / ".work"))
@@ -180,6 +180,21 @@ def memory_rows(ours) -> list[dict]:
                 growth < 16, rss_mib=peaks[SIZE])]
 
 
+def slow_client_rows(ours) -> list[dict]:
+    """The serving model's rows: a normal client among slow attackers, and a thousand slow uploads."""
+    ours.restart()
+    idle_ms, attacked_ms = slow.healthz_under_attack(ours.port)
+    rows = [row("slow_clients_healthz_p99", attacked_ms, "ms", "no slow clients", idle_ms, idle_ms / attacked_ms,
+                "< 250 ms with 256 slow-header + 256 slow-body connections", attacked_ms < 250)]
+    ours.restart()
+    ideal = MIB / (64 * 1024)
+    seconds, completed = slow.slow_uploads(ours.port)
+    entry = row("concurrent_slow_uploads_1000", seconds, "s", "ideal (1 MiB at 64 KiB/s)", ideal, ideal / seconds,
+                ">= 0.8, all 1000 complete", ideal / seconds >= 0.8 and completed == 1000, ours.peak_rss_mib())
+    entry["completed"] = completed
+    return rows + [entry]
+
+
 def s3_rows() -> list[dict]:
     """The scaled configuration (PostgreSQL, SeaweedFS) against boto3 talking to SeaweedFS itself."""
     from tests.postgres import PostgresCluster
@@ -220,7 +235,8 @@ def main() -> None:
         print(f"bench: {SIZE / MIB:.0f} MiB files, {REPEATS} repeats, {SMALL_COUNT} small files", flush=True)
         groups = {"transfer": lambda: transfer_rows(ours, bare, peer),
                   "concurrency": lambda: concurrency_rows(ours, bare, peer),
-                  "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours)}
+                  "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours),
+                  "slow": lambda: slow_client_rows(ours)}
         for name, rows_of in groups.items():
             if not ONLY or name in ONLY:
                 rows += rows_of()
