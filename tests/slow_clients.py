@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 @dataclass
 class Trickle:
     """One request: `head` (request line and headers) sent at once, then `body` at `rate` bytes a
-    second, stopping after `stall_after` bytes if set (the connection then stays open, silent)."""
+    second, stopping after `stall_after` bytes if set (the connection then stays open, silent).
+    Like a slow link, a request held up by the server (a full window) never catches up in a burst:
+    what it may send accrues at `rate`, at most a tenth of a second's worth at a time."""
 
     head: bytes
     body: bytes
@@ -24,6 +26,8 @@ class Trickle:
     stall_after: int | None = None
     sent: int = 0
     started: float = 0.0
+    allowance: float = 0.0
+    last: float = 0.0
     response: bytes = b""
     finished: float | None = None  # when the server answered in full or closed
     sock: socket.socket | None = field(default=None, repr=False)
@@ -49,10 +53,14 @@ def trickle(port: int, requests: list[Trickle], deadline: float, tick: float = 0
     """Drive every request until each is answered or closed, or until `deadline` (monotonic)."""
     selector = selectors.DefaultSelector()
     for request in requests:
-        request.sock = socket.create_connection(("127.0.0.1", port))
+        # A small send buffer: bytes the server does not take wait here, not in an autotuned kernel
+        # buffer of megabytes that would hide a server that stopped reading.
+        request.sock = socket.socket()
+        request.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+        request.sock.connect(("127.0.0.1", port))
         request.sock.setblocking(False)
         _send_all(request.sock, request.head)
-        request.started = time.monotonic()
+        request.started = request.last = time.monotonic()
         selector.register(request.sock, selectors.EVENT_READ, request)
     open_requests = set(range(len(requests)))
     try:
@@ -65,11 +73,15 @@ def trickle(port: int, requests: list[Trickle], deadline: float, tick: float = 0
                 if request.finished is not None:
                     open_requests.discard(index)
                     continue
+                request.allowance = min(request.allowance + (now - request.last) * request.rate, request.rate / 10)
+                request.last = now
                 limit = len(request.body) if request.stall_after is None else request.stall_after
-                due = min(limit, int((now - request.started) * request.rate))
+                due = min(limit, request.sent + int(request.allowance))
                 if due > request.sent:
                     try:
-                        request.sent += request.sock.send(request.body[request.sent:due])
+                        sent = request.sock.send(request.body[request.sent:due])
+                        request.sent += sent
+                        request.allowance -= sent
                     except (BlockingIOError, InterruptedError):
                         pass
                     except OSError:
