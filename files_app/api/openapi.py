@@ -199,7 +199,7 @@ SPEC = {
 }
 
 
-# Any operation can meet a malformed name, header or parameter.
+# Any operation can meet a malformed name, header or parameter (or a Host not allowed: `invalid_host`).
 for _operations in SPEC["paths"].values():
     for _method, _operation in _operations.items():
         if _method != "parameters":
@@ -208,6 +208,10 @@ for _operations in SPEC["paths"].values():
                 "The database (`unavailable`) or the object store (`storage_unavailable`) is out of reach; retry"))
             if _method in ("post", "patch"):
                 _operation["responses"].setdefault("507", _error("Storage full; the durable offset is kept"))
+            if _method in ("post", "patch", "delete"):
+                _operation["responses"].setdefault("403", _error(
+                    "From another site's page (`cross_site`: no bearer token, no same-origin `Origin`), or a "
+                    "cookie without the page's CSRF token (`csrf_failed`), or not allowed for this token"))
 
 
 @bp.get("/openapi.json")
