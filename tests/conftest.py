@@ -36,9 +36,10 @@ def deployment(request):
         yield {}
         return
     cluster, weed = request.getfixturevalue("postgres"), request.getfixturevalue("seaweedfs")
-    url = cluster.create_database()
-    yield {"FILES_DATABASE_URL": url, **weed.settings(weed.create_bucket())}
+    url, bucket = cluster.create_database(), weed.create_bucket()
+    yield {"FILES_DATABASE_URL": url, **weed.settings(bucket)}
     cluster.drop_database(url)
+    weed.delete_bucket(bucket)
 
 
 @pytest.fixture

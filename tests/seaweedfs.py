@@ -51,6 +51,9 @@ class SeaweedFS:
         command = [weed_binary(), "mini", f"-dir={self.dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                    f"-s3.config={self.dir / 's3.json'}", "-admin.ui=false", "-master.telemetry=false",
                    "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0",
+                   # Every bucket is a collection that takes volume slots; by default their number
+                   # follows the free disk space (about 35 buckets with 36 GB free). Volumes are sparse.
+                   "-volume.max=2000",
                    *(f"-{name}={port}" for name, port in self.ports.items())]
         with open(self.dir / "weed.log", "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -84,6 +87,15 @@ class SeaweedFS:
         name = "t-" + uuid.uuid4().hex[:16]
         self.client().create_bucket(Bucket=name)
         return name
+
+    def delete_bucket(self, bucket: str) -> None:
+        """Empty and delete a test's bucket, which frees its collection's volume slots."""
+        client = self.client()
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", ()):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for key in self.keys(bucket):
+            client.delete_object(Bucket=bucket, Key=key)
+        client.delete_bucket(Bucket=bucket)
 
     def settings(self, bucket: str) -> dict[str, str]:
         """The FILES_* settings of a service storing its blobs in `bucket` here."""

@@ -7,6 +7,7 @@ Both dialects, the seed's JSON API and tus, drive sessions through this one serv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -184,7 +185,8 @@ class UploadService:
         except BaseException:
             if with_creation:
                 db.session.rollback()
-                self._discard(session_id)
+                with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
+                    self._discard(session_id)
             raise
 
     def _write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,

@@ -22,6 +22,16 @@ CREATE = json.dumps({"bucket": "b", "key": "victim.txt", "size": 0})
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
+def app_with(settings, **changes):
+    """An app on the test's data dir and database, with some settings changed."""
+    from files_app import create_app
+    from files_app.schema import upgrade_database
+
+    app = create_app({**settings, **changes})
+    upgrade_database(app)
+    return app
+
+
 def csrf_of(page) -> str:
     return page.data.split(b'name="csrf-token" content="')[1].split(b'"')[0].decode()
 
@@ -69,11 +79,7 @@ def test_same_origin_curl_and_allowed_origins_may_write(app, client):
 
 
 def test_cors_origins_and_bearer_tokens_may_write_from_elsewhere(settings, runner):
-    from files_app import create_app
-    from files_app.schema import upgrade_database
-
-    app = create_app({**settings, "FILES_CORS_ORIGINS": "http://app.example"})
-    upgrade_database(app)
+    app = app_with(settings, FILES_CORS_ORIGINS="http://app.example")
     client = app.test_client()
     assert client.post("/v1/files", data=CREATE, headers={"Origin": "http://app.example"}).status_code == 201
     assert_error(client.post("/v1/files", data=CREATE, headers={"Origin": "http://evil.example"}), 403, "cross_site")
@@ -96,12 +102,10 @@ def test_loopback_hosts_are_served(client, host):
 
 
 def test_allowed_hosts_setting(settings):
-    from files_app import create_app
-
-    client = create_app({**settings, "FILES_ALLOWED_HOSTS": "files.example.org"}).test_client()
+    client = app_with(settings, FILES_ALLOWED_HOSTS="files.example.org").test_client()
     assert client.get("/healthz", headers={"Host": "files.example.org:443"}).status_code == 200
     assert_error(client.get("/healthz", headers={"Host": "localhost"}), 400, "invalid_host")
-    anything = create_app({**settings, "FILES_ALLOWED_HOSTS": "*"}).test_client()
+    anything = app_with(settings, FILES_ALLOWED_HOSTS="*").test_client()
     assert anything.get("/healthz", headers={"Host": "whatever.example"}).status_code == 200
 
 
@@ -263,11 +267,7 @@ def test_a_failed_tus_creation_with_upload_leaves_no_session(app, client, failur
 
 
 def test_complete_partials_count_toward_the_session_cap(settings, runner):
-    from files_app import create_app
-    from files_app.schema import upgrade_database
-
-    app = create_app({**settings, "FILES_MAX_SESSIONS": "2"})
-    upgrade_database(app)
+    app = app_with(settings, FILES_MAX_SESSIONS="2")
     client = app.test_client()
     token = make_token(app.test_cli_runner(), "write")
     partial = {**TUS, **bearer(token), "Upload-Concat": "partial", "Upload-Length": "2",
