@@ -47,7 +47,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def check_origin():
-        if request.method in SAFE_METHODS or request.headers.get("Authorization"):
+        if request.method in SAFE_METHODS or _bearer(request.headers.get("Authorization", "")):
             return
         origin = request.headers.get("Origin")
         if origin is not None:
@@ -56,6 +56,12 @@ def init_app(app: Flask) -> None:
             return
         if request.headers.get("Sec-Fetch-Site", "none") not in _SAME_ORIGIN:
             raise CrossSite("a request from another site may not change anything here")
+
+
+def _bearer(authorization: str) -> bool:
+    """A page cannot add this header cross-site without a CORS preflight (unlike Basic credentials,
+    which a browser may attach by itself)."""
+    return authorization[:7].lower() == "bearer " and bool(authorization[7:].strip())
 
 
 def _same_origin(origin: str) -> bool:

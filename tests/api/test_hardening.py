@@ -87,6 +87,8 @@ def test_cors_origins_and_bearer_tokens_may_write_from_elsewhere(settings, runne
     # A page cannot set Authorization without a CORS preflight that only allowed origins pass.
     reply = client.post("/v1/files", data=CREATE, headers={"Origin": "http://evil.example", **bearer(token)})
     assert reply.status_code == 201
+    basic = {"Origin": "http://evil.example", "Authorization": "Basic YTpi"}  # a browser may attach this itself
+    assert_error(client.post("/v1/files", data=CREATE, headers=basic), 403, "cross_site")
 
 
 @pytest.mark.parametrize("host", ["evil.example", "rebind.attacker.example:8321", "10.0.0.1"])
