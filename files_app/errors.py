@@ -117,6 +117,11 @@ class PreconditionFailed(FilesError):
     code = "precondition_failed"
 
 
+class LengthRequired(FilesError):
+    status = 411
+    code = "length_required"
+
+
 class UnsupportedMediaType(FilesError):
     status = 415
     code = "unsupported_media_type"

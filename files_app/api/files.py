@@ -1,13 +1,16 @@
-"""Buckets and file metadata: list, get, delete."""
+"""Buckets and files: list, get, delete, and a whole file in one PUT."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from flask import request
 
 from .. import auth, validation
-from ..errors import InvalidInput
+from ..errors import InvalidInput, LengthRequired
 from . import bp
-from .common import bucket_json, file_json, objects
+from .common import RequestBody, bucket_json, file_json, objects, uploads
 
 
 @bp.get("/files")
@@ -50,6 +53,40 @@ def delete_bucket(bucket: str):
 @bp.get("/files/<bucket>/<path:key>")
 def file_info(bucket: str, key: str):
     return file_json(objects().get(bucket, key))
+
+
+@bp.put("/files/<bucket>/<path:key>")
+def put_file(bucket: str, key: str):
+    """The whole file in one request, as S3 clients and scripts send it (`curl -T file URL`)."""
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.content_length is None and chunked:
+        raise LengthRequired("send Content-Length (a PUT is one whole file; use a session to stream without one)")
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match not in (None, "*"):
+        raise InvalidInput("If-None-Match on PUT may only be '*'", "invalid_precondition")
+    obj = uploads().put(bucket=bucket, key=key, body=RequestBody(request.stream), length=request.content_length or 0,
+                        mime_type=_declared_type(), sha256=_declared_sha256(), create_only=if_none_match == "*",
+                        owner=auth.current().owner)
+    return file_json(obj), 200
+
+
+def _declared_type() -> str | None:
+    """The file's type from Content-Type; curl's form default says nothing about the file."""
+    declared = request.headers.get("Content-Type", "").strip()
+    if not declared or request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return None
+    return declared
+
+
+def _declared_sha256() -> str | None:
+    """X-Checksum-Sha256, in hex or (as S3 sends it) base64."""
+    value = request.headers.get("X-Checksum-Sha256", "").strip()
+    if len(value) == 44:
+        try:
+            return base64.b64decode(value, validate=True).hex()
+        except (binascii.Error, ValueError):
+            raise InvalidInput("X-Checksum-Sha256 must be 64 hex digits or base64", "invalid_sha256") from None
+    return value or None
 
 
 @bp.delete("/files/<bucket>/<path:key>")

@@ -174,6 +174,19 @@ SPEC = {
             "parameters": [_BUCKET, _KEY],
             "get": {"summary": "Read a file's metadata", "operationId": "getFile",
                     "responses": {"200": _json(_ref("File"), "The file"), "404": _error("Unknown file")}},
+            "put": {
+                "summary": "Upload a whole file in one request (replaces the key's file)", "operationId": "putFile",
+                "parameters": [
+                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string", "enum": ["*"]},
+                     "description": "`*`: 412 if the key exists"},
+                    {"name": "X-Checksum-Sha256", "in": "header", "schema": {"type": "string"},
+                     "description": "the file's sha256, hex or base64: 422 and nothing stored if it differs"}],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"200": _json(_ref("File"), "The stored file"), "411": _error("No Content-Length"),
+                              "412": _error("The key exists"), "413": _error("Too large"),
+                              "422": _error("sha256 mismatch")},
+            },
             "delete": {"summary": "Delete a file", "operationId": "deleteFile",
                        "responses": {"200": _json(_ref("File"), "The deleted file"),
                                      "404": _error("Unknown file")}},

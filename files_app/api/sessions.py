@@ -14,6 +14,7 @@ _FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
 
 
 @bp.post("/files")
+@bp.post("/files/")  # tus endpoints are often written with a trailing slash
 def create_session():
     if "Tus-Resumable" in request.headers:
         return tus_views.create_upload()

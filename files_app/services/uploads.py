@@ -162,6 +162,19 @@ class UploadService:
         self.get(session_id, owner)
         self._discard(session_id)
 
+    def put(self, *, bucket: Any, key: Any, body: Body, length: int, mime_type: Any = None, sha256: Any = None,
+            create_only: bool = False, owner: str | None = None) -> ObjectInfo:
+        """A whole file in one request: a session made and written at once, through the same
+        finish as every upload (a failure leaves no session behind)."""
+        info = self.create(bucket=bucket, key=key, size=length, mime_type=mime_type, sha256=sha256,
+                           create_only=create_only, owner=owner)
+        if info.completed:  # an empty file exists as soon as its session does
+            return self.objects.get(info.bucket, info.key)
+        result = self.write(info.id, body, length=length, offset=0, with_creation=True)
+        if result.object is None:  # the body ended early; write() said so unless the server hid it
+            raise IncompleteBody(f"the body ended after {result.session.offset} of {length} bytes")
+        return result.object
+
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         return collect_garbage(self.store, self.clock(), grace)
 

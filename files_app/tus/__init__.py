@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, request
 
-from ..errors import PreconditionFailed
+from ..errors import NotFound, PreconditionFailed
 from . import protocol
 
 bp = Blueprint("tus", __name__, url_prefix="/v1")
@@ -27,8 +27,11 @@ def init_app(app: Flask) -> None:
     def check_version():
         if request.method == "OPTIONS" or not request.path.startswith("/v1/files"):
             return None
+        if request.method == "PATCH" and request.endpoint != "tus.patch_upload":
+            # tus: a PATCH to what is not an upload URL is about an upload that does not exist.
+            raise NotFound(f"no upload at {request.path}")
         version = request.headers.get("Tus-Resumable")
-        if version is None and (request.method, request.endpoint) not in _TUS_ONLY:
+        if version is None and (request.method, request.endpoint) not in _TUS_ONLY and not _tus_creation():
             return None
         if version != protocol.VERSION:
             # The protocol: answer 412 with the versions we speak, and do nothing else.
@@ -40,7 +43,8 @@ def init_app(app: Flask) -> None:
     def options():
         # OPTIONS tells what the server speaks (and answers CORS preflights, see cors.py).
         if request.method == "OPTIONS" and request.path.startswith("/v1/") and request.url_rule is not None:
-            return views.empty(204, views.options_headers() if request.path.startswith("/v1/files") else {})
+            # 200, as tusd answers (clients accept 200 and 204 alike).
+            return views.empty(200, views.options_headers() if request.path.startswith("/v1/files") else {})
         return None
 
     @app.after_request
@@ -48,6 +52,14 @@ def init_app(app: Flask) -> None:
         if request.path.startswith("/v1/files") and request.method != "OPTIONS":
             response.headers["Tus-Resumable"] = protocol.VERSION
         return response
+
+
+def _tus_creation() -> bool:
+    """A POST that announces a tus upload (a length, and no JSON body of the seed's) but forgot
+    Tus-Resumable: the protocol says 412 with the versions we speak."""
+    announces = "Upload-Length" in request.headers or "Upload-Defer-Length" in request.headers
+    seed_body = bool(request.content_length) and request.mimetype != protocol.UPLOAD_CONTENT_TYPE
+    return request.method == "POST" and request.endpoint == "api.create_session" and announces and not seed_body
 
 
 class MethodOverride:

@@ -157,7 +157,8 @@ def test_unknown_routes_and_methods_are_json(client):
     assert_error(client.get("/v1/nothing"), 404, "not_found")
     assert_error(client.get("/v1/files/b//k"), 404, "not_found")
     assert_error(client.put("/v1/files"), 405, "method_not_allowed")
-    response = client.patch("/v1/files/b/k")
+    assert_error(client.patch("/v1/files/b/k"), 404, "not_found")  # tus: not an upload URL
+    response = client.post("/v1/files/b/k")
     assert_error(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
     assert_error(client.get("/v1/content/dl/missing"), 404, "not_found")

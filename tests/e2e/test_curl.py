@@ -234,3 +234,26 @@ def test_parallel_uploads_all_land(any_server):
     assert all(file["sha256"] == file["expected"] for file in files)
     _, listing = curl(f"{server.url}/v1/files/many")
     assert [file["key"] for file in listing["data"]] == [f"f{index:02}" for index in range(32)]
+
+
+def test_put_with_curl(server, tmp_path):
+    """`curl -T`: a whole file in one request, empty ones and stdin (chunked: 411) included."""
+    import hashlib
+    import os
+
+    path, empty = tmp_path / "cat.jpg", tmp_path / "empty.txt"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 11))
+    empty.write_bytes(b"")
+    status, body = curl("-T", str(path), f"{server.url}/v1/files/pets/2024/cat.jpg")
+    assert status == 200 and body["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert body["mime_type"] == "image/jpeg" and body["key"] == "2024/cat.jpg"
+    status, body = curl("-T", str(empty), f"{server.url}/v1/files/pets/empty.txt")
+    assert status == 200 and body["bytes"] == 0
+    status, body = curl("-T", str(path), "-H", "If-None-Match: *", f"{server.url}/v1/files/pets/2024/cat.jpg")
+    assert status == 412 and body["error"]["code"] == "precondition_failed"
+    piped = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "-T", "-", f"{server.url}/v1/files/pets/s.bin"],
+                           input=b"from a pipe", capture_output=True, check=True, timeout=60)  # chunked: no length
+    assert piped.stdout.endswith(b"\n411") and b"length_required" in piped.stdout
+    result = subprocess.run(["curl", "-sS", f"{server.url}/v1/content/pets/2024/cat.jpg"], capture_output=True,
+                            check=True, timeout=60)
+    assert result.stdout == path.read_bytes()

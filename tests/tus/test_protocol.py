@@ -36,7 +36,7 @@ def patch(client, url, data, offset, **headers):
 
 def test_options(client):
     response = client.options("/v1/files")
-    assert response.status_code == 204
+    assert response.status_code == 200  # as tusd answers
     assert response.headers["Tus-Version"] == "1.0.0"
     assert set(response.headers["Tus-Extension"].split(",")) == {
         "creation", "creation-with-upload", "creation-defer-length", "expiration", "checksum", "termination",
@@ -44,7 +44,8 @@ def test_options(client):
     assert response.headers["Tus-Max-Size"] == str(1024**4)
     assert set(response.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256", "md5"}
     assert "Tus-Resumable" not in response.headers
-    assert client.options(create(client)).status_code == 204
+    assert client.options(create(client)).status_code == 200
+    assert client.options("/v1/files/").status_code == 200
 
 
 def test_core_flow_head_and_patch(client):
@@ -287,3 +288,32 @@ def test_cors(app, settings):
     assert "Access-Control-Allow-Origin" not in other.headers
     plain = app.test_client().options("/v1/files", headers={"Origin": "https://app.example"})
     assert "Access-Control-Allow-Origin" not in plain.headers  # default: no origins
+
+
+def test_tus_endpoint_with_a_trailing_slash(client):
+    response = client.post("/v1/files/", headers={**TUS, "Upload-Length": "3",
+                                                  "Upload-Metadata": "filename " + b64("slash.txt")})
+    assert response.status_code == 201
+    url = response.headers["Location"].removeprefix("http://localhost")
+    assert patch(client, url, b"abc", 0).status_code == 204
+    assert client.get("/v1/files/uploads/slash.txt").get_json()["bytes"] == 3
+
+
+@pytest.mark.parametrize("headers", [{"Upload-Length": "5"}, {"Upload-Defer-Length": "1"},
+                                     {"Upload-Length": "3", "Content-Type": "application/offset+octet-stream"}])
+def test_a_tus_creation_without_tus_resumable_is_412(client, headers):
+    body = b"abc" if "Content-Type" in headers else None
+    response = client.post("/v1/files", data=body, headers=headers)
+    assert_error(response, 412, "precondition_failed")
+    assert response.headers["Tus-Version"] == "1.0.0"
+
+
+def test_a_seed_creation_that_happens_to_send_upload_length_stays_seed(client):
+    body = json.dumps({"bucket": "b", "key": "k", "size": 2})
+    assert client.post("/v1/files", data=body, headers={"Upload-Length": "2"}).status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/v1/files/b/k.txt", "/v1/files/b", "/v1/files/session:nothex"])
+def test_patch_on_what_is_not_an_upload_is_404(client, path):
+    response = client.patch(path, data=b"x", headers={**BYTES, "Upload-Offset": "0"})
+    assert_error(response, 404, "not_found")

@@ -1,0 +1,71 @@
+"""A whole file in one request: `PUT /v1/files/{bucket}/{key}`, through the same finish as sessions."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+
+import pytest
+from sqlalchemy import func, select
+
+from files_app.models import UploadSession, db
+from tests.api.test_auth import bearer, make_token
+from tests.helpers import assert_error, sha256
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [0, 5, MIB, 3 * MIB + 7])
+def test_put_stores_and_replaces(client, size):
+    data = os.urandom(size)
+    reply = client.put("/v1/files/b/dir/file.bin", data=data)
+    assert reply.status_code == 200, reply.data
+    body = reply.get_json()
+    assert (body["bucket"], body["key"], body["bytes"], body["sha256"]) == ("b", "dir/file.bin", size, sha256(data))
+    assert client.get("/v1/content/b/dir/file.bin").data == data
+    again = client.put("/v1/files/b/dir/file.bin", data=b"new")
+    assert again.get_json()["bytes"] == 3 and client.get("/v1/content/b/dir/file.bin").data == b"new"
+    assert client.get("/v1/files/b").get_json()["data"][0]["bytes"] == 3
+
+
+def test_put_types(client):
+    assert client.put("/v1/files/b/a.txt", data=b"x", content_type="image/png").get_json()["mime_type"] == "image/png"
+    form = client.put("/v1/files/b/a.txt", data=b"x", content_type="application/x-www-form-urlencoded")
+    assert form.get_json()["mime_type"] == "text/plain"  # curl's default says nothing: guessed from the key
+    assert_error(client.put("/v1/files/b/a.txt", data=b"x", content_type='a/b; c="\u0100"'), 400,
+                 "invalid_mime_type")
+
+
+def test_put_preconditions_and_checksums(app, client):
+    client.put("/v1/files/b/k", data=b"first")
+    assert_error(client.put("/v1/files/b/k", data=b"second", headers={"If-None-Match": "*"}), 412,
+                 "precondition_failed")
+    assert client.put("/v1/files/b/new", data=b"x", headers={"If-None-Match": "*"}).status_code == 200
+    wrong = hashlib.sha256(b"other").hexdigest()
+    assert_error(client.put("/v1/files/b/k", data=b"second", headers={"X-Checksum-Sha256": wrong}), 422,
+                 "sha256_mismatch")
+    right = base64.b64encode(hashlib.sha256(b"second").digest()).decode()
+    assert client.put("/v1/files/b/k", data=b"second", headers={"X-Checksum-Sha256": right}).status_code == 200
+    assert client.get("/v1/content/b/k").data == b"second"
+    with app.app_context():
+        active = db.session.scalar(select(func.count()).where(UploadSession.state == "active"))
+        db.session.commit()
+    assert active == 0  # refused PUTs leave no session behind
+
+
+def test_put_needs_a_length_and_valid_names(client):
+    reply = client.put("/v1/files/b/k", input_stream=io.BytesIO(b"abc"), headers={"Transfer-Encoding": "chunked"})
+    assert_error(reply, 411, "length_required")
+    assert_error(client.put("/v1/files/b/a\u202eb", data=b"x"), 400, "invalid_key")
+    assert_error(client.put("/v1/files/bad bucket/k", data=b"x"), 400, "invalid_bucket")
+
+
+def test_put_obeys_scopes_confinement_and_origin(client, runner):
+    reader, confined = make_token(runner, "read"), make_token(runner, "write", bucket="mine")
+    assert_error(client.put("/v1/files/b/k", data=b"x", headers=bearer(reader)), 403, "forbidden")
+    assert_error(client.put("/v1/files/b/k", data=b"x", headers=bearer(confined)), 403, "forbidden")
+    assert client.put("/v1/files/mine/k", data=b"x", headers=bearer(confined)).status_code == 200
+    assert_error(client.put("/v1/files/mine/k", data=b"x", headers={"Origin": "http://evil.example"}), 403,
+                 "cross_site")
