@@ -117,7 +117,8 @@ def concurrent_uploads(base: str, kind: str, count: int = 32, size: int = 16 * M
 
 
 def small_files(base: str, kind: str, count: int, threads: int, size: int = 4096) -> float:
-    """`count` files of `size` bytes, each a new object, over keep-alive connections."""
+    """`count` files of `size` bytes, each a new object, over keep-alive connections. `kind`: ours
+    (the seed's two requests: create the session, send the bytes), ours-put (one PUT), bare."""
     payload = b"s" * size
     per_thread = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
 
@@ -127,6 +128,8 @@ def small_files(base: str, kind: str, count: int, threads: int, size: int = 4096
             name = uuid.uuid4().hex
             if kind == "ours":
                 request(conn, "POST", create_session(conn, "small", name, size), payload)
+            elif kind == "ours-put":
+                request(conn, "PUT", f"/v1/files/small/{name}", payload)
             else:
                 request(conn, "POST", f"/upload/{name}", payload)
 

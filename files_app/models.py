@@ -55,7 +55,7 @@ class Bucket(db.Model):
 
 
 class StoredObject(db.Model):
-    """A visible file: its row exists only once its bytes are durable under `blob_id`."""
+    """A visible file: its row exists only once its bytes are durable under `blob_id` (or in the row)."""
 
     __tablename__ = "objects"
     __table_args__ = (UniqueConstraint("bucket_id", "key", name="uq_objects_bucket_key"),)
@@ -68,6 +68,9 @@ class StoredObject(db.Model):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # A file of at most FILES_INLINE_MAX bytes is kept here, not in the blob store: storing it costs
+    # one durable commit. `blob_id` then names no blob (files are immutable: none ever moves out).
+    inline_data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class UploadSession(db.Model):

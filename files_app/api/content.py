@@ -102,8 +102,9 @@ def _direct_url(stream, content_type: str, disposition: str) -> str | None:
 def _file_body(stream, length: int, start: int):
     server_wrapper = request.environ.get("wsgi.file_wrapper")
     # gunicorn's wrapper sends `Content-Length` bytes from the current position with
-    # sendfile(). Other servers' wrappers read to EOF, which would overrun a Range.
-    sendfile = isinstance(stream, io.IOBase) and server_wrapper is not None
+    # sendfile(). Other servers' wrappers read to EOF, which would overrun a Range. A file kept
+    # inline is bytes in memory: no descriptor to send from.
+    sendfile = isinstance(stream, io.FileIO | io.BufferedReader) and server_wrapper is not None
     if sendfile and server_wrapper.__module__.startswith("gunicorn."):
         return server_wrapper(stream, READ_SIZE)
     if hasattr(stream, "bound"):  # an object store's stream: ask it for the range's bytes only

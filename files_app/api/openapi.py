@@ -94,7 +94,7 @@ SPEC = {
             "get": {"summary": "List buckets", "operationId": "listBuckets",
                     "responses": {"200": _json(_ref("BucketList"), "The buckets")}},
             "options": {"summary": "tus: what the server supports", "operationId": "tusOptions",
-                        "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}}},
+                        "responses": {"200": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}}},
             "post": {
                 "summary": "Create an upload session (JSON; with Tus-Resumable, a tus creation)",
                 "operationId": "createSession",
@@ -151,7 +151,7 @@ SPEC = {
                               "423": _error("Another request is writing"), "460": _error("Checksum mismatch")},
             },
             "options": {"summary": "tus: what the server supports", "operationId": "tusOptionsUpload",
-                        "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}}},
+                        "responses": {"200": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}}},
         },
         "/v1/files/{bucket}": {
             "parameters": [_BUCKET],
@@ -181,9 +181,11 @@ SPEC = {
                      "description": "`*`: 412 if the key exists"},
                     {"name": "X-Checksum-Sha256", "in": "header", "schema": {"type": "string"},
                      "description": "the file's sha256, hex or base64: 422 and nothing stored if it differs"}],
-                "requestBody": {"required": True, "content": {"application/octet-stream": {
-                    "schema": {"type": "string", "format": "binary"}}}},
-                "responses": {"200": _json(_ref("File"), "The stored file"), "411": _error("No Content-Length"),
+                "requestBody": {"required": False, "description": "the file's bytes (none: an empty file)",
+                                "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}},
+                "responses": {"200": _json(_ref("File"), "The stored file"), "404": _error("A malformed key path"),
+                              "411": _error("No Content-Length"),
                               "412": _error("The key exists"), "413": _error("Too large"),
                               "422": _error("sha256 mismatch")},
             },
@@ -211,6 +213,11 @@ SPEC = {
     "components": {"schemas": _SCHEMAS},
 }
 
+
+# tus: a PATCH on anything under /v1/files that is not an upload URL is about an upload that does not exist.
+for _path in ("/v1/files", "/v1/files/{bucket}", "/v1/files/{bucket}/{key}"):
+    SPEC["paths"][_path]["patch"] = {"summary": "tus: not an upload URL", "operationId": "patch" + str(len(_path)),
+                                     "responses": {"404": _error("No upload here")}}
 
 # Any operation can meet a malformed name, header or parameter (or a Host not allowed: `invalid_host`).
 for _operations in SPEC["paths"].values():

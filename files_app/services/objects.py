@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -212,6 +213,8 @@ class ObjectService:
         for _ in range(5):
             row = self._row(bucket, key)
             db.session.commit()
+            if row.inline_data is not None:
+                return ObjectInfo.from_row(bucket, row), io.BytesIO(row.inline_data)
             try:
                 return ObjectInfo.from_row(bucket, row), self.store.open_blob(row.blob_id)
             except BlobMissing:

@@ -22,16 +22,19 @@ _SWAP_BLOB = (
     update(_objects)
     .where(_objects.c.id == bindparam("object_id"), _objects.c.blob_id == bindparam("old_blob"))
     .values(blob_id=bindparam("new_blob_id"), mime_type=bindparam("new_mime_type"), size=bindparam("new_size"),
-            sha256=bindparam("new_sha256"), created_at=bindparam("new_created_at"))
+            sha256=bindparam("new_sha256"), created_at=bindparam("new_created_at"),
+            inline_data=bindparam("new_inline_data"))
 )
 _INSERT = insert(_objects)
 
 
 def publish(info: SessionInfo, bucket_id: int, claim: Callable[[], None], blob_id: str, digest: str,
-            create_only: bool, now: int) -> tuple[ObjectInfo, str | None]:
+            create_only: bool, now: int, inline: bytes | None = None) -> tuple[ObjectInfo, str | None]:
     """In one durable transaction: `claim` the session (it raises if it cannot), then insert the
-    object or swap its blob. Returns the object and the blob it replaced, if any."""
-    values = dict(blob_id=blob_id, mime_type=info.mime_type, size=info.size, sha256=digest, created_at=now)
+    object or swap its blob. `inline`: the file's bytes, kept in its row (then `blob_id` names no
+    blob). Returns the object and the blob it replaced, if any."""
+    values = dict(blob_id=blob_id, mime_type=info.mime_type, size=info.size, sha256=digest, created_at=now,
+                  inline_data=inline)
     for _ in range(5):
         durable_transaction()
         claim()

@@ -105,6 +105,7 @@ class UploadService:
         self.checkpoint_bytes = settings["FILES_CHECKPOINT_BYTES"]
         self.max_size = settings["FILES_MAX_OBJECT_SIZE"]
         self.max_sessions = settings["FILES_MAX_SESSIONS"]
+        self.inline_max = settings["FILES_INLINE_MAX"]
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
@@ -337,14 +338,17 @@ class UploadService:
                 db.session.rollback()
                 raise _ClaimLost()
 
+        inline = data if length <= self.inline_max else None
+
         def place() -> str:
             blob_id = uuid.uuid4().hex  # never the session's id: a racing request may be writing that
-            self.store.put_blob(blob_id, data)
+            if inline is None:  # an inline file's bytes go into its row, in the publishing commit
+                self.store.put_blob(blob_id, data)
             return blob_id
 
         try:
             obj = self._complete(info, row.bucket_id, claim, hashlib.sha256(data).hexdigest(), row.expected_sha256,
-                                 row.create_only, place)
+                                 row.create_only, place, inline)
         except _ClaimLost:  # another request got there first: the general path says what happened
             return None, _BytesBody(data)
         return WriteResult(self._after(info, offset=length, completed=True), obj), body
@@ -385,15 +389,17 @@ class UploadService:
 
     # --- completion ------------------------------------------------------------------------
     def _complete(self, info: SessionInfo, bucket_id: int, claim: Callable[[], None], digest: str,
-                  expected: str | None, create_only: bool, place: Callable[[], str]) -> ObjectInfo:
+                  expected: str | None, create_only: bool, place: Callable[[], str],
+                  inline: bytes | None = None) -> ObjectInfo:
         """Check the digest, `place` the bytes as a blob (it returns the blob's id), then publish
-        the object; `claim` marks the session completed inside that same transaction, or raises."""
+        the object (with `inline` bytes in its row, if given); `claim` marks the session completed
+        inside that same transaction, or raises."""
         if expected and not hmac.compare_digest(digest, expected):
             self._discard(info.id)
             raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
         blob_id = place()
         try:
-            obj, replaced = publish(info, bucket_id, claim, blob_id, digest, create_only, int(self.clock()))
+            obj, replaced = publish(info, bucket_id, claim, blob_id, digest, create_only, int(self.clock()), inline)
         except PreconditionFailed:
             self.store.delete_blob(blob_id)
             self._discard(info.id)

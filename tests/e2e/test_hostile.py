@@ -133,7 +133,7 @@ CASES = [
     ("session not hex", http("GET", "/v1/files/session:../../x"), {400, 404}),
     ("session empty", http("GET", "/v1/files/session:"), {400, 404}),  # "session:" is no bucket name
     ("PUT creation", http("PUT", "/v1/files", body=b"{}"), {405}),
-    ("PATCH a bucket", http("PATCH", "/v1/files/hostile", body=b"x"), {405}),
+    ("PATCH a bucket", http("PATCH", "/v1/files/hostile", body=b"x"), {404}),  # tus: not an upload URL
     ("POST content", http("POST", "/v1/content/hostile/k", body=b"x"), {405}),
     ("DELETE openapi", http("DELETE", "/v1/openapi.json"), {405}),
     ("DELETE content", http("DELETE", "/v1/content/hostile/kept.txt"), {405}),

@@ -210,7 +210,7 @@ def test_object_store_down_is_a_503_and_the_upload_resumes_after(tmp_path, postg
 def test_presigned_downloads_redirect_to_the_object_store(tmp_path, shared):
     [host] = start_hosts(tmp_path, 1, {**shared, "FILES_S3_PRESIGN": "1"})
     try:
-        data = b"<html><script>alert(1)</script></html>"
+        data = b"<html><script>alert(1)</script></html>" + b" " * 70_000  # a blob: above FILES_INLINE_MAX
         response, body = call(host, "POST", "/v1/files", json.dumps({"bucket": "b", "key": "page.html",
                                                                      "size": len(data)}))
         response, body = call(host, "POST", "/v1/files/session:" + json.loads(body)["id"], data)

@@ -265,7 +265,8 @@ def test_body_shorter_than_declared_keeps_what_arrived(services):
 def test_small_whole_body_losing_the_race_leaves_nothing_behind(services, monkeypatch):
     """The one-transaction path for a small whole file: if another writer takes the session
     between the read and the commit, its blob is removed and the general path answers."""
-    info = services.uploads.create(bucket="b", key="k", size=5)
+    body = b"hello" * 20_000  # above FILES_INLINE_MAX: a blob is written before the commit
+    info = services.uploads.create(bucket="b", key="k", size=len(body))
     real_put = services.store.put_blob
 
     def put_then_lose_the_race(blob_id, data):
@@ -276,7 +277,7 @@ def test_small_whole_body_losing_the_race_leaves_nothing_behind(services, monkey
 
     monkeypatch.setattr(services.store, "put_blob", put_then_lose_the_race)
     with pytest.raises(SessionLocked):
-        services.uploads.write(info.id, ChunkedBody(b"hello"), length=5)
+        services.uploads.write(info.id, ChunkedBody(body), length=len(body))
     assert blob_ids(services.store) == []
     assert services.uploads.get(info.id).offset == 0
 
@@ -336,20 +337,21 @@ def test_disk_full_on_a_small_file_leaves_no_blob(services, monkeypatch):
     from files_app.errors import InsufficientStorage
     from files_app.storage import local
 
-    upload(services.uploads, "b", "old", b"still readable")
-    info = services.uploads.create(bucket="b", key="new", size=5)
+    upload(services.uploads, "b", "old", b"still readable" * 10_000)  # blobs, above FILES_INLINE_MAX
+    body = b"hello" * 20_000
+    info = services.uploads.create(bucket="b", key="new", size=len(body))
 
     def full(fd, view):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(local.os, "write", full)
     with pytest.raises(InsufficientStorage):
-        services.uploads.write(info.id, ChunkedBody(b"hello"), length=5)
+        services.uploads.write(info.id, ChunkedBody(body), length=len(body))
     monkeypatch.undo()
     assert len(list(services.store.objects.glob("??/*"))) == 1
     with services.objects.open("b", "old")[1] as stream:
-        assert stream.read() == b"still readable"
-    assert services.uploads.write(info.id, ChunkedBody(b"hello"), length=5).object.size == 5
+        assert stream.read() == b"still readable" * 10_000
+    assert services.uploads.write(info.id, ChunkedBody(body), length=len(body)).object.size == len(body)
 
 
 def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
