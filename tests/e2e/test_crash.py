@@ -187,3 +187,54 @@ def test_eight_writers_on_one_session(any_server):
     info = first.request("GET", "/v1/files/race/shared.bin")[1]
     assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
     assert all(result.get("sha256") == info["sha256"] for result in results)
+
+
+def test_sigkill_during_small_puts_keeps_every_acknowledged_file(server_factory, deployment):
+    """8 threads PUT small files (inline in the database, or blobs) while the server is killed:
+    every file acknowledged before the kill is there after the restart, byte for byte."""
+    server = server_factory(**deployment).start()
+    acknowledged: dict[str, bytes] = {}
+    wrong: list[str] = []
+    lock, stop = threading.Lock(), threading.Event()
+
+    def putter(thread: int) -> None:
+        rng = random.Random(thread)
+        for index in range(100_000):
+            if stop.is_set():
+                return
+            key = f"t{thread}/f{index}"
+            data = rng.randbytes(rng.choice([10, 3000, 60_000, 70_000]))  # inline, and blobs above 64 KiB
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            try:
+                connection.request("PUT", f"/v1/files/small/{key}", body=data)
+                response = connection.getresponse()
+                answer = json.loads(response.read())
+            except (OSError, http.client.HTTPException, ValueError):
+                continue  # killed mid-request or mid-answer: not acknowledged
+            finally:
+                connection.close()
+            if response.status == 200:
+                with lock:
+                    acknowledged[key] = data
+                    wrong.extend([key] if answer["sha256"] != hashlib.sha256(data).hexdigest() else [])
+
+    threads = [threading.Thread(target=putter, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until a few hundred files are acknowledged (bounded by the deadline)
+    server.kill()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    with lock:
+        before_kill = dict(acknowledged)
+    assert len(before_kill) >= 200 and wrong == []
+    server.start()
+    for key, data in before_kill.items():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", f"/v1/content/small/{key}")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, data), key
+        connection.close()
