@@ -166,7 +166,10 @@ class UploadService:
     def put(self, *, bucket: Any, key: Any, body: Body, length: int, mime_type: Any = None, sha256: Any = None,
             create_only: bool = False, owner: str | None = None) -> ObjectInfo:
         """A whole file in one request: a session made and written at once, through the same
-        finish as every upload (a failure leaves no session behind)."""
+        finish as every upload (a failure leaves no session behind). A small one needs no session
+        at all: nothing of it could be resumed, so it is published straight from memory."""
+        if 0 < length <= self.inline_max:
+            return self._put_inline(bucket, key, body, length, mime_type, sha256, create_only)
         info = self.create(bucket=bucket, key=key, size=length, mime_type=mime_type, sha256=sha256,
                            create_only=create_only, owner=owner)
         if info.completed:  # an empty file exists as soon as its session does
@@ -175,6 +178,24 @@ class UploadService:
         if result.object is None:  # the body ended early; write() said so unless the server hid it
             raise IncompleteBody(f"the body ended after {result.session.offset} of {length} bytes")
         return result.object
+
+    def _put_inline(self, bucket: Any, key: Any, body: Body, length: int, mime_type: Any, sha256: Any,
+                    create_only: bool) -> ObjectInfo:
+        bucket, key = validation.bucket_name(bucket), validation.object_key(key)
+        validation.object_size(length, self.max_size)
+        mime_type, expected = validation.mime_type(mime_type, key), validation.sha256_hex(sha256)
+        data = _read_exactly(body, length)
+        digest = hashlib.sha256(data).hexdigest()
+        if expected and not hmac.compare_digest(digest, expected):
+            raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
+        bucket_id = self.objects.ensure_bucket(bucket)
+        db.session.commit()  # publish's durable transaction must be the first of its connection's
+        info = SessionInfo("", "upload", bucket, key, mime_type, length, length, True, 0.0)
+        obj, replaced = publish(info, bucket_id, lambda: None, uuid.uuid4().hex, digest, create_only,
+                                int(self.clock()), inline=data)
+        if replaced:
+            self.store.release_blob(replaced)
+        return obj
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         return collect_garbage(self.store, self.clock(), grace)
@@ -522,6 +543,17 @@ class _BytesBody:
 
     def read(self, size: int) -> bytes:
         return self._stream.read(size)
+
+
+def _read_exactly(body: Body, length: int) -> bytes:
+    data = body.read(length)
+    while len(data) < length and (more := body.read(length - len(data))):
+        data += more
+    if len(data) < length:
+        raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
+    if body.read(1):
+        raise TooLarge(f"the body runs past its Content-Length {length}")
+    return data
 
 
 def _is_session_id(value: str) -> bool:
