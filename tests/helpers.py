@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
+import json
+import subprocess
+import time
 
 
 def sha256(data: bytes) -> str:
@@ -65,3 +69,77 @@ def holds_private_bytes(store, session_id: str) -> bool:
     if hasattr(store, "uploads"):
         return (store.uploads / session_id).exists()
     return session_id in store.partial_ids(older_than=float("inf"))
+
+
+# --- the API through Flask's test client -------------------------------------------------------
+
+def make_token(runner, scope: str, bucket: str | None = None) -> str:
+    args = ["files", "token", "create", "--name", f"{scope}-test", "--scope", scope]
+    result = runner.invoke(args=args + (["--bucket", bucket] if bucket else []))
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]  # the secret alone on the last line
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def put(client, bucket, key, data, mime_type=None):
+    fields = {"bucket": bucket, "key": key, "size": len(data)}
+    if mime_type:
+        fields["mime_type"] = mime_type
+    session = client.post("/v1/files", data=json.dumps(fields)).get_json()
+    if not data:
+        return client.get(f"/v1/files/{bucket}/{key}").get_json()
+    return client.post(f"/v1/files/session:{session['id']}", data=data).get_json()
+
+
+def app_with(settings, **changes):
+    """An app on the test's data dir and database, with some settings changed."""
+    from files_app import create_app
+    from files_app.schema import upgrade_database
+
+    app = create_app({**settings, **changes})
+    upgrade_database(app)
+    return app
+
+
+# --- a live server (tests/live_server.py) -----------------------------------------------------
+
+def curl(*args: str) -> tuple[int, dict]:
+    """Run real curl; return (status, JSON body or {})."""
+    result = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args], capture_output=True, check=True,
+                            timeout=120)
+    body, _, status = result.stdout.rpartition(b"\n")
+    return int(status), (json.loads(body) if body.strip() else {})
+
+
+def session_offset(server, session_id: str) -> int:
+    status, body = curl(f"{server.url}/v1/files/session:{session_id}")
+    assert status == 200, body
+    return body["offset"]
+
+
+def send_partially(server, session_url: str, data: bytes, send: int, method: str = "POST",
+                   **headers: str) -> http.client.HTTPConnection:
+    """Start a request declaring all of `data`, send only `send` bytes, and keep the socket open."""
+    path = session_url.removeprefix(server.url)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest(method, path)
+    connection.putheader("Content-Length", str(len(data)))
+    kind = "application/offset+octet-stream" if method == "PATCH" else "application/octet-stream"
+    connection.putheader("Content-Type", kind)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    for start in range(0, send, 256 * 1024):
+        connection.send(data[start:min(start + 256 * 1024, send)])
+    return connection
+
+
+def wait_for_offset(server, session_id: str, at_least: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (offset := session_offset(server, session_id)) < at_least:
+        assert time.monotonic() < deadline, f"offset stayed at {offset}, wanted {at_least}"
+        time.sleep(0.05)
+    return offset

@@ -13,19 +13,8 @@ from files_app import create_app
 from files_app.auth import refuse_open_exposure
 from files_app.models import ApiToken, db
 from files_app.schema import upgrade_database
-from tests.helpers import assert_error
+from tests.helpers import assert_error, bearer, make_token
 from tests.live_server import ROOT, free_port
-
-
-def make_token(runner, scope: str, bucket: str | None = None) -> str:
-    args = ["files", "token", "create", "--name", f"{scope}-test", "--scope", scope]
-    result = runner.invoke(args=args + (["--bucket", bucket] if bucket else []))
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]  # the secret alone on the last line
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def new_session(client, token: str, bucket: str = "b", key: str = "k", size: int = 5):

@@ -10,17 +10,7 @@ from email.utils import format_datetime
 import pytest
 from openapi_spec_validator import validate
 
-from tests.helpers import assert_error, sha256
-
-
-def put(client, bucket, key, data, mime_type=None):
-    fields = {"bucket": bucket, "key": key, "size": len(data)}
-    if mime_type:
-        fields["mime_type"] = mime_type
-    session = client.post("/v1/files", data=json.dumps(fields)).get_json()
-    if not data:
-        return client.get(f"/v1/files/{bucket}/{key}").get_json()
-    return client.post(f"/v1/files/session:{session['id']}", data=data).get_json()
+from tests.helpers import assert_error, put, sha256
 
 
 def test_buckets_come_and_go(client):

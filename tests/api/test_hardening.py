@@ -14,22 +14,11 @@ import pytest
 from sqlalchemy import select, update
 
 from files_app.models import StoredObject, UploadSession, db
-from tests.api.test_auth import bearer, make_token
-from tests.api.test_files import put
-from tests.helpers import assert_error
+from tests.helpers import app_with, assert_error, bearer, make_token, put
 
 CREATE = json.dumps({"bucket": "b", "key": "victim.txt", "size": 0})
 TUS = {"Tus-Resumable": "1.0.0"}
 
-
-def app_with(settings, **changes):
-    """An app on the test's data dir and database, with some settings changed."""
-    from files_app import create_app
-    from files_app.schema import upgrade_database
-
-    app = create_app({**settings, **changes})
-    upgrade_database(app)
-    return app
 
 
 def csrf_of(page) -> str:

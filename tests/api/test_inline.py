@@ -7,8 +7,7 @@ import os
 from sqlalchemy import select
 
 from files_app.models import StoredObject, db
-from tests.api.test_hardening import app_with
-from tests.helpers import blob_ids, sha256
+from tests.helpers import app_with, blob_ids, sha256
 
 KIB = 1024
 

@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from files_app.models import UploadSession, db
-from tests.api.test_auth import bearer, make_token
-from tests.helpers import assert_error, sha256
+from tests.helpers import assert_error, bearer, make_token, sha256
 
 MIB = 1024 * 1024
 

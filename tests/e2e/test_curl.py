@@ -11,24 +11,12 @@ import time
 
 import pytest
 
-from tests.helpers import sha256
+from tests.helpers import curl, send_partially, session_offset, sha256, wait_for_offset
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 
 
-def curl(*args: str) -> tuple[int, dict]:
-    """Run real curl; return (status, JSON body or {})."""
-    result = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args], capture_output=True, check=True,
-                            timeout=120)
-    body, _, status = result.stdout.rpartition(b"\n")
-    return int(status), (json.loads(body) if body.strip() else {})
-
-
-def session_offset(server, session_id: str) -> int:
-    status, body = curl(f"{server.url}/v1/files/session:{session_id}")
-    assert status == 200, body
-    return body["offset"]
 
 
 def test_seed_examples(server, tmp_path):
@@ -107,29 +95,6 @@ def test_range_download_with_curl(server, tmp_path):
     assert (tmp_path / "part").read_bytes() == data[1000:201000]
 
 
-def send_partially(server, session_url: str, data: bytes, send: int, method: str = "POST",
-                   **headers: str) -> http.client.HTTPConnection:
-    """Start a request declaring all of `data`, send only `send` bytes, and keep the socket open."""
-    path = session_url.removeprefix(server.url)
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    connection.putrequest(method, path)
-    connection.putheader("Content-Length", str(len(data)))
-    kind = "application/offset+octet-stream" if method == "PATCH" else "application/octet-stream"
-    connection.putheader("Content-Type", kind)
-    for name, value in headers.items():
-        connection.putheader(name, value)
-    connection.endheaders()
-    for start in range(0, send, 256 * 1024):
-        connection.send(data[start:min(start + 256 * 1024, send)])
-    return connection
-
-
-def wait_for_offset(server, session_id: str, at_least: int, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while (offset := session_offset(server, session_id)) < at_least:
-        assert time.monotonic() < deadline, f"offset stayed at {offset}, wanted {at_least}"
-        time.sleep(0.05)
-    return offset
 
 
 def post_until_unlocked(url: str, offset: int, body: bytes, timeout: float = 30.0) -> tuple[int, dict]:

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.test_curl import session_offset
+from tests.helpers import session_offset
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024

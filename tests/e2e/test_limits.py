@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_curl import send_partially, session_offset, wait_for_offset
+from tests.helpers import send_partially, session_offset, wait_for_offset
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
