@@ -9,6 +9,16 @@ from files_app.schema import upgrade_database
 from tests.live_server import GunicornServer
 
 
+def pytest_collection_modifyitems(items):
+    """Mark what needs PostgreSQL or SeaweedFS, so that `pytest tests/unit -m "not scaled"` starts nothing."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params else {}
+        if (params.get("deployment") == "scaled" or params.get("store") == "s3"
+                or {"postgres", "seaweedfs"} & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.scaled)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     from tests.postgres import PostgresCluster
