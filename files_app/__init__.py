@@ -120,6 +120,20 @@ def start_periodic_gc(app: Flask) -> threading.Event:
     return stop
 
 
+def error_headers(error: FilesError) -> dict[str, str]:
+    """The one place where a domain error's data becomes HTTP headers."""
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if error.offset is not None:
+        headers["Upload-Offset"] = str(error.offset)
+    if error.challenge:
+        headers["WWW-Authenticate"] = error.challenge
+    if error.tus_version:
+        headers["Tus-Version"] = error.tus_version
+    return headers
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
     body = {"error": {"status": status, "code": code, "message": message, **extra}}
     return body, status, headers or {}
@@ -133,8 +147,8 @@ def _register_error_handlers(app: Flask) -> None:
         if web.wants_html():
             page, status = web.error_page(error.status, _TITLES.get(error.status, "Something went wrong"),
                                           error.message)
-            return page, status, error.headers
-        return error.to_dict(), error.status, error.headers
+            return page, status, error_headers(error)
+        return error.to_dict(), error.status, error_headers(error)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

@@ -2,6 +2,8 @@
 
 Services raise these; views and the error handlers turn them into
 `{"error": {"status": 409, "code": "offset_mismatch", "message": "...", ...}}`.
+Errors carry data (`offset`, `retry_after`, `challenge`, `tus_version`), never HTTP headers: the
+HTTP layer alone makes those (files_app.error_headers).
 """
 
 from __future__ import annotations
@@ -13,14 +15,20 @@ class FilesError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(self, message: str, *, offset: int | None = None, retry_after: int | None = None,
+                 challenge: str | None = None, tus_version: str | None = None, **extra: Any):
         super().__init__(message)
         self.message = message
-        self.headers = headers or {}
+        self.offset = offset  # where an upload stands (and may resume)
+        self.retry_after = retry_after  # seconds until a retry may succeed
+        self.challenge = challenge  # how to authenticate
+        self.tus_version = tus_version  # the tus versions spoken, when the client's is not one
         self.extra = extra
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": {"status": self.status, "code": self.code, "message": self.message, **self.extra}}
+        shown = {name: value for name, value in (("offset", self.offset), ("retry_after", self.retry_after))
+                 if value is not None}
+        return {"error": {"status": self.status, "code": self.code, "message": self.message, **shown, **self.extra}}
 
 
 class InvalidInput(FilesError):
@@ -36,7 +44,7 @@ class Unauthorized(FilesError):
     code = "unauthorized"
 
     def __init__(self, message: str):
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="files"'})
+        super().__init__(message, challenge='Bearer realm="files"')
 
 
 class Forbidden(FilesError):
@@ -70,7 +78,7 @@ class TooManyAttempts(FilesError):
     code = "too_many_attempts"
 
     def __init__(self, message: str, retry_after: int):
-        super().__init__(message, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+        super().__init__(message, retry_after=retry_after)
 
 
 class FinalUploadImmutable(FilesError):
@@ -100,11 +108,7 @@ class OffsetMismatch(FilesError):
 
     def __init__(self, expected: int, given: int):
         super().__init__(
-            f"chunk starts at offset {given} but the session is at offset {expected}",
-            headers={"Upload-Offset": str(expected)},
-            offset=expected,
-        )
-        self.offset = expected
+            f"chunk starts at offset {given} but the session is at offset {expected}", offset=expected)
 
 
 class SessionExpired(FilesError):
@@ -142,10 +146,7 @@ class SessionLocked(FilesError):
     code = "session_locked"
 
     def __init__(self, retry_after: int):
-        super().__init__(
-            "another request is writing to this session; retry later",
-            headers={"Retry-After": str(retry_after)},
-        )
+        super().__init__("another request is writing to this session; retry later", retry_after=retry_after)
 
 
 class DigestMismatch(FilesError):
@@ -176,7 +177,7 @@ class Unavailable(FilesError):
     code = "unavailable"
 
     def __init__(self, message: str):
-        super().__init__(message, headers={"Retry-After": "1"})
+        super().__init__(message, retry_after=1)
 
 
 class StorageUnavailable(Unavailable):

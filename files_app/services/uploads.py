@@ -316,13 +316,12 @@ class UploadService:
         except InsufficientStorage as full:
             # Back to what is durable (freeing what is not), and say where to resume from.
             writer.rollback(durable if verifier is None else info.offset)
-            full.headers["Upload-Offset"] = str(durable if verifier is None else info.offset)
-            full.extra["offset"] = durable if verifier is None else info.offset
+            full.offset = durable if verifier is None else info.offset
             raise
         if verifier is not None and not hmac.compare_digest(verifier.digest(), checksum[1]):
             writer.rollback(info.offset)
             raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
-                                   headers={"Upload-Offset": str(info.offset)}, offset=info.offset)
+                                   offset=info.offset)
         if position == info.size:
             writer.sync_for_finalize()
         elif position != durable:
@@ -349,7 +348,7 @@ class UploadService:
             raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
         if checksum and not hmac.compare_digest(chunk_hasher(checksum[0], data).digest(), checksum[1]):
             raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
-                                   headers={"Upload-Offset": "0"}, offset=0)
+                                   offset=0)
         info = self._info(row)
 
         def claim() -> None:
@@ -505,7 +504,7 @@ class UploadService:
         db.session.rollback()
         if open_sessions >= self.max_sessions:
             raise TooManySessions(f"{open_sessions} upload sessions are open for this token; finish or abort "
-                                  "some first", headers={"Retry-After": "60"})
+                                  "some first", retry_after=60)
 
     def _object_exists(self, bucket: str, key: str) -> bool:
         try:

@@ -36,7 +36,7 @@ def init_app(app: Flask) -> None:
         if version != protocol.VERSION:
             # The protocol: answer 412 with the versions we speak, and do nothing else.
             raise PreconditionFailed(f"tus version {version!r} is not supported; use {protocol.VERSION}",
-                                     headers={"Tus-Version": protocol.VERSION})
+                                     tus_version=protocol.VERSION)
         return None
 
     @app.before_request
