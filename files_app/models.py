@@ -6,6 +6,8 @@ must stay in step with them (tests/unit/test_schema.py checks that they do).
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -71,6 +73,17 @@ class StoredObject(db.Model):
     # A file of at most FILES_INLINE_MAX bytes is kept here, not in the blob store: storing it costs
     # one durable commit. `blob_id` then names no blob (files are immutable: none ever moves out).
     inline_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class SessionKind(StrEnum):
+    UPLOAD = "upload"  # makes an object
+    PARTIAL = "partial"  # tus: only holds bytes for a final upload to concatenate (no bucket, no key)
+    FINAL = "final"  # tus: the concatenation of partials
+
+
+class SessionState(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
 
 
 class UploadSession(db.Model):

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, or_, select
 
-from ..models import StoredObject, UploadSession, db
+from ..models import SessionKind, SessionState, StoredObject, UploadSession, db
 from ..storage import BlobStore
+from .leases import LEASE_FREE
 
 
 def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict[str, int]:
@@ -17,10 +18,8 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
     before its row commits, and must not be swept in between.
     """
     expired = db.session.execute(
-        select(UploadSession.id, UploadSession.store_state).where(
-            UploadSession.expires_at < now,
-            or_(UploadSession.lease_token.is_(None), UploadSession.lease_expires_at < now),
-        )
+        select(UploadSession.id, UploadSession.store_state).where(UploadSession.expires_at < now, LEASE_FREE),
+        {"now": now},
     ).all()
     for batch in batches(expired):
         db.session.execute(delete(UploadSession).where(UploadSession.id.in_([row.id for row in batch])))
@@ -29,13 +28,15 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
         store.discard_partial(session_id, store_state)
     # Only an active session needs its private bytes: a completed one's are in its blob, and what a
     # killed writer left (a second multipart upload, a tail never committed) is nobody's then.
-    orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id, UploadSession.state == "active")
+    orphan_partials = _unreferenced(store.partial_ids(now - grace), UploadSession.id,
+                                    UploadSession.state == SessionState.ACTIVE)
     for session_id in orphan_partials:
         store.discard_partial(session_id, None)
     # A blob is named after the session that made it until its object's row commits (spare those
     # of active sessions), and a complete tus partial's blob waits for its final upload.
     orphan_blobs = _unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id), UploadSession.id,
-                                 or_(UploadSession.state == "active", UploadSession.kind == "partial"))
+                                 or_(UploadSession.state == SessionState.ACTIVE,
+                                     UploadSession.kind == SessionKind.PARTIAL))
     for blob_id in orphan_blobs:
         store.delete_blob(blob_id)
     return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),

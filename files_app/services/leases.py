@@ -15,17 +15,19 @@ from typing import Any
 from sqlalchemy import bindparam, or_, update
 
 from ..errors import LeaseLost
-from ..models import UploadSession, db
+from ..models import SessionState, UploadSession, db
 
 # Statements are built once: building one per call cost more than running it (bench/README.md).
 _sessions = UploadSession.__table__
+# Nobody holds the session: no lease, or one whose holder stopped renewing it (bound as "now").
+LEASE_FREE = or_(_sessions.c.lease_token.is_(None), _sessions.c.lease_expires_at < bindparam("now"))
 _ACQUIRE = (
     update(_sessions)
     .where(
         _sessions.c.id == bindparam("sid"),
-        _sessions.c.state == "active",
+        _sessions.c.state == SessionState.ACTIVE,
         _sessions.c.expires_at >= bindparam("now"),
-        or_(_sessions.c.lease_token.is_(None), _sessions.c.lease_expires_at < bindparam("now")),
+        LEASE_FREE,
     )
     .values(lease_token=bindparam("token"), lease_expires_at=bindparam("until"))
 )
@@ -66,6 +68,11 @@ class Lease:
         return cls(session_id, token, ttl, session_ttl, clock) if taken == 1 else None
 
     @staticmethod
+    def is_free(row, now: float) -> bool:
+        """LEASE_FREE, for a row already read."""
+        return row.lease_token is None or row.lease_expires_at < now
+
+    @staticmethod
     def seconds_left(row, clock: Callable[[], float]) -> int:
         """For Retry-After: when the current holder's lease runs out."""
         return max(1, math.ceil(row.lease_expires_at - clock()))
@@ -98,7 +105,7 @@ class Lease:
     def claim_completion(self, size: int) -> Callable[[], None]:
         """For publish(): mark the session completed in the object's own transaction."""
         def claim() -> None:
-            self.update(release=True, state="completed", offset=size, hash_state=None, store_state=None)
+            self.update(release=True, state=SessionState.COMPLETED, offset=size, hash_state=None, store_state=None)
         return claim
 
     def renew_if_due(self) -> None:

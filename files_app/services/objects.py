@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
-from ..models import Bucket, StoredObject, UploadSession, db, durable_transaction
+from ..models import Bucket, SessionState, StoredObject, UploadSession, db, durable_transaction
 from ..storage import BlobStore
 
 
@@ -180,7 +180,7 @@ class ObjectService:
         durable_transaction()
         # Completed sessions only remember an upload that is over; they go with the bucket.
         db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id,
-                                                       UploadSession.state == "completed"))
+                                                       UploadSession.state == SessionState.COMPLETED))
         try:
             gone = db.session.execute(_DELETE_EMPTY_BUCKET, {"bucket_id": bucket_id}).rowcount
         except IntegrityError:  # PostgreSQL: a session or file committed while we waited for the row

@@ -38,10 +38,10 @@ from ..errors import (
     TooManySessions,
 )
 from ..hashing import ResumableSha256, chunk_hasher
-from ..models import Bucket, UploadSession, db
+from ..models import Bucket, SessionKind, SessionState, UploadSession, db
 from ..storage import BlobStore, PartialWriter
 from .housekeeping import collect_garbage
-from .leases import Lease
+from .leases import LEASE_FREE, Lease
 from .objects import ObjectInfo, ObjectService
 from .publish import publish
 
@@ -58,13 +58,14 @@ _INSERT_SESSION = insert(_sessions)
 _DELETE_SESSION = (delete(_sessions).where(_sessions.c.id == bindparam("sid"))
                    .returning(_sessions.c.kind, _sessions.c.state, _sessions.c.store_state))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
-    _sessions.c.owner == bindparam("owner"), or_(_sessions.c.state == "active", _sessions.c.kind == "partial"))
+    _sessions.c.owner == bindparam("owner"),
+    or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
 _CLAIM_UNTOUCHED = (  # complete a session no byte was written to yet, if nobody holds it
     update(_sessions)
-    .where(_sessions.c.id == bindparam("sid"), _sessions.c.state == "active", _sessions.c.offset == 0,
-           or_(_sessions.c.lease_token.is_(None), _sessions.c.lease_expires_at < bindparam("now")))
-    .values(state="completed", offset=bindparam("new_size"), hash_state=None, lease_token=None, lease_expires_at=0.0,
-            expires_at=bindparam("until"))
+    .where(_sessions.c.id == bindparam("sid"), _sessions.c.state == SessionState.ACTIVE, _sessions.c.offset == 0,
+           LEASE_FREE)
+    .values(state=SessionState.COMPLETED, offset=bindparam("new_size"), hash_state=None, lease_token=None,
+            lease_expires_at=0.0, expires_at=bindparam("until"))
 )
 
 
@@ -109,28 +110,28 @@ class UploadService:
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
-               create_only: bool = False, kind: str = "upload", defer_length: bool = False,
+               create_only: bool = False, kind: str = SessionKind.UPLOAD, defer_length: bool = False,
                tus_metadata: str | None = None, tus_concat: str | None = None, owner: str | None = None) -> SessionInfo:
         """A new session. `defer_length` (tus) leaves the size to a later write; a "partial" has
         no bucket or key."""
         bucket_id = None
-        if kind != "partial":
+        if kind != SessionKind.PARTIAL:
             bucket, key = validation.bucket_name(bucket), validation.object_key(key)
         size = None if defer_length else validation.object_size(size, self.max_size)
         mime_type = validation.mime_type(mime_type, key or "")
         expected = validation.sha256_hex(sha256)
         if owner and self.max_sessions:
             self._check_session_cap(owner)
-        if kind != "partial" and create_only and self._object_exists(bucket, key):
+        if kind != SessionKind.PARTIAL and create_only and self._object_exists(bucket, key):
             raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
         now, session_id = self.clock(), uuid.uuid4().hex
         for attempt in range(3):
-            bucket_id = self.objects.ensure_bucket(bucket) if kind != "partial" else None
+            bucket_id = self.objects.ensure_bucket(bucket) if kind != SessionKind.PARTIAL else None
             try:
                 db.session.execute(_INSERT_SESSION, dict(
                     id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
-                    offset=0, state="active", expected_sha256=expected, create_only=create_only, hash_state=None,
-                    store_state=None, created_at=int(now), expires_at=now + self.ttl, lease_token=None,
+                    offset=0, state=SessionState.ACTIVE, expected_sha256=expected, create_only=create_only,
+                    hash_state=None, store_state=None, created_at=int(now), expires_at=now + self.ttl, lease_token=None,
                     lease_expires_at=0.0, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner or None,
                 ))
                 db.session.commit()
@@ -190,7 +191,7 @@ class UploadService:
             raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
         bucket_id = self.objects.ensure_bucket(bucket)
         db.session.commit()  # publish's durable transaction must be the first of its connection's
-        info = SessionInfo("", "upload", bucket, key, mime_type, length, length, True, 0.0)
+        info = SessionInfo("", SessionKind.UPLOAD, bucket, key, mime_type, length, length, True, 0.0)
         obj, replaced = publish(info, bucket_id, lambda: None, uuid.uuid4().hex, digest, create_only,
                                 int(self.clock()), inline=data)
         if replaced:
@@ -240,7 +241,7 @@ class UploadService:
             hash_state, expected, create_only, bucket_id = (row.hash_state, row.expected_sha256, row.create_only,
                                                             row.bucket_id)
             db.session.commit()
-            if refuse_final and info.kind == "final":
+            if refuse_final and info.kind == SessionKind.FINAL:
                 raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
             if offset is not None and offset != info.offset:
                 raise OffsetMismatch(info.offset, offset)
@@ -258,9 +259,10 @@ class UploadService:
             if info.size is None or position < info.size:
                 lease.commit_update(release=True, offset=position, hash_state=hasher.state(), store_state=store_state)
                 return WriteResult(self._after(info, offset=position), None)
-            if info.kind == "partial":  # its bytes become a blob of its own, for a final upload to read
+            if info.kind == SessionKind.PARTIAL:  # its bytes become a blob of its own, for a final upload to read
                 self.store.finalize(session_id, info.size, store_state)
-                lease.commit_update(release=True, offset=position, hash_state=None, store_state=None, state="completed")
+                lease.commit_update(release=True, offset=position, hash_state=None, store_state=None,
+                                    state=SessionState.COMPLETED)
                 self.store.discard_partial(session_id, store_state)
                 return WriteResult(self._after(info, offset=position, completed=True), None)
             obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), expected,
@@ -336,8 +338,8 @@ class UploadService:
         row = self._load(session_id)
         db.session.commit()
         now = self.clock()
-        if (row.kind != "upload" or row.state != "active" or row.offset != 0 or row.size != length
-                or row.expires_at < now or (row.lease_token is not None and row.lease_expires_at >= now)):
+        if (row.kind != SessionKind.UPLOAD or row.state != SessionState.ACTIVE or row.offset != 0 or row.size != length
+                or row.expires_at < now or not Lease.is_free(row, now)):
             return None, body
         data = body.read(length)
         while len(data) < length and (more := body.read(length - len(data))):
@@ -387,7 +389,7 @@ class UploadService:
     def _refused(self, session_id: str, body: Body, offset: int | None, refuse_final: bool) -> WriteResult:
         """Why the lease was not to be had: gone (404/410), complete, or another writer (423)."""
         info = self.get(session_id)
-        if refuse_final and info.kind == "final":
+        if refuse_final and info.kind == SessionKind.FINAL:
             raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
         if not info.completed:
             row = self._load(session_id)
@@ -400,7 +402,7 @@ class UploadService:
         if body.read(1):
             raise TooLarge("the upload is already complete", offset=info.size)
         obj = None
-        if info.kind != "partial":
+        if info.kind != SessionKind.PARTIAL:
             try:
                 obj = self.objects.get(info.bucket, info.key)
             except NotFound:
@@ -447,14 +449,14 @@ class UploadService:
                     raise NotFound(partial_id)
             except NotFound:
                 raise InvalidInput(f"no partial upload {partial_id!r}", "invalid_concat") from None
-            if row.kind != "partial":
+            if row.kind != SessionKind.PARTIAL:
                 raise InvalidInput(f"upload {partial_id} is not a partial upload", "invalid_concat")
-            if row.state != "completed":
+            if row.state != SessionState.COMPLETED:
                 raise InvalidInput(f"partial upload {partial_id} is not complete", "concat_unfinished")
             sizes.append(row.size)
         db.session.commit()
         info = self.create(bucket=bucket, key=key, size=sum(sizes), mime_type=mime_type, create_only=create_only,
-                           kind="final", tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner)
+                           kind=SessionKind.FINAL, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner)
         if info.completed:  # all partials were empty
             return WriteResult(info, self.objects.get(info.bucket, info.key))
         bucket_id = self.objects.bucket_id(info.bucket)
@@ -492,7 +494,7 @@ class UploadService:
         if gone is None:
             return  # someone else discarded it, and its bytes
         self.store.discard_partial(session_id, gone.store_state)
-        if gone.kind == "partial" or gone.state != "completed":
+        if gone.kind == SessionKind.PARTIAL or gone.state != SessionState.COMPLETED:
             self.store.delete_blob(session_id)
 
     def _after(self, info: SessionInfo, **changes: Any) -> SessionInfo:
@@ -524,7 +526,7 @@ class UploadService:
     @staticmethod
     def _info(row) -> SessionInfo:
         return SessionInfo(row.id, row.kind, row.bucket, row.key, row.mime_type, row.size, row.offset,
-                           row.state == "completed", row.expires_at, row.tus_metadata, row.tus_concat)
+                           row.state == SessionState.COMPLETED, row.expires_at, row.tus_metadata, row.tus_concat)
 
 
 class _ClaimLost(Exception):

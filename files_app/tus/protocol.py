@@ -8,6 +8,7 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInput
+from ..models import SessionKind
 
 VERSION = "1.0.0"
 # Each is advertised because it is complete; see the README's tus section.
@@ -63,9 +64,9 @@ def parse_length(raw: str, header: str = "Upload-Length") -> int:
 def parse_concat(raw: str | None) -> tuple[str, list[str]]:
     """-> ("upload", []) without the header, ("partial", []), or ("final", [session ids in order])."""
     if raw is None:
-        return "upload", []
+        return SessionKind.UPLOAD, []
     if raw.strip() == "partial":
-        return "partial", []
+        return SessionKind.PARTIAL, []
     if not raw.startswith("final;"):
         raise InvalidInput("Upload-Concat must be 'partial' or 'final;<url> <url> ...'", "invalid_concat")
     ids = []
@@ -76,4 +77,4 @@ def parse_concat(raw: str | None) -> tuple[str, list[str]]:
         ids.append(match.group(1))
     if not ids:
         raise InvalidInput("Upload-Concat: final names no partial uploads", "invalid_concat")
-    return "final", ids
+    return SessionKind.FINAL, ids

@@ -10,6 +10,7 @@ from werkzeug.http import http_date
 from .. import auth, validation
 from ..api.common import RequestBody, uploads
 from ..errors import InvalidInput, UnsupportedMediaType
+from ..models import SessionKind
 from ..services import SessionInfo
 from . import bp, protocol
 
@@ -57,9 +58,9 @@ def create_upload():
         owner=auth.current().owner,
     )
     length, deferred = request.headers.get("Upload-Length"), request.headers.get("Upload-Defer-Length")
-    if kind != "partial":
+    if kind != SessionKind.PARTIAL:
         auth.check_bucket(target["bucket"])
-    if kind == "final":
+    if kind == SessionKind.FINAL:
         if length is not None or deferred is not None:
             raise InvalidInput("a final upload's length is its partials' sum: send no Upload-Length",
                                "invalid_length")
@@ -74,7 +75,7 @@ def create_upload():
         _require_upload_content_type()
     checksum = validation.checksum_header(request.headers.get("Upload-Checksum"))
     size = None if length is None else protocol.parse_length(length)
-    if kind == "partial":
+    if kind == SessionKind.PARTIAL:
         target.update(bucket=None, key=None)
     info = uploads().create(size=size, kind=kind, defer_length=size is None, **target)
     headers = {"Location": _location(info), "Upload-Expires": http_date(info.expires_at)}
@@ -89,20 +90,20 @@ def head_upload(session_id: str):
     """HEAD /v1/files/session:<id> (dispatched from the seed's GET route, which Flask also gives HEAD)."""
     info = uploads().get(session_id, auth.current().owner)
     headers = {"Cache-Control": "no-store"}
-    if info.kind != "final" or info.completed:
+    if info.kind != SessionKind.FINAL or info.completed:
         headers["Upload-Offset"] = str(info.offset)
     if info.size is None:
         headers["Upload-Defer-Length"] = "1"
     else:
         headers["Upload-Length"] = str(info.size)
     metadata = info.tus_metadata
-    if metadata is None and info.kind == "upload":  # made by the seed's API: say where it goes
+    if metadata is None and info.kind == SessionKind.UPLOAD:  # made by the seed's API: say where it goes
         metadata = protocol.encode_metadata({"bucket": info.bucket, "key": info.key, "filetype": info.mime_type})
     if metadata:
         headers["Upload-Metadata"] = metadata
-    if info.kind == "partial":
+    if info.kind == SessionKind.PARTIAL:
         headers["Upload-Concat"] = "partial"
-    elif info.kind == "final":
+    elif info.kind == SessionKind.FINAL:
         headers["Upload-Concat"] = info.tus_concat
     if not info.completed:
         headers["Upload-Expires"] = http_date(info.expires_at)
