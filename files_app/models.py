@@ -38,6 +38,17 @@ def durable_transaction() -> None:
         connection.info["synchronous_full"] = True
 
 
+class TransactionOpen(RuntimeError):
+    """A bug: a database transaction is open while a request body streams (a slow client would
+    hold it, and on PostgreSQL keep a transaction idle for a whole multi-GB body)."""
+
+
+def assert_no_transaction(where: str) -> None:
+    """Called where a request body starts streaming."""
+    if db.session().in_transaction():
+        raise TransactionOpen(f"a database transaction is open while {where}")
+
+
 @event.listens_for(Pool, "checkin")
 def _back_to_normal(dbapi_connection, record) -> None:
     if dbapi_connection is not None and record.info.pop("synchronous_full", False):

@@ -38,7 +38,7 @@ from ..errors import (
     TooManySessions,
 )
 from ..hashing import ResumableSha256, chunk_hasher
-from ..models import Bucket, SessionKind, SessionState, UploadSession, db
+from ..models import Bucket, SessionKind, SessionState, UploadSession, assert_no_transaction, db
 from ..storage import BlobStore, PartialWriter
 from .housekeeping import collect_garbage
 from .leases import LEASE_FREE, Lease
@@ -185,6 +185,7 @@ class UploadService:
         bucket, key = validation.bucket_name(bucket), validation.object_key(key)
         validation.object_size(length, self.max_size)
         mime_type, expected = validation.mime_type(mime_type, key), validation.sha256_hex(sha256)
+        assert_no_transaction("a PUT's body is read")
         data = _read_exactly(body, length)
         digest = hashlib.sha256(data).hexdigest()
         if expected and not hmac.compare_digest(digest, expected):
@@ -280,6 +281,7 @@ class UploadService:
 
         A chunk with a checksum is all or nothing, so it is only made durable at its end.
         """
+        assert_no_transaction("a chunk's body streams")
         hasher = ResumableSha256.from_state(hash_state)
         start_state = hasher.state()
         verifier = chunk_hasher(checksum[0]) if checksum else None
@@ -341,6 +343,7 @@ class UploadService:
         if (row.kind != SessionKind.UPLOAD or row.state != SessionState.ACTIVE or row.offset != 0 or row.size != length
                 or row.expires_at < now or not Lease.is_free(row, now)):
             return None, body
+        assert_no_transaction("a small file's body is read")
         data = body.read(length)
         while len(data) < length and (more := body.read(length - len(data))):
             data += more

@@ -420,3 +420,24 @@ def test_gc_frees_what_a_killed_writer_left_of_a_completed_session(services):
     assert not holds_private_bytes(store, info.id)
     with services.objects.open("b", "k")[1] as stream:
         assert stream.read() == data
+
+
+def test_no_transaction_is_open_while_a_body_streams(services, monkeypatch):
+    """Every upload in this suite passes the check; here one is left open on purpose, and caught."""
+    from sqlalchemy import text
+
+    from files_app.models import TransactionOpen
+
+    info = services.uploads.create(bucket="b", key="k", size=3 * MIB)
+    real_open = services.store.open_partial
+
+    def open_after_a_forgotten_commit(*args):
+        db.session.execute(text("SELECT 1"))  # a read on the way to the body, never committed
+        return real_open(*args)
+
+    monkeypatch.setattr(services.store, "open_partial", open_after_a_forgotten_commit)
+    with pytest.raises(TransactionOpen):
+        services.uploads.write(info.id, ChunkedBody(b"x" * 3 * MIB), length=3 * MIB)
+    monkeypatch.undo()
+    db.session.rollback()
+    assert services.uploads.write(info.id, ChunkedBody(b"x" * 3 * MIB), length=3 * MIB).object.size == 3 * MIB
