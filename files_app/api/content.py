@@ -7,13 +7,13 @@ applies (Werkzeug's own Range support would wrap the file in a Python iterator).
 
 from __future__ import annotations
 
-import io
 from urllib.parse import quote
 
 from flask import Response, request
 from werkzeug.http import http_date
 
 from .. import validation
+from ..storage.base import FileBlobReader
 from . import bp
 from .common import objects
 
@@ -95,8 +95,7 @@ def _if_range_holds(etag: str, modified: int) -> bool:
 
 
 def _direct_url(stream, content_type: str, disposition: str) -> str | None:
-    direct_url = getattr(stream, "direct_url", None)  # an object store's reader may offer one
-    return direct_url(content_type=content_type, disposition=disposition) if direct_url else None
+    return stream.direct_url(content_type=content_type, disposition=disposition)
 
 
 def _file_body(stream, length: int, start: int):
@@ -104,11 +103,10 @@ def _file_body(stream, length: int, start: int):
     # gunicorn's wrapper sends `Content-Length` bytes from the current position with
     # sendfile(). Other servers' wrappers read to EOF, which would overrun a Range. A file kept
     # inline is bytes in memory: no descriptor to send from.
-    sendfile = isinstance(stream, io.FileIO | io.BufferedReader) and server_wrapper is not None
+    sendfile = isinstance(stream, FileBlobReader) and server_wrapper is not None
     if sendfile and server_wrapper.__module__.startswith("gunicorn."):
         return server_wrapper(stream, READ_SIZE)
-    if hasattr(stream, "bound"):  # an object store's stream: ask it for the range's bytes only
-        stream.bound(start + length)
+    stream.bound(start + length)  # an object store's stream asks for the range's bytes only
     return _bounded_chunks(stream, length)
 
 

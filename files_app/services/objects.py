@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -16,6 +15,7 @@ from .. import validation
 from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
 from ..models import Bucket, SessionState, StoredObject, UploadSession, db, durable_transaction
 from ..storage import BlobStore
+from ..storage.base import MemoryBlobReader
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ class ObjectService:
             row = self._row(bucket, key)
             db.session.commit()
             if row.inline_data is not None:
-                return ObjectInfo.from_row(bucket, row), io.BytesIO(row.inline_data)
+                return ObjectInfo.from_row(bucket, row), MemoryBlobReader(row.inline_data)
             try:
                 return ObjectInfo.from_row(bucket, row), self.store.open_blob(row.blob_id)
             except BlobMissing:
@@ -225,8 +225,7 @@ class ObjectService:
         """The file's metadata and its first `limit` bytes (for a preview)."""
         info, stream = self.open(bucket, key)
         with stream:
-            if hasattr(stream, "bound"):  # an object store's reader: ask for these bytes only
-                stream.bound(limit)
+            stream.bound(limit)  # an object store's reader asks for these bytes only
             return info, stream.read(limit)
 
     def delete(self, bucket: str, key: str) -> ObjectInfo:

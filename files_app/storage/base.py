@@ -7,8 +7,43 @@ server-made: a user's key never names bytes.
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterator
 from typing import Protocol
+
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def checked_id(value: str) -> str:
+    """Ids come from our own rows, but names of files and objects are built from them: refuse anything else."""
+    if not _ID_RE.fullmatch(value):
+        raise ValueError(f"not a server-made id: {value!r}")
+    return value
+
+
+def is_id(value: str) -> bool:
+    return bool(_ID_RE.fullmatch(value))
+
+
+class FileBlobReader(io.FileIO):
+    """A blob that is a file on this host: the server can sendfile() it; it has no URL of its own."""
+
+    def bound(self, end: int) -> None:
+        pass  # a file is read where it lies: nothing to fetch ahead
+
+    def direct_url(self, *, content_type: str, disposition: str) -> str | None:
+        return None
+
+
+class MemoryBlobReader(io.BytesIO):
+    """Bytes already in memory (a file kept inline in its row)."""
+
+    def bound(self, end: int) -> None:
+        pass
+
+    def direct_url(self, *, content_type: str, disposition: str) -> str | None:
+        return None
 
 
 class PartialWriter(Protocol):
@@ -33,13 +68,17 @@ class PartialWriter(Protocol):
 
 
 class BlobReader(Protocol):
-    """A blob's bytes: read from the position `seek` set; a real file where the store can (sendfile).
-    An object store's reader may also offer `bound(end)` (no bytes past `end` will be read) and
-    `direct_url(content_type=, disposition=)` (a URL to fetch the bytes from, or None)."""
+    """A blob's bytes: read from the position `seek` set; a real file where the store can (sendfile)."""
 
     def read(self, size: int = -1) -> bytes: ...
 
     def seek(self, offset: int, whence: int = 0) -> int: ...
+
+    def bound(self, end: int) -> None:
+        """No byte past `end` will be read: a store that fetches over the network asks for no more."""
+
+    def direct_url(self, *, content_type: str, disposition: str) -> str | None:
+        """A URL the client may fetch the bytes from itself (an object store's presigned GET), or None."""
 
     def close(self) -> None: ...
 

@@ -8,13 +8,13 @@ import ctypes.util
 import errno
 import functools
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BlobMissing, InsufficientStorage, StorageError
+from .base import FileBlobReader, checked_id, is_id
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -31,7 +31,6 @@ def _space(function):
             raise
     return guarded
 
-_ID_RE = re.compile(r"[0-9a-f]{32}")
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start write-back of the range, do not wait
 
 
@@ -56,13 +55,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _checked_id(value: str) -> str:
-    # Ids come from our own rows, but a path is built from them: refuse anything else.
-    if not _ID_RE.fullmatch(value):
-        raise ValueError(f"not a server-made id: {value!r}")
-    return value
 
 
 class LocalPartialWriter:
@@ -119,10 +111,10 @@ class LocalBlobStore:
         pass  # the directories were made with the store
 
     def _partial_path(self, session_id: str) -> Path:
-        return self.uploads / _checked_id(session_id)
+        return self.uploads / checked_id(session_id)
 
     def _blob_path(self, blob_id: str) -> Path:
-        blob_id = _checked_id(blob_id)
+        blob_id = checked_id(blob_id)
         return self.objects / blob_id[:2] / blob_id
 
     @_space
@@ -183,7 +175,7 @@ class LocalBlobStore:
 
     def open_blob(self, blob_id: str) -> BinaryIO:
         try:
-            return open(self._blob_path(blob_id), "rb")
+            return FileBlobReader(self._blob_path(blob_id), "rb")
         except FileNotFoundError:
             raise BlobMissing(f"blob {blob_id} is missing") from None
 
@@ -195,12 +187,12 @@ class LocalBlobStore:
 
     def blob_ids(self, older_than: float) -> Iterator[str]:
         for path in self.objects.glob("??/*"):
-            if _ID_RE.fullmatch(path.name) and _mtime(path) < older_than:
+            if is_id(path.name) and _mtime(path) < older_than:
                 yield path.name
 
     def partial_ids(self, older_than: float) -> Iterator[str]:
         for path in self.uploads.iterdir():
-            if _ID_RE.fullmatch(path.name) and _mtime(path) < older_than:
+            if is_id(path.name) and _mtime(path) < older_than:
                 yield path.name
 
 

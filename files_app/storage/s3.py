@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import StorageError, StorageUnavailable
-from .local import _checked_id
+from .base import checked_id
 
 if TYPE_CHECKING:
     from .s3_parts import S3PartialWriter
@@ -107,11 +107,11 @@ class S3BlobStore:
     # --- names -----------------------------------------------------------------------------------
     @staticmethod
     def blob_key(blob_id: str) -> str:
-        return f"blobs/{_checked_id(blob_id)}"
+        return f"blobs/{checked_id(blob_id)}"
 
     @staticmethod
     def tail_key(session_id: str, name: str) -> str:
-        return f"tails/{_checked_id(session_id)}/{_checked_tail(name)}"
+        return f"tails/{checked_id(session_id)}/{_checked_tail(name)}"
 
     # --- one object; callers translate the errors --------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
@@ -145,7 +145,7 @@ class S3BlobStore:
     def open_partial(self, session_id: str, offset: int, state: str | None) -> S3PartialWriter:
         from .s3_parts import S3PartialWriter  # it uses this module's helpers
 
-        return S3PartialWriter(self, _checked_id(session_id), offset, state)
+        return S3PartialWriter(self, checked_id(session_id), offset, state)
 
     @translate_errors
     def discard_partial(self, session_id: str, state: str | None) -> None:
@@ -157,7 +157,7 @@ class S3BlobStore:
             self._abort(session_id, parsed["upload"])
         if parsed is not None and not parsed["tail"] and not parsed["stale"]:
             return  # it never held a tail
-        for entry in self._objects(f"tails/{_checked_id(session_id)}/"):
+        for entry in self._objects(f"tails/{checked_id(session_id)}/"):
             self.delete(entry["Key"])
 
     def _abort(self, session_id: str, upload_id: str) -> None:
