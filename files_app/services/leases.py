@@ -31,6 +31,9 @@ _ACQUIRE = (
     )
     .values(lease_token=bindparam("token"), lease_expires_at=bindparam("until"))
 )
+# Take the lease and read the session in one round trip (SQLite and PostgreSQL both have RETURNING).
+_TAKE = _ACQUIRE.returning(*_sessions.c)
+_TAKE_OWNED = _TAKE.where(_sessions.c.owner == bindparam("by_owner"))
 _RELEASE = (
     update(_sessions)
     .where(_sessions.c.id == bindparam("sid"), _sessions.c.lease_token == bindparam("token"))
@@ -66,6 +69,17 @@ class Lease:
                                               "until": now + ttl}).rowcount
         db.session.commit()
         return cls(session_id, token, ttl, session_ttl, clock) if taken == 1 else None
+
+    @classmethod
+    def take(cls, session_id: str, ttl: int, session_ttl: int, clock: Callable[[], float],
+             owner: str | None = None):
+        """(lease, the session's row) if the session is active, unexpired, not held by a live writer
+        and, when `owner` is given, theirs; else None. One statement."""
+        token, now = uuid.uuid4().hex, clock()
+        params = {"sid": session_id, "now": now, "token": token, "until": now + ttl, "by_owner": owner}
+        row = db.session.execute(_TAKE_OWNED if owner else _TAKE, params).first()
+        db.session.commit()
+        return (cls(session_id, token, ttl, session_ttl, clock), row) if row is not None else None
 
     @staticmethod
     def is_free(row, now: float) -> bool:

@@ -63,6 +63,7 @@ _OBJECT = (
 )
 _BUCKET_INFO = select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
+_BUCKET_NAME = select(Bucket.__table__.c.name).where(Bucket.__table__.c.id == bindparam("bucket_id"))
 _COUNT = (
     update(Bucket.__table__)
     .where(Bucket.__table__.c.id == bindparam("bucket_id"))
@@ -146,6 +147,11 @@ class ObjectService:
         if bucket_id is None:
             raise NotFound(f"bucket {name!r} does not exist")
         return bucket_id
+
+    def bucket_name(self, bucket_id: int) -> str:
+        name = db.session.scalar(_BUCKET_NAME, {"bucket_id": bucket_id})
+        db.session.commit()
+        return name
 
     def list_buckets(self) -> list[BucketInfo]:
         rows = db.session.execute(_BUCKET_INFO.order_by(Bucket.name)).all()

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import EllipsisType
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
@@ -214,11 +215,9 @@ class UploadService:
         `with_creation`: the session was made by this same request (tus creation-with-upload), so
         its client does not know its URL yet; if the write fails, the session goes with it.
         """
-        if owner:
-            self.get(session_id, owner)  # 404 for another's session, before taking its lease
         try:
             return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
-                               declared_size=declared_size, refuse_final=True)
+                               declared_size=declared_size, refuse_final=True, owner=owner)
         except BaseException:
             if with_creation:
                 db.session.rollback()
@@ -228,20 +227,21 @@ class UploadService:
 
     def _write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
                checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
-               refuse_final: bool) -> WriteResult:
+               refuse_final: bool, owner: str | None = None) -> WriteResult:
+        """`owner`, when given, must be the session's creator (another's session is as good as none)."""
         if length is not None and 0 < length <= READ_SIZE and offset in (None, 0) and declared_size is None:
-            result, body = self._write_small_whole(session_id, body, length, checksum)
+            result, body = self._write_small_whole(session_id, body, length, checksum, owner)
             if result is not None:
                 return result
-        lease = Lease.try_acquire(session_id, self.lease_ttl, self.ttl, self.clock)
-        if lease is None:
-            return self._refused(session_id, body, offset, refuse_final)
+        taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock, owner) \
+            if _is_session_id(session_id) else None
+        if taken is None:
+            return self._refused(session_id, body, offset, refuse_final, owner)
+        lease, row = taken
         try:
-            row = self._load(session_id)
-            info = self._info(row)
+            info = self._info(row, bucket=None)  # the bucket's name is looked up only if this chunk completes
             hash_state, expected, create_only, bucket_id = (row.hash_state, row.expected_sha256, row.create_only,
                                                             row.bucket_id)
-            db.session.commit()
             if refuse_final and info.kind == SessionKind.FINAL:
                 raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
             if offset is not None and offset != info.offset:
@@ -266,6 +266,7 @@ class UploadService:
                                     state=SessionState.COMPLETED)
                 self.store.discard_partial(session_id, store_state)
                 return WriteResult(self._after(info, offset=position, completed=True), None)
+            info = replace(info, bucket=self.objects.bucket_name(bucket_id))
             obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), expected,
                                  create_only, lambda: self.store.finalize(session_id, info.size, store_state))
             lease.held = False  # released by the claim, committed with the object
@@ -332,13 +333,15 @@ class UploadService:
             writer.sync()
         return position, hasher
 
-    def _write_small_whole(self, session_id: str, body: Body, length: int,
-                           checksum: tuple[str, bytes] | None) -> tuple[WriteResult | None, Body]:
+    def _write_small_whole(self, session_id: str, body: Body, length: int, checksum: tuple[str, bytes] | None,
+                           owner: str | None) -> tuple[WriteResult | None, Body]:
         """A small body (one read) that is the whole file: no partial file and no lease, just the
         blob written in place and one durable transaction that claims the untouched session and
         publishes the object. Returns (None, body) to take the general path instead."""
         row = self._load(session_id)
         db.session.commit()
+        if owner and row.owner != owner:
+            raise NotFound(f"no upload session {session_id!r}")
         now = self.clock()
         if (row.kind != SessionKind.UPLOAD or row.state != SessionState.ACTIVE or row.offset != 0 or row.size != length
                 or row.expires_at < now or not Lease.is_free(row, now)):
@@ -349,7 +352,7 @@ class UploadService:
             data += more
         if len(data) < length:  # broke off: keep what arrived, the general way
             if data and checksum is None:
-                self._write(session_id, _BytesBody(data), length=None, refuse_final=True)
+                self._write(session_id, _BytesBody(data), length=None, refuse_final=True, owner=owner)
             raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
         if checksum and not hmac.compare_digest(chunk_hasher(checksum[0], data).digest(), checksum[1]):
             raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
@@ -389,9 +392,11 @@ class UploadService:
         lease.commit_update(size=size)
         return replace(info, size=size)
 
-    def _refused(self, session_id: str, body: Body, offset: int | None, refuse_final: bool) -> WriteResult:
-        """Why the lease was not to be had: gone (404/410), complete, or another writer (423)."""
-        info = self.get(session_id)
+    def _refused(self, session_id: str, body: Body, offset: int | None, refuse_final: bool,
+                 owner: str | None) -> WriteResult:
+        """Why the lease was not to be had: gone or another's (404), expired (410), complete, or
+        another writer (423)."""
+        info = self.get(session_id, owner)
         if refuse_final and info.kind == SessionKind.FINAL:
             raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
         if not info.completed:
@@ -527,9 +532,11 @@ class UploadService:
         return found
 
     @staticmethod
-    def _info(row) -> SessionInfo:
-        return SessionInfo(row.id, row.kind, row.bucket, row.key, row.mime_type, row.size, row.offset,
-                           row.state == SessionState.COMPLETED, row.expires_at, row.tus_metadata, row.tus_concat)
+    def _info(row, bucket: str | None | EllipsisType = ...) -> SessionInfo:
+        """The session a row describes; `_load`'s rows carry their bucket's name (`...`), others pass it."""
+        return SessionInfo(row.id, row.kind, row.bucket if bucket is ... else bucket, row.key, row.mime_type,
+                           row.size, row.offset, row.state == SessionState.COMPLETED, row.expires_at,
+                           row.tus_metadata, row.tus_concat)
 
 
 class _ClaimLost(Exception):

@@ -68,3 +68,25 @@ def test_put_obeys_scopes_confinement_and_origin(client, runner):
     assert client.put("/v1/files/mine/k", data=b"x", headers=bearer(confined)).status_code == 200
     assert_error(client.put("/v1/files/mine/k", data=b"x", headers={"Origin": "http://evil.example"}), 403,
                  "cross_site")
+
+
+def test_a_chunk_that_does_not_complete_the_file_costs_three_statements(app, client, runner):
+    """Token lookup, take the lease and read the session (one UPDATE ... RETURNING), then the
+    offset's update that releases it."""
+    from sqlalchemy import event
+
+    token = make_token(runner, "write")
+    made = client.post("/v1/files", data='{"bucket": "b", "key": "k", "size": 8388608}', headers=bearer(token))
+    path = made.get_json()["url"].removeprefix("http://localhost")
+    client.get("/v1/files", headers=bearer(token))  # warm: connection opened, 'is the service open' cached
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        reply = client.post(path, data=b"x" * (2 * MIB), headers={**bearer(token), "Upload-Offset": "0"})
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert reply.status_code == 200 and reply.get_json()["offset"] == 2 * MIB
+    assert 2 <= len(statements) <= 3, statements
