@@ -107,3 +107,36 @@ def test_deleting_a_bucket_while_sessions_are_created_in_it(any_server):
     assert not [key for key in outcomes if key[1] >= 500], outcomes
     assert outcomes[("create", 201)] > 20 and outcomes[("delete", 204)] > 0, outcomes
     assert {status for (kind, status) in outcomes if kind == "delete"} <= {204, 404, 409}, outcomes
+
+
+def test_put_delete_and_read_of_one_key_at_once(any_server):
+    """PUTs (inline and blob sizes) racing DELETEs and reads of the same key: no 5xx, and every
+    read is one whole version or a 404."""
+    versions = [b"i" * 500, b"B" * 100_000]
+    outcomes: Counter = Counter()
+    torn: list[bytes] = []
+
+    def loop(action) -> None:
+        client = Client(any_server)
+        deadline = time.monotonic() + SECONDS
+        while time.monotonic() < deadline:
+            action(client)
+
+    def put(client: Client) -> None:
+        data = versions[outcomes[("put", 200)] % 2]
+        outcomes[("put", client.call("PUT", "/v1/files/pd/k.bin", data)[0])] += 1
+
+    def delete(client: Client) -> None:
+        outcomes[("delete", client.call("DELETE", "/v1/files/pd/k.bin")[0])] += 1
+
+    def read(client: Client) -> None:
+        status, body = client.call("GET", "/v1/content/pd/k.bin")
+        outcomes[("read", status)] += 1
+        if status == 200 and body not in versions:
+            torn.append(body[:40])
+
+    run_threads([lambda: loop(put)] * 2 + [lambda: loop(delete)] * 2 + [lambda: loop(read)] * 2)
+    assert torn == []
+    assert not [key for key in outcomes if key[1] >= 500], outcomes
+    assert outcomes[("put", 200)] > 20 and outcomes[("delete", 200)] > 0 and outcomes[("read", 200)] > 0, outcomes
+    assert {status for (kind, status) in outcomes if kind == "delete"} <= {200, 404, 409}, outcomes
