@@ -10,13 +10,12 @@ import hmac
 from flask import Flask, current_app, g, redirect, request, session, url_for
 
 from .errors import CsrfFailed, Forbidden, Unauthorized
-from .guard import is_loopback
+from .guard import SAFE_METHODS, host_name, is_loopback
 from .services.accounts import Principal
 
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
 _PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi"}
 _ADMIN = {"api.delete_bucket", "web.create_bucket", "web.delete_bucket"}
-_SAFE = ("GET", "HEAD", "OPTIONS")
 
 
 def init_app(app: Flask) -> None:
@@ -32,11 +31,11 @@ def init_app(app: Flask) -> None:
             if request.path.startswith("/v1/"):
                 raise Unauthorized("send Authorization: Bearer <token>")
             return redirect(url_for("web.login", next=request.full_path))
-        if by_cookie and request.method not in _SAFE and request.path.startswith("/v1/"):
+        if by_cookie and request.method not in SAFE_METHODS and request.path.startswith("/v1/"):
             # Cookies ride along on cross-site requests: a state change must prove it is ours.
             if not csrf_matches(request.headers.get("X-CSRF-Token")):
                 raise CsrfFailed("a signed-in request that changes data needs the page's X-CSRF-Token")
-        needed = "admin" if request.endpoint in _ADMIN else "read" if request.method in _SAFE else "write"
+        needed = "admin" if request.endpoint in _ADMIN else "read" if request.method in SAFE_METHODS else "write"
         if not principal.allows(needed):
             raise Forbidden(f"this token may {principal.scope}, not {needed}")
         bucket = (request.view_args or {}).get("bucket")
@@ -102,5 +101,4 @@ def _local_address(address: str) -> bool:
         return True  # a socket file: only this host's users (and its permissions) reach it
     if address.startswith("fd://"):
         return False  # inherited from a supervisor: we cannot tell where it listens
-    host = address.rpartition(":")[0] if address.count(":") == 1 or address.startswith("[") else address
-    return is_loopback(host.strip("[]"))
+    return is_loopback(host_name(address))

@@ -27,8 +27,8 @@ def allowed_hosts(raw: str, files_host: str) -> frozenset[str]:
     """FILES_ALLOWED_HOSTS, or loopback names plus FILES_HOST. A wildcard bind address (0.0.0.0,
     ::) is no Host a client sends: it means any name, for a service that is closed anyway."""
     if raw.strip():
-        return frozenset(_host_name(name) for name in raw.split(",") if name.strip())
-    host = _host_name(files_host)
+        return frozenset(host_name(name) for name in raw.split(",") if name.strip())
+    host = host_name(files_host)
     if host in ("0.0.0.0", "::"):
         return frozenset({"*"})
     return frozenset({*LOOPBACK_NAMES, host})
@@ -42,7 +42,7 @@ def init_app(app: Flask) -> None:
     def check_host():
         if "Host" not in request.headers:  # HTTP/1.1 requires one (RFC 9112 3.2)
             raise BadHost("a request needs a Host header")
-        if "*" not in hosts and _host_name(request.host) not in hosts:
+        if "*" not in hosts and host_name(request.host) not in hosts:
             raise BadHost(f"Host {request.host!r} is not one this service answers to; see FILES_ALLOWED_HOSTS")
 
     @app.before_request
@@ -76,7 +76,7 @@ def _cors_allowed(origin: str, cors_origins: frozenset[str]) -> bool:
     return "*" in cors_origins or origin.rstrip("/") in cors_origins
 
 
-def _host_name(host: str) -> str:
+def host_name(host: str) -> str:
     """'Example.org:8321' -> 'example.org'; '[::1]:8321' -> '::1'."""
     host = host.strip().lower()
     if host.startswith("["):

@@ -122,6 +122,17 @@ def checksum_header(value: str | None) -> tuple[str, bytes] | None:
     return algorithm, digest
 
 
+def sha256_header(value: str | None) -> str | None:
+    """`X-Checksum-Sha256`: a whole file's sha256 in hex or (as S3 sends it) base64; checked by sha256_hex."""
+    value = (value or "").strip()
+    if len(value) == 44:
+        try:
+            return base64.b64decode(value, validate=True).hex()
+        except (binascii.Error, ValueError):
+            raise InvalidInput("X-Checksum-Sha256 must be 64 hex digits or base64", "invalid_sha256") from None
+    return value or None
+
+
 def list_limit(value: str | None, default: int = 1000, maximum: int = 10000) -> int:
     if value is None:
         return default

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 
 from ..errors import IncompleteBody, InvalidInput
 from ..services import BucketInfo, ObjectInfo, ObjectService, SessionInfo, UploadService
@@ -46,6 +46,11 @@ def file_json(info: ObjectInfo) -> dict[str, Any]:
         "sha256": info.sha256,
         "url": url_for("api.content", bucket=info.bucket, key=info.key, _external=True),
     }
+
+
+def is_chunked() -> bool:
+    """The body comes in chunks (Transfer-Encoding: chunked): its length is not known up front."""
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
 def read_json_object(stream) -> dict[str, Any]:

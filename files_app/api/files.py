@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from flask import request
 
 from .. import auth, validation
 from ..errors import InvalidInput, LengthRequired
 from . import bp
-from .common import RequestBody, bucket_json, file_json, objects, uploads
+from .common import RequestBody, bucket_json, file_json, is_chunked, objects, uploads
 
 
 @bp.get("/files")
 def list_buckets():
-    confined = auth.current().bucket
-    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets()
-                     if confined is None or bucket.name == confined]}
+    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets(only=auth.current().bucket)]}
 
 
 @bp.get("/files/<bucket>")
@@ -58,15 +53,14 @@ def file_info(bucket: str, key: str):
 @bp.put("/files/<bucket>/<path:key>")
 def put_file(bucket: str, key: str):
     """The whole file in one request, as S3 clients and scripts send it (`curl -T file URL`)."""
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if request.content_length is None and chunked:
+    if request.content_length is None and is_chunked():
         raise LengthRequired("send Content-Length (a PUT is one whole file; use a session to stream without one)")
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match not in (None, "*"):
         raise InvalidInput("If-None-Match on PUT may only be '*'", "invalid_precondition")
     obj = uploads().put(bucket=bucket, key=key, body=RequestBody(request.stream), length=request.content_length or 0,
-                        mime_type=_declared_type(), sha256=_declared_sha256(), create_only=if_none_match == "*",
-                        owner=auth.current().owner)
+                        mime_type=_declared_type(), create_only=if_none_match == "*", owner=auth.current().owner,
+                        sha256=validation.sha256_header(request.headers.get("X-Checksum-Sha256")))
     return file_json(obj), 200
 
 
@@ -76,17 +70,6 @@ def _declared_type() -> str | None:
     if not declared or request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return None
     return declared
-
-
-def _declared_sha256() -> str | None:
-    """X-Checksum-Sha256, in hex or (as S3 sends it) base64."""
-    value = request.headers.get("X-Checksum-Sha256", "").strip()
-    if len(value) == 44:
-        try:
-            return base64.b64decode(value, validate=True).hex()
-        except (binascii.Error, ValueError):
-            raise InvalidInput("X-Checksum-Sha256 must be 64 hex digits or base64", "invalid_sha256") from None
-    return value or None
 
 
 @bp.delete("/files/<bucket>/<path:key>")

@@ -56,11 +56,12 @@ _PAGE = (
     .limit(bindparam("n"))
 )
 _PAGE_BELOW = _PAGE.where(_objects.c.key < bindparam("upper"))
-_OBJECT = (
-    select(_objects)
+_OBJECT = (  # everything but the bytes of an inline file: those only `open` needs
+    select(*[column for column in _objects.c if column.name != "inline_data"])
     .join(Bucket.__table__, Bucket.__table__.c.id == _objects.c.bucket_id)
     .where(Bucket.__table__.c.name == bindparam("bucket"), _objects.c.key == bindparam("key"))
 )
+_OBJECT_WITH_BYTES = _OBJECT.add_columns(_objects.c.inline_data)
 _BUCKET_INFO = select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
 _BUCKET_NAME = select(Bucket.__table__.c.name).where(Bucket.__table__.c.id == bindparam("bucket_id"))
@@ -153,8 +154,10 @@ class ObjectService:
         db.session.commit()
         return name
 
-    def list_buckets(self) -> list[BucketInfo]:
-        rows = db.session.execute(_BUCKET_INFO.order_by(Bucket.name)).all()
+    def list_buckets(self, only: str | None = None) -> list[BucketInfo]:
+        """Every bucket, or just `only` (a caller confined to one bucket sees no other)."""
+        query = _BUCKET_INFO.order_by(Bucket.name)
+        rows = db.session.execute(query.where(Bucket.name == only) if only is not None else query).all()
         db.session.commit()
         return [BucketInfo(*row) for row in rows]
 
@@ -197,10 +200,11 @@ class ObjectService:
         db.session.commit()
 
     # --- objects -------------------------------------------------------------------------
-    def _row(self, bucket: str, key: str):
-        """The object's columns; one query for the bucket and the key together."""
-        row = db.session.execute(_OBJECT, {"bucket": validation.bucket_name(bucket),
-                                           "key": validation.object_key(key, new=False)}).first()
+    def _row(self, bucket: str, key: str, with_bytes: bool = False):
+        """The object's columns (and an inline file's bytes, if asked); one query for the bucket and
+        the key together."""
+        params = {"bucket": validation.bucket_name(bucket), "key": validation.object_key(key, new=False)}
+        row = db.session.execute(_OBJECT_WITH_BYTES if with_bytes else _OBJECT, params).first()
         if row is None:
             self.bucket_id(bucket)  # 404 for the bucket rather than the file, where that is why
             db.session.rollback()
@@ -217,7 +221,7 @@ class ObjectService:
         afterwards cannot take them away (POSIX keeps open files); one that committed between the
         lookup and the open took the blob: look again, and find the new file or none (404)."""
         for _ in range(5):
-            row = self._row(bucket, key)
+            row = self._row(bucket, key, with_bytes=True)
             db.session.commit()
             if row.inline_data is not None:
                 return ObjectInfo.from_row(bucket, row), MemoryBlobReader(row.inline_data)

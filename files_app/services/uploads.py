@@ -41,6 +41,7 @@ from ..errors import (
 from ..hashing import ResumableSha256, chunk_hasher
 from ..models import Bucket, SessionKind, SessionState, UploadSession, assert_no_transaction, db
 from ..storage import BlobStore, PartialWriter
+from ..storage.base import is_id
 from .housekeeping import collect_garbage
 from .leases import LEASE_FREE, Lease
 from .objects import ObjectInfo, ObjectService
@@ -176,10 +177,7 @@ class UploadService:
                            create_only=create_only, owner=owner)
         if info.completed:  # an empty file exists as soon as its session does
             return self.objects.get(info.bucket, info.key)
-        result = self.write(info.id, body, length=length, offset=0, with_creation=True)
-        if result.object is None:  # the body ended early; write() said so unless the server hid it
-            raise IncompleteBody(f"the body ended after {result.session.offset} of {length} bytes")
-        return result.object
+        return self.write(info.id, body, length=length, offset=0, with_creation=True).object
 
     def _put_inline(self, bucket: Any, key: Any, body: Body, length: int, mime_type: Any, sha256: Any,
                     create_only: bool) -> ObjectInfo:
@@ -187,10 +185,13 @@ class UploadService:
         validation.object_size(length, self.max_size)
         mime_type, expected = validation.mime_type(mime_type, key), validation.sha256_hex(sha256)
         assert_no_transaction("a PUT's body is read")
-        data = _read_exactly(body, length)
+        data = _read_up_to(body, length)
+        if len(data) < length:
+            raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
+        if body.read(1):
+            raise TooLarge(f"the body runs past its Content-Length {length}")
         digest = hashlib.sha256(data).hexdigest()
-        if expected and not hmac.compare_digest(digest, expected):
-            raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
+        _check_digest(digest, expected)
         bucket_id = self.objects.ensure_bucket(bucket)
         db.session.commit()  # publish's durable transaction must be the first of its connection's
         info = SessionInfo("", SessionKind.UPLOAD, bucket, key, mime_type, length, length, True, 0.0)
@@ -234,7 +235,7 @@ class UploadService:
             if result is not None:
                 return result
         taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock, owner) \
-            if _is_session_id(session_id) else None
+            if is_id(session_id) else None
         if taken is None:
             return self._refused(session_id, body, offset, refuse_final, owner)
         lease, row = taken
@@ -347,9 +348,7 @@ class UploadService:
                 or row.expires_at < now or not Lease.is_free(row, now)):
             return None, body
         assert_no_transaction("a small file's body is read")
-        data = body.read(length)
-        while len(data) < length and (more := body.read(length - len(data))):
-            data += more
+        data = _read_up_to(body, length)
         if len(data) < length:  # broke off: keep what arrived, the general way
             if data and checksum is None:
                 self._write(session_id, _BytesBody(data), length=None, refuse_final=True, owner=owner)
@@ -424,9 +423,11 @@ class UploadService:
         """Check the digest, `place` the bytes as a blob (it returns the blob's id), then publish
         the object (with `inline` bytes in its row, if given); `claim` marks the session completed
         inside that same transaction, or raises."""
-        if expected and not hmac.compare_digest(digest, expected):
+        try:
+            _check_digest(digest, expected)
+        except DigestMismatch:
             self._discard(info.id)
-            raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
+            raise
         blob_id = place()
         try:
             obj, replaced = publish(info, bucket_id, claim, blob_id, digest, create_only, int(self.clock()), inline)
@@ -525,7 +526,7 @@ class UploadService:
 
     def _load(self, session_id: str):
         """The session's columns and its bucket's name (`bucket`), in one query."""
-        found = db.session.execute(_LOAD, {"sid": session_id}).first() if _is_session_id(session_id) else None
+        found = db.session.execute(_LOAD, {"sid": session_id}).first() if is_id(session_id) else None
         if found is None:
             db.session.rollback()
             raise NotFound(f"no upload session {session_id!r}")
@@ -556,16 +557,14 @@ class _BytesBody:
         return self._stream.read(size)
 
 
-def _read_exactly(body: Body, length: int) -> bytes:
+def _read_up_to(body: Body, length: int) -> bytes:
+    """`length` bytes of a small body, or fewer if it ends first."""
     data = body.read(length)
     while len(data) < length and (more := body.read(length - len(data))):
         data += more
-    if len(data) < length:
-        raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
-    if body.read(1):
-        raise TooLarge(f"the body runs past its Content-Length {length}")
     return data
 
 
-def _is_session_id(value: str) -> bool:
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+def _check_digest(digest: str, expected: str | None) -> None:
+    if expected and not hmac.compare_digest(digest, expected):
+        raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)

@@ -26,24 +26,22 @@ def is_id(value: str) -> bool:
     return bool(_ID_RE.fullmatch(value))
 
 
-class FileBlobReader(io.FileIO):
-    """A blob that is a file on this host: the server can sendfile() it; it has no URL of its own."""
-
-    def bound(self, end: int) -> None:
-        pass  # a file is read where it lies: nothing to fetch ahead
-
-    def direct_url(self, *, content_type: str, disposition: str) -> str | None:
-        return None
-
-
-class MemoryBlobReader(io.BytesIO):
-    """Bytes already in memory (a file kept inline in its row)."""
+class _HeldBytes:
+    """BlobReader's extras for bytes held right here: nothing to fetch ahead, no URL of their own."""
 
     def bound(self, end: int) -> None:
         pass
 
     def direct_url(self, *, content_type: str, disposition: str) -> str | None:
         return None
+
+
+class FileBlobReader(_HeldBytes, io.FileIO):
+    """A blob that is a file on this host: the server can sendfile() it."""
+
+
+class MemoryBlobReader(_HeldBytes, io.BytesIO):
+    """Bytes already in memory (a file kept inline in its row)."""
 
 
 class PartialWriter(Protocol):

@@ -8,7 +8,7 @@ from flask import Response, current_app, request, url_for
 from werkzeug.http import http_date
 
 from .. import auth, validation
-from ..api.common import RequestBody, uploads
+from ..api.common import RequestBody, is_chunked, uploads
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..models import SessionKind
 from ..services import SessionInfo
@@ -25,7 +25,7 @@ def options_headers() -> dict[str, str]:
 
 
 def _has_body() -> bool:
-    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return bool(request.content_length) or is_chunked()
 
 
 def _require_upload_content_type() -> None:

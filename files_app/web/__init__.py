@@ -43,8 +43,8 @@ def init_app(app: Flask) -> None:
     def csrf_with_every_session(response):
         # The first response that sets the cookie already carries a CSRF token (a page opened
         # right after sign-in, or any flash, has one to send back).
-        if session.modified and session and "csrf" not in session:
-            session["csrf"] = secrets.token_urlsafe(32)
+        if session.modified and session:
+            csrf_token()
         return response
 
     @app.after_request

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
 
 from .. import auth, validation
 from ..errors import FilesError
-from . import bp, folder_url
+from . import bp, csrf_token, folder_url
 
 PAGE_SIZE = 100
 PREVIEW_TEXT_BYTES = 256 * 1024
@@ -23,9 +22,7 @@ def _objects():
 
 @bp.get("/")
 def buckets():
-    confined = auth.current().bucket
-    return render_template("buckets.html", buckets=[bucket for bucket in _objects().list_buckets()
-                                                    if confined is None or bucket.name == confined])
+    return render_template("buckets.html", buckets=_objects().list_buckets(only=auth.current().bucket))
 
 
 @bp.post("/buckets")
@@ -137,9 +134,9 @@ def login():
         web_session = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""),
                                        request.remote_addr or "")
         if web_session is not None:
-            session.clear()
+            session.clear()  # the old CSRF token goes too: a new one with every sign-in
             session["sid"] = web_session
-            session["csrf"] = secrets.token_urlsafe(32)  # a new token with every sign-in
+            csrf_token()
             return redirect(target)
         flash("That user name and password do not match.", "error")
         return render_template("login.html", next=target), 401
