@@ -6,6 +6,8 @@ must stay in step with them (tests/unit/test_schema.py checks that they do).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 from flask_sqlalchemy import SQLAlchemy
@@ -36,6 +38,20 @@ def durable_transaction() -> None:
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("PRAGMA synchronous=FULL")
         connection.info["synchronous_full"] = True
+
+
+@contextmanager
+def transaction(durable: bool = False) -> Iterator[None]:
+    """A short transaction as a block: committed at its end, rolled back if anything in it raises.
+    `durable`: it acknowledges a stored or deleted file (see durable_transaction)."""
+    if durable:
+        durable_transaction()
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
 
 
 class TransactionOpen(RuntimeError):

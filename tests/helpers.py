@@ -9,6 +9,8 @@ import json
 import subprocess
 import time
 
+from files_app.services import ChunkRequest
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -44,7 +46,7 @@ def upload(uploads, bucket: str, key: str, data: bytes, chunk: int | None = None
     result = None
     for start in range(0, len(data), step):
         piece = data[start:start + step]
-        result = uploads.write(info.id, ChunkedBody(piece), length=len(piece), offset=start)
+        result = uploads.write(info.id, ChunkRequest(ChunkedBody(piece), length=len(piece), offset=start))
     return info, result.object
 
 

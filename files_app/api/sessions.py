@@ -6,6 +6,7 @@ from flask import request
 
 from .. import auth, validation
 from ..errors import InvalidInput
+from ..services import ChunkRequest
 from ..tus import views as tus_views
 from . import bp
 from .common import RequestBody, file_json, read_json_object, session_json, uploads
@@ -42,14 +43,10 @@ def session(session_id: str):
 
 @bp.post("/files/session:<session_id>")
 def upload_content(session_id: str):
-    result = uploads().write(
-        session_id,
-        RequestBody(request.stream),
-        length=request.content_length,
-        offset=validation.offset_header(request.headers.get("Upload-Offset")),
-        checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
-        owner=auth.current().owner,
-    )
+    chunk = ChunkRequest(RequestBody(request.stream), length=request.content_length,
+                         offset=validation.offset_header(request.headers.get("Upload-Offset")),
+                         checksum=validation.checksum_header(request.headers.get("Upload-Checksum")))
+    result = uploads().write(session_id, chunk, owner=auth.current().owner)
     headers = {"Upload-Offset": str(result.session.offset)}
     if result.object is not None:
         return file_json(result.object), 200, headers

@@ -1,7 +1,8 @@
 """One writer per session: a lease on the session row, taken and kept by compare-and-set.
 
-Every statement here is its own short transaction, so no transaction stays open while a body
-streams, and the same code works on SQLite and PostgreSQL, across processes and hosts.
+Every statement here is its own short transaction (but `complete`, which joins the transaction
+that publishes the file), so no transaction stays open while a body streams, and the same code
+works on SQLite and PostgreSQL, across processes and hosts.
 """
 
 from __future__ import annotations
@@ -12,16 +13,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, or_, select, update
 
 from ..errors import LeaseLost
-from ..models import SessionState, UploadSession, db
+from ..models import Bucket, SessionState, UploadSession, db, transaction
+from .records import SessionRecord
 
 # Statements are built once: building one per call cost more than running it (bench/README.md).
-_sessions = UploadSession.__table__
+_sessions, _buckets = UploadSession.__table__, Bucket.__table__
 # Nobody holds the session: no lease, or one whose holder stopped renewing it (bound as "now").
 LEASE_FREE = or_(_sessions.c.lease_token.is_(None), _sessions.c.lease_expires_at < bindparam("now"))
-_ACQUIRE = (
+# The bucket's name rides along with the row (RETURNING takes a scalar subquery on both databases).
+BUCKET_NAME = (select(_buckets.c.name).where(_buckets.c.id == _sessions.c.bucket_id)
+               .scalar_subquery().label("bucket"))
+# Take the lease and read the session in one round trip (SQLite and PostgreSQL both have RETURNING).
+_TAKE = (
     update(_sessions)
     .where(
         _sessions.c.id == bindparam("sid"),
@@ -30,9 +36,8 @@ _ACQUIRE = (
         LEASE_FREE,
     )
     .values(lease_token=bindparam("token"), lease_expires_at=bindparam("until"))
+    .returning(*_sessions.c, BUCKET_NAME)
 )
-# Take the lease and read the session in one round trip (SQLite and PostgreSQL both have RETURNING).
-_TAKE = _ACQUIRE.returning(*_sessions.c)
 _TAKE_OWNED = _TAKE.where(_sessions.c.owner == bindparam("by_owner"))
 _RELEASE = (
     update(_sessions)
@@ -52,6 +57,9 @@ def _guarded_update(columns: tuple[str, ...]):
 
 
 class Lease:
+    """Held from `take` until released: by `save(release=True)`, by a completion that committed,
+    or on leaving its `with` block (after an error)."""
+
     def __init__(self, session_id: str, token: str, ttl: int, session_ttl: int, clock: Callable[[], float]):
         self.session_id = session_id
         self.token = token
@@ -59,41 +67,60 @@ class Lease:
         self.session_ttl = session_ttl
         self.clock = clock
         self.renewed_at = clock()
-        self.held = True
-
-    @classmethod
-    def try_acquire(cls, session_id: str, ttl: int, session_ttl: int, clock: Callable[[], float]) -> Lease | None:
-        """The lease if the session is active, unexpired and not held by a live writer."""
-        token, now = uuid.uuid4().hex, clock()
-        taken = db.session.execute(_ACQUIRE, {"sid": session_id, "now": now, "token": token,
-                                              "until": now + ttl}).rowcount
-        db.session.commit()
-        return cls(session_id, token, ttl, session_ttl, clock) if taken == 1 else None
+        self._held = True
 
     @classmethod
     def take(cls, session_id: str, ttl: int, session_ttl: int, clock: Callable[[], float],
-             owner: str | None = None):
-        """(lease, the session's row) if the session is active, unexpired, not held by a live writer
-        and, when `owner` is given, theirs; else None. One statement."""
+             owner: str | None = None) -> tuple[Lease, SessionRecord] | None:
+        """(lease, the session) if the session is active, unexpired, not held by a live writer and,
+        when `owner` is given, theirs; else None. One statement."""
         token, now = uuid.uuid4().hex, clock()
         params = {"sid": session_id, "now": now, "token": token, "until": now + ttl, "by_owner": owner}
-        row = db.session.execute(_TAKE_OWNED if owner else _TAKE, params).first()
-        db.session.commit()
-        return (cls(session_id, token, ttl, session_ttl, clock), row) if row is not None else None
+        with transaction():
+            row = db.session.execute(_TAKE_OWNED if owner else _TAKE, params).first()
+        return (cls(session_id, token, ttl, session_ttl, clock), SessionRecord.from_row(row)) if row else None
 
     @staticmethod
-    def is_free(row, now: float) -> bool:
-        """LEASE_FREE, for a row already read."""
-        return row.lease_token is None or row.lease_expires_at < now
-
-    @staticmethod
-    def seconds_left(row, clock: Callable[[], float]) -> int:
+    def seconds_left(record: SessionRecord, clock: Callable[[], float]) -> int:
         """For Retry-After: when the current holder's lease runs out."""
-        return max(1, math.ceil(row.lease_expires_at - clock()))
+        return max(1, math.ceil(record.lease_expires_at - clock()))
 
-    def update(self, release: bool = False, **values: Any) -> None:
-        """Change the session row, only if this lease still holds it; also renews or releases it.
-        The caller commits (a release counts once committed: set `held = False` then)."""
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def save(self, release: bool = False, **values: Any) -> None:
+        """Change the session row, in a transaction of its own, only if this lease still holds it;
+        renews the lease, or releases it."""
+        with transaction():
+            self._update(release, **values)
+        if release:
+            self._held = False
+
+    def renew_if_due(self) -> None:
+        if self.clock() - self.renewed_at > self.ttl / 3:
+            self.save()
+
+    def complete(self, size: int) -> None:
+        """Mark the session completed, in the caller's (publishing) transaction. The lease ends
+        with that transaction: call `completed()` once it has committed."""
+        self._update(True, state=SessionState.COMPLETED, offset=size, hash_state=None, store_state=None)
+
+    def completed(self) -> None:
+        self._held = False
+
+    def release(self) -> None:
+        """Give the session back without changing it (after an error); never raises LeaseLost."""
+        if not self._held:
+            return
+        db.session.rollback()
+        with transaction():
+            db.session.execute(_RELEASE, {"sid": self.session_id, "token": self.token})
+        self._held = False
+
+    def _update(self, release: bool, **values: Any) -> None:
         now = self.clock()
         values.setdefault("expires_at", now + self.session_ttl)
         if release:
@@ -106,31 +133,6 @@ class Lease:
                                   {"sid": self.session_id, "token": self.token, **params}).rowcount
         if done != 1:
             db.session.rollback()
-            self.held = False
+            self._held = False
             raise LeaseLost("the upload session was taken over or aborted meanwhile")
         self.renewed_at = now
-
-    def commit_update(self, release: bool = False, **values: Any) -> None:
-        self.update(release=release, **values)
-        db.session.commit()
-        if release:
-            self.held = False
-
-    def claim_completion(self, size: int) -> Callable[[], None]:
-        """For publish(): mark the session completed in the object's own transaction."""
-        def claim() -> None:
-            self.update(release=True, state=SessionState.COMPLETED, offset=size, hash_state=None, store_state=None)
-        return claim
-
-    def renew_if_due(self) -> None:
-        if self.clock() - self.renewed_at > self.ttl / 3:
-            self.commit_update()
-
-    def release(self) -> None:
-        """Give the session back without changing it (after an error); never raises LeaseLost."""
-        if not self.held:
-            return
-        db.session.rollback()
-        db.session.execute(_RELEASE, {"sid": self.session_id, "token": self.token})
-        db.session.commit()
-        self.held = False

@@ -1,8 +1,11 @@
-"""Upload sessions: create, write a chunk at an offset, complete, concatenate, abort, expire.
+"""Upload sessions: create, write a chunk, concatenate, abort, expire: one path to one finish.
 
-The session row is the truth. Its `offset` only advances after the bytes are synced, and one
-writer at a time holds its lease (leases.py). No transaction stays open while a body streams.
-Both dialects, the seed's JSON API and tus, drive sessions through this one service.
+A write takes the session's lease (one statement that also reads the row), streams the chunk to
+the session's partial file (or, for a small whole file, reads it into memory), and advances the
+offset only once the bytes are synced. The chunk that ends the upload hands its bytes, as a
+`BlobSource`, to `_finish`: check the digest, place the blob, publish (finish.py). Tus
+concatenation is the same path with the partials' blobs as its body. No transaction stays open
+while a body streams. Both dialects, the seed's JSON API and tus, come here as a `ChunkRequest`.
 """
 
 from __future__ import annotations
@@ -10,15 +13,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import io
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import EllipsisType
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -39,56 +40,26 @@ from ..errors import (
     TooManySessions,
 )
 from ..hashing import ResumableSha256, chunk_hasher
-from ..models import Bucket, SessionKind, SessionState, UploadSession, assert_no_transaction, db
+from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
+from .finish import BlobSource, BytesInHand, SyncedPartial, publish
 from .housekeeping import collect_garbage
-from .leases import LEASE_FREE, Lease
+from .leases import BUCKET_NAME, Lease
 from .objects import ObjectInfo, ObjectService
-from .publish import publish
+from .records import Body, BytesBody, ChunkRequest, SessionInfo, SessionRecord, Target
 
 READ_SIZE = 1024 * 1024  # bodies are read in fixed chunks: memory stays flat
 
 # Hot-path statements, built once (building one per call cost more than running it).
-_sessions, _buckets = UploadSession.__table__, Bucket.__table__
-_LOAD = (
-    select(_sessions, _buckets.c.name.label("bucket"))
-    .select_from(_sessions.outerjoin(_buckets, _buckets.c.id == _sessions.c.bucket_id))
-    .where(_sessions.c.id == bindparam("sid"))
-)
+_sessions = UploadSession.__table__
+_LOAD = select(_sessions, BUCKET_NAME).where(_sessions.c.id == bindparam("sid"))
 _INSERT_SESSION = insert(_sessions)
 _DELETE_SESSION = (delete(_sessions).where(_sessions.c.id == bindparam("sid"))
                    .returning(_sessions.c.kind, _sessions.c.state, _sessions.c.store_state))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
     _sessions.c.owner == bindparam("owner"),
     or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
-_CLAIM_UNTOUCHED = (  # complete a session no byte was written to yet, if nobody holds it
-    update(_sessions)
-    .where(_sessions.c.id == bindparam("sid"), _sessions.c.state == SessionState.ACTIVE, _sessions.c.offset == 0,
-           LEASE_FREE)
-    .values(state=SessionState.COMPLETED, offset=bindparam("new_size"), hash_state=None, lease_token=None,
-            lease_expires_at=0.0, expires_at=bindparam("until"))
-)
-
-
-class Body(Protocol):
-    def read(self, size: int) -> bytes:
-        """Up to `size` bytes, b"" at the end; raises IncompleteBody if the body breaks off."""
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    id: str
-    kind: str  # upload | partial | final
-    bucket: str | None
-    key: str | None
-    mime_type: str
-    size: int | None  # None while a tus client defers the length
-    offset: int
-    completed: bool
-    expires_at: float
-    tus_metadata: str | None = None
-    tus_concat: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +83,7 @@ class UploadService:
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
-               create_only: bool = False, kind: str = SessionKind.UPLOAD, defer_length: bool = False,
+               create_only: bool = False, kind: SessionKind = SessionKind.UPLOAD, defer_length: bool = False,
                tus_metadata: str | None = None, tus_concat: str | None = None, owner: str | None = None) -> SessionInfo:
         """A new session. `defer_length` (tus) leaves the size to a later write; a "partial" has
         no bucket or key."""
@@ -130,36 +101,28 @@ class UploadService:
         for attempt in range(3):
             bucket_id = self.objects.ensure_bucket(bucket) if kind != SessionKind.PARTIAL else None
             try:
-                db.session.execute(_INSERT_SESSION, dict(
-                    id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
-                    offset=0, state=SessionState.ACTIVE, expected_sha256=expected, create_only=create_only,
-                    hash_state=None, store_state=None, created_at=int(now), expires_at=now + self.ttl, lease_token=None,
-                    lease_expires_at=0.0, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner or None,
-                ))
-                db.session.commit()
+                with transaction():
+                    db.session.execute(_INSERT_SESSION, dict(
+                        id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
+                        offset=0, state=SessionState.ACTIVE, expected_sha256=expected, create_only=create_only,
+                        hash_state=None, store_state=None, created_at=int(now), expires_at=now + self.ttl,
+                        lease_token=None, lease_expires_at=0.0, tus_metadata=tus_metadata, tus_concat=tus_concat,
+                        owner=owner or None,
+                    ))
                 break
             except IntegrityError:
                 # The bucket was deleted between ensure_bucket and this insert (its delete and this
                 # insert are serialised by the database): make it again.
-                db.session.rollback()
                 if attempt == 2:
                     raise Conflict(f"bucket {bucket!r} is being deleted and created at once; retry") from None
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
-            return self._write(session_id, _EmptyBody(), refuse_final=False).session
+            return self._write(session_id, ChunkRequest(BytesBody()), refuse_final=False).session
         return SessionInfo(session_id, kind, bucket, key, mime_type, size, 0, False, now + self.ttl,
                            tus_metadata, tus_concat)
 
     def get(self, session_id: str, owner: str | None = None) -> SessionInfo:
         """`owner`, when given, must be the session's creator: another's session is as good as none."""
-        row = self._load(session_id)
-        if owner and row.owner != owner:  # one made while the service was open (no owner) is nobody's now
-            db.session.rollback()
-            raise NotFound(f"no upload session {session_id!r}")
-        info = self._info(row)
-        db.session.commit()
-        if not info.completed and info.expires_at < self.clock():
-            raise SessionExpired(f"upload session {session_id} has expired")
-        return info
+        return self._live(self._load(session_id, owner)).info()
 
     def abort(self, session_id: str, owner: str | None = None) -> None:
         """Forget a session and free its bytes. A writer still streaming loses its lease."""
@@ -177,48 +140,33 @@ class UploadService:
                            create_only=create_only, owner=owner)
         if info.completed:  # an empty file exists as soon as its session does
             return self.objects.get(info.bucket, info.key)
-        return self.write(info.id, body, length=length, offset=0, with_creation=True).object
+        return self.write(info.id, ChunkRequest(body, offset=0, length=length), with_creation=True).object
 
     def _put_inline(self, bucket: Any, key: Any, body: Body, length: int, mime_type: Any, sha256: Any,
                     create_only: bool) -> ObjectInfo:
         bucket, key = validation.bucket_name(bucket), validation.object_key(key)
         validation.object_size(length, self.max_size)
         mime_type, expected = validation.mime_type(mime_type, key), validation.sha256_hex(sha256)
-        assert_no_transaction("a PUT's body is read")
-        data = _read_up_to(body, length)
-        if len(data) < length:
-            raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
+        data = self._read_whole(body, length, "a PUT's body is read")
         if body.read(1):
             raise TooLarge(f"the body runs past its Content-Length {length}")
         digest = hashlib.sha256(data).hexdigest()
-        _check_digest(digest, expected)
-        bucket_id = self.objects.ensure_bucket(bucket)
-        db.session.commit()  # publish's durable transaction must be the first of its connection's
-        info = SessionInfo("", SessionKind.UPLOAD, bucket, key, mime_type, length, length, True, 0.0)
-        obj, replaced = publish(info, bucket_id, lambda: None, uuid.uuid4().hex, digest, create_only,
-                                int(self.clock()), inline=data)
-        if replaced:
-            self.store.release_blob(replaced)
-        return obj
+        _check_digest(digest, expected)  # before the bucket is made: a refused file changes nothing
+        target = Target(bucket, self.objects.ensure_bucket(bucket), key, mime_type, length, create_only, expected)
+        return self._finish(target, BytesInHand(self.store, data, self.inline_max), digest)
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         return collect_garbage(self.store, self.clock(), grace)
 
     # --- write -------------------------------------------------------------------------
-    def write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
-              checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
-              owner: str | None = None, with_creation: bool = False) -> WriteResult:
-        """Append `body` at the session's offset.
-
-        `length` is the declared body length (None when chunked), `offset` where the client
-        thinks this chunk starts, `checksum` an (algorithm, digest) the chunk must match or be
-        discarded, and `declared_size` the upload's length when it was deferred until now.
-        `with_creation`: the session was made by this same request (tus creation-with-upload), so
-        its client does not know its URL yet; if the write fails, the session goes with it.
-        """
+    def write(self, session_id: str, chunk: ChunkRequest, *, owner: str | None = None,
+              with_creation: bool = False) -> WriteResult:
+        """Append the chunk at the session's offset. `owner`, when given, must be the session's
+        creator (another's session is as good as none). `with_creation`: the session was made by
+        this same request (tus creation-with-upload), so its client does not know its URL yet; if
+        the write fails, the session goes with it."""
         try:
-            return self._write(session_id, body, length=length, offset=offset, checksum=checksum,
-                               declared_size=declared_size, refuse_final=True, owner=owner)
+            return self._write(session_id, chunk, refuse_final=True, owner=owner)
         except BaseException:
             if with_creation:
                 db.session.rollback()
@@ -226,70 +174,74 @@ class UploadService:
                     self._discard(session_id)
             raise
 
-    def _write(self, session_id: str, body: Body, *, length: int | None = None, offset: int | None = None,
-               checksum: tuple[str, bytes] | None = None, declared_size: int | None = None,
-               refuse_final: bool, owner: str | None = None) -> WriteResult:
-        """`owner`, when given, must be the session's creator (another's session is as good as none)."""
-        if length is not None and 0 < length <= READ_SIZE and offset in (None, 0) and declared_size is None:
-            result, body = self._write_small_whole(session_id, body, length, checksum, owner)
-            if result is not None:
-                return result
-        taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock, owner) \
-            if is_id(session_id) else None
+    def _write(self, session_id: str, chunk: ChunkRequest, *, refuse_final: bool,
+               owner: str | None = None) -> WriteResult:
+        taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock, owner) if is_id(session_id) else None
         if taken is None:
-            return self._refused(session_id, body, offset, refuse_final, owner)
-        lease, row = taken
-        try:
-            info = self._info(row, bucket=None)  # the bucket's name is looked up only if this chunk completes
-            hash_state, expected, create_only, bucket_id = (row.hash_state, row.expected_sha256, row.create_only,
-                                                            row.bucket_id)
-            if refuse_final and info.kind == SessionKind.FINAL:
+            return self._refused(session_id, chunk, refuse_final, owner)
+        lease, record = taken
+        with lease:
+            if refuse_final and record.kind == SessionKind.FINAL:
                 raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
-            if offset is not None and offset != info.offset:
-                raise OffsetMismatch(info.offset, offset)
-            if declared_size is not None:
-                info = self._declare_size(lease, info, declared_size)
-            limit = self.max_size if info.size is None else info.size
-            if length is not None and info.offset + length > limit:
-                raise TooLarge(f"{length} bytes at offset {info.offset} run past the size {limit}")
-            writer = self.store.open_partial(session_id, info.offset, row.store_state)
-            try:
-                position, hasher = self._stream(info, lease, writer, body, length, limit, hash_state, checksum)
-            finally:
-                writer.close()
-            store_state = writer.state()
-            if info.size is None or position < info.size:
-                lease.commit_update(release=True, offset=position, hash_state=hasher.state(), store_state=store_state)
-                return WriteResult(self._after(info, offset=position), None)
-            if info.kind == SessionKind.PARTIAL:  # its bytes become a blob of its own, for a final upload to read
-                self.store.finalize(session_id, info.size, store_state)
-                lease.commit_update(release=True, offset=position, hash_state=None, store_state=None,
-                                    state=SessionState.COMPLETED)
-                self.store.discard_partial(session_id, store_state)
-                return WriteResult(self._after(info, offset=position, completed=True), None)
-            info = replace(info, bucket=self.objects.bucket_name(bucket_id))
-            obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), expected,
-                                 create_only, lambda: self.store.finalize(session_id, info.size, store_state))
-            lease.held = False  # released by the claim, committed with the object
-            self.store.discard_partial(session_id, store_state)  # the object's row is committed
-            return WriteResult(self._after(info, offset=position, completed=True), obj)
-        finally:
-            lease.release()
+            if chunk.offset is not None and chunk.offset != record.offset:
+                raise OffsetMismatch(record.offset, chunk.offset)
+            if chunk.declared_size is not None:
+                record = self._declare_size(lease, record, chunk.declared_size)
+            limit = self.max_size if record.size is None else record.size
+            if chunk.length is not None and record.offset + chunk.length > limit:
+                raise TooLarge(f"{chunk.length} bytes at offset {record.offset} run past the size {limit}")
+            if record.is_whole_file(chunk, READ_SIZE):
+                source, digest = self._whole_in_memory(record, lease, chunk)
+            else:
+                position, source, digest = self._to_partial(record, lease, chunk, limit)
+                if source is None:  # not the end yet
+                    return WriteResult(self._after(record, offset=position), None)
+                if record.kind == SessionKind.PARTIAL:
+                    return WriteResult(self._complete_partial(record, lease, source), None)
+            obj = self._finish(Target.of(record), source, digest, lease, record.id)
+            return WriteResult(self._after(record, offset=record.size, completed=True), obj)
 
-    def _stream(self, info: SessionInfo, lease: Lease, writer: PartialWriter, body: Body, length: int | None,
-                limit: int, hash_state: bytes | None,
-                checksum: tuple[str, bytes] | None) -> tuple[int, ResumableSha256]:
+    def _whole_in_memory(self, record: SessionRecord, lease: Lease,
+                         chunk: ChunkRequest) -> tuple[BlobSource, str]:
+        """A small body that is the whole file: no partial file, just the bytes in hand."""
+        try:
+            data = self._read_whole(chunk.body, chunk.length, "a small file's body is read")
+        except _BrokeOff as broke_off:
+            if broke_off.data and chunk.checksum is None:  # keep what arrived, as any chunk does
+                self._to_partial(record, lease, ChunkRequest(BytesBody(broke_off.data)), record.size)
+            raise
+        if chunk.checksum and not hmac.compare_digest(chunk_hasher(chunk.checksum[0], data).digest(),
+                                                      chunk.checksum[1]):
+            raise ChecksumMismatch(f"the chunk's {chunk.checksum[0]} does not match Upload-Checksum", offset=0)
+        return BytesInHand(self.store, data, self.inline_max), hashlib.sha256(data).hexdigest()
+
+    def _to_partial(self, record: SessionRecord, lease: Lease, chunk: ChunkRequest,
+                    limit: int) -> tuple[int, SyncedPartial | None, str]:
+        """Stream the chunk into the session's partial file. (offset after it, the partial as a
+        blob source and the file's digest if this chunk ended the upload, else None and "")."""
+        writer = self.store.open_partial(record.id, record.offset, record.store_state)
+        try:
+            position, hasher = self._stream(record, lease, writer, chunk, limit)
+        finally:
+            writer.close()
+        if record.size is None or position < record.size:
+            lease.save(release=True, offset=position, hash_state=hasher.state(), store_state=writer.state())
+            return position, None, ""
+        return position, SyncedPartial(self.store, record.id, record.size, writer.state()), hasher.hexdigest()
+
+    def _stream(self, record: SessionRecord, lease: Lease, writer: PartialWriter, chunk: ChunkRequest,
+                limit: int) -> tuple[int, ResumableSha256]:
         """Copy the body to the writer while hashing; make progress durable every so often.
 
         A chunk with a checksum is all or nothing, so it is only made durable at its end.
         """
         assert_no_transaction("a chunk's body streams")
-        hasher = ResumableSha256.from_state(hash_state)
+        hasher = ResumableSha256.from_state(record.hash_state)
         start_state = hasher.state()
-        verifier = chunk_hasher(checksum[0]) if checksum else None
-        position = durable = info.offset
+        verifier = chunk_hasher(chunk.checksum[0]) if chunk.checksum else None
+        position = durable = record.offset
         try:
-            while data := body.read(READ_SIZE):
+            while data := chunk.body.read(READ_SIZE):
                 if position + len(data) > limit:
                     raise TooLarge(f"the body runs past the upload's size {limit}")
                 writer.write(data)
@@ -299,114 +251,65 @@ class UploadService:
                 position += len(data)
                 if verifier is None and position - durable >= self.checkpoint_bytes:
                     writer.sync()
-                    lease.commit_update(offset=position, hash_state=hasher.state(), store_state=writer.state())
+                    lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
                     durable = position
                 else:
                     lease.renew_if_due()
-            if length is not None and position - info.offset < length:
+            if chunk.length is not None and position - record.offset < chunk.length:
                 # Some servers end the stream quietly when the client goes away.
-                raise IncompleteBody(f"the body ended after {position - info.offset} of {length} bytes")
+                raise IncompleteBody(f"the body ended after {position - record.offset} of {chunk.length} bytes")
         except IncompleteBody:
             # Keep what arrived: it is the client's progress. A checksummed chunk is never partial.
             if verifier is None and position > durable:
                 writer.sync()
-                lease.commit_update(offset=position, hash_state=hasher.state(), store_state=writer.state())
+                lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
             elif verifier is not None:
-                writer.rollback(info.offset)
+                writer.rollback(record.offset)
             raise
         except TooLarge:
-            writer.rollback(info.offset)  # nothing of a refused body is kept
-            if durable != info.offset:
-                lease.commit_update(offset=info.offset, hash_state=start_state, store_state=writer.state())
+            writer.rollback(record.offset)  # nothing of a refused body is kept
+            if durable != record.offset:
+                lease.save(offset=record.offset, hash_state=start_state, store_state=writer.state())
             raise
         except InsufficientStorage as full:
             # Back to what is durable (freeing what is not), and say where to resume from.
-            writer.rollback(durable if verifier is None else info.offset)
-            full.offset = durable if verifier is None else info.offset
+            writer.rollback(durable if verifier is None else record.offset)
+            full.offset = durable if verifier is None else record.offset
             raise
-        if verifier is not None and not hmac.compare_digest(verifier.digest(), checksum[1]):
-            writer.rollback(info.offset)
-            raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
-                                   offset=info.offset)
-        if position == info.size:
+        if verifier is not None and not hmac.compare_digest(verifier.digest(), chunk.checksum[1]):
+            writer.rollback(record.offset)
+            raise ChecksumMismatch(f"the chunk's {chunk.checksum[0]} does not match Upload-Checksum",
+                                   offset=record.offset)
+        if position == record.size:
             writer.sync_for_finalize()
         elif position != durable:
             writer.sync()
         return position, hasher
 
-    def _write_small_whole(self, session_id: str, body: Body, length: int, checksum: tuple[str, bytes] | None,
-                           owner: str | None) -> tuple[WriteResult | None, Body]:
-        """A small body (one read) that is the whole file: no partial file and no lease, just the
-        blob written in place and one durable transaction that claims the untouched session and
-        publishes the object. Returns (None, body) to take the general path instead."""
-        row = self._load(session_id)
-        db.session.commit()
-        if owner and row.owner != owner:
-            raise NotFound(f"no upload session {session_id!r}")
-        now = self.clock()
-        if (row.kind != SessionKind.UPLOAD or row.state != SessionState.ACTIVE or row.offset != 0 or row.size != length
-                or row.expires_at < now or not Lease.is_free(row, now)):
-            return None, body
-        assert_no_transaction("a small file's body is read")
-        data = _read_up_to(body, length)
-        if len(data) < length:  # broke off: keep what arrived, the general way
-            if data and checksum is None:
-                self._write(session_id, _BytesBody(data), length=None, refuse_final=True, owner=owner)
-            raise IncompleteBody(f"the body ended after {len(data)} of {length} bytes")
-        if checksum and not hmac.compare_digest(chunk_hasher(checksum[0], data).digest(), checksum[1]):
-            raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum",
-                                   offset=0)
-        info = self._info(row)
-
-        def claim() -> None:
-            claimed = db.session.execute(_CLAIM_UNTOUCHED, {
-                "sid": session_id, "now": now, "new_size": length, "until": now + self.ttl}).rowcount
-            if claimed != 1:
-                db.session.rollback()
-                raise _ClaimLost()
-
-        inline = data if length <= self.inline_max else None
-
-        def place() -> str:
-            blob_id = uuid.uuid4().hex  # never the session's id: a racing request may be writing that
-            if inline is None:  # an inline file's bytes go into its row, in the publishing commit
-                self.store.put_blob(blob_id, data)
-            return blob_id
-
-        try:
-            obj = self._complete(info, row.bucket_id, claim, hashlib.sha256(data).hexdigest(), row.expected_sha256,
-                                 row.create_only, place, inline)
-        except _ClaimLost:  # another request got there first: the general path says what happened
-            return None, _BytesBody(data)
-        return WriteResult(self._after(info, offset=length, completed=True), obj), body
-
-    def _declare_size(self, lease: Lease, info: SessionInfo, size: int) -> SessionInfo:
-        if info.size is not None:
-            if size != info.size:
-                raise InvalidInput(f"the upload's length is {info.size} and cannot change", "length_mismatch")
-            return info
+    def _declare_size(self, lease: Lease, record: SessionRecord, size: int) -> SessionRecord:
+        if record.size is not None:
+            if size != record.size:
+                raise InvalidInput(f"the upload's length is {record.size} and cannot change", "length_mismatch")
+            return record
         size = validation.object_size(size, self.max_size)
-        if size < info.offset:
-            raise InvalidInput(f"length {size} is below the {info.offset} bytes already sent", "invalid_length")
-        lease.commit_update(size=size)
-        return replace(info, size=size)
+        if size < record.offset:
+            raise InvalidInput(f"length {size} is below the {record.offset} bytes already sent", "invalid_length")
+        lease.save(size=size)
+        return replace(record, size=size)
 
-    def _refused(self, session_id: str, body: Body, offset: int | None, refuse_final: bool,
-                 owner: str | None) -> WriteResult:
+    def _refused(self, session_id: str, chunk: ChunkRequest, refuse_final: bool, owner: str | None) -> WriteResult:
         """Why the lease was not to be had: gone or another's (404), expired (410), complete, or
         another writer (423)."""
-        info = self.get(session_id, owner)
+        record = self._live(self._load(session_id, owner))
+        info = record.info()
         if refuse_final and info.kind == SessionKind.FINAL:
             raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
         if not info.completed:
-            row = self._load(session_id)
-            wait = Lease.seconds_left(row, self.clock)
-            db.session.commit()
-            raise SessionLocked(wait)
+            raise SessionLocked(Lease.seconds_left(record, self.clock))
         # A retry after the completing answer was lost: nothing more to write, same answer.
-        if offset is not None and offset != info.size:
-            raise OffsetMismatch(info.size, offset)
-        if body.read(1):
+        if chunk.offset is not None and chunk.offset != info.size:
+            raise OffsetMismatch(info.size, chunk.offset)
+        if chunk.body.read(1):
             raise TooLarge("the upload is already complete", offset=info.size)
         obj = None
         if info.kind != SessionKind.PARTIAL:
@@ -416,103 +319,94 @@ class UploadService:
                 pass  # deleted since; the session still reports its end
         return WriteResult(info, obj)
 
-    # --- completion ------------------------------------------------------------------------
-    def _complete(self, info: SessionInfo, bucket_id: int, claim: Callable[[], None], digest: str,
-                  expected: str | None, create_only: bool, place: Callable[[], str],
-                  inline: bytes | None = None) -> ObjectInfo:
-        """Check the digest, `place` the bytes as a blob (it returns the blob's id), then publish
-        the object (with `inline` bytes in its row, if given); `claim` marks the session completed
-        inside that same transaction, or raises."""
+    # --- the finish ------------------------------------------------------------------------
+    def _finish(self, target: Target, source: BlobSource, digest: str, lease: Lease | None = None,
+                session_id: str | None = None) -> ObjectInfo:
+        """Check the digest, place the bytes, and publish: the one way every upload ends.
+        `lease` and `session_id`: the session the file comes from, if any (completed with it)."""
         try:
-            _check_digest(digest, expected)
+            _check_digest(digest, target.expected_sha256)
         except DigestMismatch:
-            self._discard(info.id)
+            if session_id:
+                self._discard(session_id)
             raise
-        blob_id = place()
+        blob_id = source.place()
         try:
-            obj, replaced = publish(info, bucket_id, claim, blob_id, digest, create_only, int(self.clock()), inline)
+            obj, replaced = publish(target, blob_id, digest, int(self.clock()), source.inline, lease)
         except PreconditionFailed:
-            self.store.delete_blob(blob_id)
-            self._discard(info.id)
+            source.abandon(blob_id, for_good=True)
+            if session_id:
+                self._discard(session_id)
             raise
         except BaseException:
-            # A blob named after the session stays for a retry to find (gc spares it while the
-            # session lives); a fresh one is nobody's.
-            if blob_id != info.id:
-                self.store.delete_blob(blob_id)
+            source.abandon(blob_id, for_good=False)
             raise
+        source.published()
         if replaced:
             self.store.release_blob(replaced)
         return obj
+
+    def _complete_partial(self, record: SessionRecord, lease: Lease, source: SyncedPartial) -> SessionInfo:
+        """A tus partial upload makes no object: its bytes become a blob of its own, for a final
+        upload to read."""
+        source.place()
+        lease.save(release=True, offset=record.size, hash_state=None, store_state=None,
+                   state=SessionState.COMPLETED)
+        source.published()
+        return self._after(record, offset=record.size, completed=True)
 
     # --- tus concatenation -------------------------------------------------------------------
     def concatenate(self, partial_ids: list[str], *, bucket: Any, key: Any, mime_type: Any = None,
                     create_only: bool = False, tus_metadata: str | None = None,
                     tus_concat: str | None = None, owner: str | None = None) -> WriteResult:
-        """A final upload: the complete partial uploads' bytes, in order, as one object."""
+        """A final upload: the complete partial uploads' bytes, in order, as one object. It is
+        written like any upload, with the partials' blobs as its body."""
         sizes = []
         for partial_id in partial_ids:
             try:
-                row = self._load(partial_id)
-                if owner and row.owner != owner:
-                    raise NotFound(partial_id)
+                partial = self._load(partial_id, owner)
             except NotFound:
                 raise InvalidInput(f"no partial upload {partial_id!r}", "invalid_concat") from None
-            if row.kind != SessionKind.PARTIAL:
+            if partial.kind != SessionKind.PARTIAL:
                 raise InvalidInput(f"upload {partial_id} is not a partial upload", "invalid_concat")
-            if row.state != SessionState.COMPLETED:
+            if not partial.completed:
                 raise InvalidInput(f"partial upload {partial_id} is not complete", "concat_unfinished")
-            sizes.append(row.size)
-        db.session.commit()
+            sizes.append(partial.size)
         info = self.create(bucket=bucket, key=key, size=sum(sizes), mime_type=mime_type, create_only=create_only,
                            kind=SessionKind.FINAL, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner)
         if info.completed:  # all partials were empty
-            return WriteResult(info, self.objects.get(info.bucket, info.key))
-        bucket_id = self.objects.bucket_id(info.bucket)
-        lease = Lease.try_acquire(info.id, self.lease_ttl, self.ttl, self.clock)
-        try:
-            hasher = ResumableSha256()
-            writer = self.store.open_partial(info.id, 0, None)
-            try:
-                for partial_id in partial_ids:
-                    with self.store.open_blob(partial_id) as source:
-                        while data := source.read(READ_SIZE):
-                            writer.write(data)
-                            hasher.update(data)
-                            lease.renew_if_due()
-                writer.sync_for_finalize()
-            finally:
-                writer.close()
-            store_state = writer.state()
-            obj = self._complete(info, bucket_id, lease.claim_completion(info.size), hasher.hexdigest(), None,
-                                 create_only, lambda: self.store.finalize(info.id, info.size, store_state))
-            lease.held = False
-            self.store.discard_partial(info.id, store_state)
-        finally:
-            lease.release()
+            result = WriteResult(info, self.objects.get(info.bucket, info.key))
+        else:
+            with _Concatenation(self.store, partial_ids) as body:
+                result = self._write(info.id, ChunkRequest(body, offset=0), refuse_final=False)
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
             self._discard(partial_id)
-        return WriteResult(self._after(info, offset=info.size, completed=True), obj)
+        return result
 
     # --- helpers -------------------------------------------------------------------------------
     def _discard(self, session_id: str) -> None:
         """Forget a session and free its bytes: its private ones, and the blob named after it
         unless an object owns that (a completed upload's)."""
-        gone = db.session.execute(_DELETE_SESSION, {"sid": session_id}).first()
-        db.session.commit()
+        with transaction():
+            gone = db.session.execute(_DELETE_SESSION, {"sid": session_id}).first()
         if gone is None:
             return  # someone else discarded it, and its bytes
         self.store.discard_partial(session_id, gone.store_state)
         if gone.kind == SessionKind.PARTIAL or gone.state != SessionState.COMPLETED:
             self.store.delete_blob(session_id)
 
-    def _after(self, info: SessionInfo, **changes: Any) -> SessionInfo:
+    def _after(self, record: SessionRecord, **changes: Any) -> SessionInfo:
         """The session as a write left it: every write renews the expiry."""
-        return replace(info, expires_at=self.clock() + self.ttl, **changes)
+        return record.info(expires_at=self.clock() + self.ttl, **changes)
+
+    def _live(self, record: SessionRecord) -> SessionRecord:
+        if not record.completed and record.expires_at < self.clock():
+            raise SessionExpired(f"upload session {record.id} has expired")
+        return record
 
     def _check_session_cap(self, owner: str) -> None:
-        open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner})
-        db.session.rollback()
+        with transaction():
+            open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner})
         if open_sessions >= self.max_sessions:
             raise TooManySessions(f"{open_sessions} upload sessions are open for this token; finish or abort "
                                   "some first", retry_after=60)
@@ -524,47 +418,60 @@ class UploadService:
         except NotFound:
             return False
 
-    def _load(self, session_id: str):
-        """The session's columns and its bucket's name (`bucket`), in one query."""
-        found = db.session.execute(_LOAD, {"sid": session_id}).first() if is_id(session_id) else None
-        if found is None:
-            db.session.rollback()
+    def _load(self, session_id: str, owner: str | None = None) -> SessionRecord:
+        """The session, with its bucket's name. `owner`, when given, must be its creator: one made
+        while the service was open (no owner) is nobody's now."""
+        with transaction():
+            row = db.session.execute(_LOAD, {"sid": session_id}).first() if is_id(session_id) else None
+        if row is None or (owner and row.owner != owner):
             raise NotFound(f"no upload session {session_id!r}")
-        return found
+        return SessionRecord.from_row(row)
 
     @staticmethod
-    def _info(row, bucket: str | None | EllipsisType = ...) -> SessionInfo:
-        """The session a row describes; `_load`'s rows carry their bucket's name (`...`), others pass it."""
-        return SessionInfo(row.id, row.kind, row.bucket if bucket is ... else bucket, row.key, row.mime_type,
-                           row.size, row.offset, row.state == SessionState.COMPLETED, row.expires_at,
-                           row.tus_metadata, row.tus_concat)
-
-
-class _ClaimLost(Exception):
-    pass
-
-
-class _EmptyBody:
-    def read(self, size: int) -> bytes:
-        return b""
-
-
-class _BytesBody:
-    def __init__(self, data: bytes):
-        self._stream = io.BytesIO(data)
-
-    def read(self, size: int) -> bytes:
-        return self._stream.read(size)
-
-
-def _read_up_to(body: Body, length: int) -> bytes:
-    """`length` bytes of a small body, or fewer if it ends first."""
-    data = body.read(length)
-    while len(data) < length and (more := body.read(length - len(data))):
-        data += more
-    return data
+    def _read_whole(body: Body, length: int, where: str) -> bytes:
+        """A small body of `length` bytes, read into memory; _BrokeOff if it ends first."""
+        assert_no_transaction(where)
+        data = body.read(length)
+        while len(data) < length and (more := body.read(length - len(data))):
+            data += more
+        if len(data) < length:
+            raise _BrokeOff(f"the body ended after {len(data)} of {length} bytes", data)
+        return data
 
 
 def _check_digest(digest: str, expected: str | None) -> None:
     if expected and not hmac.compare_digest(digest, expected):
         raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
+
+
+class _BrokeOff(IncompleteBody):
+    """A small body ended early; `data` is what arrived."""
+
+    def __init__(self, message: str, data: bytes):
+        super().__init__(message)
+        self.data = data
+
+
+class _Concatenation:
+    """The partial uploads' blobs, one after the other, read as a body."""
+
+    def __init__(self, store: BlobStore, partial_ids: list[str]):
+        self._store, self._pending, self._current = store, list(partial_ids), None
+
+    def __enter__(self) -> _Concatenation:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._current is not None:
+            self._current.close()
+
+    def read(self, size: int) -> bytes:
+        while True:
+            if self._current is None:
+                if not self._pending:
+                    return b""
+                self._current = self._store.open_blob(self._pending.pop(0))
+            if data := self._current.read(size):
+                return data
+            self._current.close()
+            self._current = None

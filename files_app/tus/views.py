@@ -11,7 +11,7 @@ from .. import auth, validation
 from ..api.common import RequestBody, is_chunked, uploads
 from ..errors import InvalidInput, UnsupportedMediaType
 from ..models import SessionKind
-from ..services import SessionInfo
+from ..services import ChunkRequest, SessionInfo
 from . import bp, protocol
 
 
@@ -80,8 +80,8 @@ def create_upload():
     info = uploads().create(size=size, kind=kind, defer_length=size is None, **target)
     headers = {"Location": _location(info), "Upload-Expires": http_date(info.expires_at)}
     if _has_body():  # creation-with-upload
-        info = uploads().write(info.id, RequestBody(request.stream), length=request.content_length, offset=0,
-                               checksum=checksum, owner=target["owner"], with_creation=True).session
+        chunk = ChunkRequest(RequestBody(request.stream), offset=0, length=request.content_length, checksum=checksum)
+        info = uploads().write(info.id, chunk, owner=target["owner"], with_creation=True).session
         headers.update({"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})
     return empty(201, headers)
 
@@ -117,14 +117,9 @@ def patch_upload(session_id: str):
     if offset is None:
         raise InvalidInput("PATCH needs Upload-Offset", "invalid_offset")
     length = request.headers.get("Upload-Length")
-    result = uploads().write(
-        session_id,
-        RequestBody(request.stream),
-        length=request.content_length,
-        offset=offset,
-        checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
-        declared_size=None if length is None else protocol.parse_length(length),
-        owner=auth.current().owner,
-    )
+    chunk = ChunkRequest(RequestBody(request.stream), offset=offset, length=request.content_length,
+                         checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
+                         declared_size=None if length is None else protocol.parse_length(length))
+    result = uploads().write(session_id, chunk, owner=auth.current().owner)
     info = result.session
     return empty(204, {"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})

@@ -13,6 +13,7 @@ from files_app.errors import (
     ChecksumMismatch,
     DigestMismatch,
     IncompleteBody,
+    LeaseLost,
     NotFound,
     OffsetMismatch,
     PreconditionFailed,
@@ -21,6 +22,7 @@ from files_app.errors import (
     TooLarge,
 )
 from files_app.models import UploadSession, db
+from files_app.services import ChunkRequest
 from files_app.storage import LocalBlobStore
 from tests.helpers import ChunkedBody, blob_ids, holds_private_bytes, sha256, upload
 
@@ -59,13 +61,13 @@ def test_chunks_hash_across_writes(services):
 def test_offset_mismatch_changes_nothing(services):
     data = os.urandom(1000)
     info = services.uploads.create(bucket="b", key="k", size=len(data))
-    services.uploads.write(info.id, ChunkedBody(data[:400]), length=400, offset=0)
+    services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[:400]), length=400, offset=0))
     with pytest.raises(OffsetMismatch) as caught:
-        services.uploads.write(info.id, ChunkedBody(data[300:]), length=700, offset=300)
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[300:]), length=700, offset=300))
     assert caught.value.offset == 400
     assert caught.value.offset == 400
     assert services.uploads.get(info.id).offset == 400
-    result = services.uploads.write(info.id, ChunkedBody(data[400:]), length=600, offset=400)
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[400:]), length=600, offset=400))
     assert result.object.sha256 == sha256(data)
 
 
@@ -73,7 +75,7 @@ def test_declared_body_past_size_is_refused_before_reading(services):
     info = services.uploads.create(bucket="b", key="k", size=10)
     body = ChunkedBody(b"x" * 11)
     with pytest.raises(TooLarge):
-        services.uploads.write(info.id, body, length=11)
+        services.uploads.write(info.id, ChunkRequest(body, length=11))
     assert body.read_bytes == 0
     assert services.uploads.get(info.id).offset == 0
 
@@ -81,12 +83,12 @@ def test_declared_body_past_size_is_refused_before_reading(services):
 def test_chunked_body_past_size_keeps_nothing_even_after_checkpoints(services):
     size = 2 * MIB + MIB // 2
     info = services.uploads.create(bucket="b", key="k", size=size)
-    services.uploads.write(info.id, ChunkedBody(b"a" * 100), length=100)
+    services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"a" * 100), length=100))
     with pytest.raises(TooLarge):
-        services.uploads.write(info.id, ChunkedBody(b"b" * 3 * MIB), length=None)  # passes 2 checkpoints
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"b" * 3 * MIB), length=None))  # passes 2 checkpoints
     assert services.uploads.get(info.id).offset == 100
     rest = b"c" * (size - 100)
-    result = services.uploads.write(info.id, ChunkedBody(rest), length=None)
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(rest), length=None))
     assert result.object.sha256 == sha256(b"a" * 100 + rest)
 
 
@@ -95,9 +97,9 @@ def test_broken_body_keeps_every_byte_that_arrived(services):
     info = services.uploads.create(bucket="b", key="k", size=len(data))
     cut = 2 * MIB + 12345
     with pytest.raises(IncompleteBody):
-        services.uploads.write(info.id, ChunkedBody(data, fail_after=cut), length=len(data))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data, fail_after=cut), length=len(data)))
     assert services.uploads.get(info.id).offset == cut
-    result = services.uploads.write(info.id, ChunkedBody(data[cut:]), offset=cut)
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[cut:]), offset=cut))
     assert result.object.sha256 == sha256(data)
 
 
@@ -106,10 +108,10 @@ def test_bytes_written_but_not_durable_are_dropped_on_resume(services):
     """A writer killed between write() and its checkpoint leaves bytes past the offset."""
     data = os.urandom(4000)
     info = services.uploads.create(bucket="b", key="k", size=len(data))
-    services.uploads.write(info.id, ChunkedBody(data[:1000]), length=1000)
+    services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[:1000]), length=1000))
     with open(partial_path(services, info.id), "ab") as partial:
         partial.write(b"garbage that was never acknowledged")
-    result = services.uploads.write(info.id, ChunkedBody(data[1000:]), offset=1000)
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[1000:]), offset=1000))
     assert result.object.sha256 == sha256(data)
 
 
@@ -118,14 +120,14 @@ def test_chunk_checksum(services, algorithm):
     data = os.urandom(2 * MIB + 5)
     info = services.uploads.create(bucket="b", key="k", size=len(data) * 2)
     good = base64.b64decode(base64.b64encode(hashlib.new(algorithm, data).digest()))
-    services.uploads.write(info.id, ChunkedBody(data), checksum=(algorithm, good))
+    services.uploads.write(info.id, ChunkRequest(ChunkedBody(data), checksum=(algorithm, good)))
     assert services.uploads.get(info.id).offset == len(data)
     bad = hashlib.new(algorithm, b"other").digest()
     with pytest.raises(ChecksumMismatch) as caught:
-        services.uploads.write(info.id, ChunkedBody(data), checksum=(algorithm, bad))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data), checksum=(algorithm, bad)))
     assert caught.value.status == 460
     assert services.uploads.get(info.id).offset == len(data)
-    result = services.uploads.write(info.id, ChunkedBody(data), checksum=(algorithm, good))
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(data), checksum=(algorithm, good)))
     assert result.object.sha256 == sha256(data + data)
 
 
@@ -133,7 +135,7 @@ def test_whole_file_digest_mismatch_discards_the_session(services):
     data = b"hello world"
     info = services.uploads.create(bucket="b", key="k", size=len(data), sha256=sha256(b"other"))
     with pytest.raises(DigestMismatch):
-        services.uploads.write(info.id, ChunkedBody(data))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data)))
     with pytest.raises(NotFound):
         services.objects.get("b", "k")
     with pytest.raises(NotFound):
@@ -151,10 +153,10 @@ def test_whole_file_digest_match(services):
 def test_empty_file_exists_as_soon_as_its_session(services):
     info, obj = upload(services.uploads, "b", "empty", b"")
     assert (obj.size, obj.sha256) == (0, sha256(b""))
-    again = services.uploads.write(info.id, ChunkedBody(b""), offset=0)
+    again = services.uploads.write(info.id, ChunkRequest(ChunkedBody(b""), offset=0))
     assert again.object == obj
     with pytest.raises(TooLarge):
-        services.uploads.write(info.id, ChunkedBody(b"x"))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"x")))
 
 
 def test_second_writer_is_locked_out_until_the_lease_expires(services):
@@ -163,23 +165,23 @@ def test_second_writer_is_locked_out_until_the_lease_expires(services):
     db.session.execute(update(UploadSession).values(lease_token="f" * 32, lease_expires_at=now + 20))
     db.session.commit()
     with pytest.raises(SessionLocked) as caught:
-        services.uploads.write(info.id, ChunkedBody(b"0123456789"))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"0123456789")))
     assert caught.value.status == 423
     assert caught.value.retry_after in range(1, 21)
     services.uploads.clock = lambda: now + 21  # the holder died: its lease runs out
-    result = services.uploads.write(info.id, ChunkedBody(b"0123456789"))
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"0123456789")))
     assert result.object.size == 10
 
 
 def test_expired_sessions_answer_410_and_gc_frees_them(services):
     info = services.uploads.create(bucket="b", key="k", size=10)
-    services.uploads.write(info.id, ChunkedBody(b"01234"))
+    services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"01234")))
     later = services.uploads.clock() + services.uploads.ttl + 1
     services.uploads.clock = lambda: later
     with pytest.raises(SessionExpired):
         services.uploads.get(info.id)
     with pytest.raises(SessionExpired):
-        services.uploads.write(info.id, ChunkedBody(b"56789"))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"56789")))
     counts = services.uploads.collect_garbage(grace=0)
     assert counts["expired_sessions"] == 1
     with pytest.raises(NotFound):
@@ -230,9 +232,9 @@ def test_create_only(services):
 def test_create_only_loses_a_race_at_completion(services):
     first = services.uploads.create(bucket="b", key="k", size=3, create_only=True)
     second = services.uploads.create(bucket="b", key="k", size=3, create_only=True)
-    services.uploads.write(first.id, ChunkedBody(b"one"))
+    services.uploads.write(first.id, ChunkRequest(ChunkedBody(b"one")))
     with pytest.raises(PreconditionFailed):
-        services.uploads.write(second.id, ChunkedBody(b"two"))
+        services.uploads.write(second.id, ChunkRequest(ChunkedBody(b"two")))
     with services.objects.open("b", "k")[1] as stream:
         assert stream.read() == b"one"
     with pytest.raises(NotFound):
@@ -241,7 +243,7 @@ def test_create_only_loses_a_race_at_completion(services):
 
 def test_abort_frees_bytes(services):
     info = services.uploads.create(bucket="b", key="k", size=10)
-    services.uploads.write(info.id, ChunkedBody(b"01234"))
+    services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"01234")))
     services.uploads.abort(info.id)
     with pytest.raises(NotFound):
         services.uploads.get(info.id)
@@ -258,13 +260,13 @@ def test_body_shorter_than_declared_keeps_what_arrived(services):
     data = os.urandom(3000)
     info = services.uploads.create(bucket="b", key="k", size=len(data))
     with pytest.raises(IncompleteBody):
-        services.uploads.write(info.id, ChunkedBody(data[:1200]), length=len(data))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[:1200]), length=len(data)))
     assert services.uploads.get(info.id).offset == 1200
 
 
 def test_small_whole_body_losing_the_race_leaves_nothing_behind(services, monkeypatch):
-    """The one-transaction path for a small whole file: if another writer takes the session
-    between the read and the commit, its blob is removed and the general path answers."""
+    """A small whole file is written without a partial file: if another writer takes the session
+    over between the read and the commit, its blob is removed and the session is left as it was."""
     body = b"hello" * 20_000  # above FILES_INLINE_MAX: a blob is written before the commit
     info = services.uploads.create(bucket="b", key="k", size=len(body))
     real_put = services.store.put_blob
@@ -276,8 +278,8 @@ def test_small_whole_body_losing_the_race_leaves_nothing_behind(services, monkey
         db.session.commit()
 
     monkeypatch.setattr(services.store, "put_blob", put_then_lose_the_race)
-    with pytest.raises(SessionLocked):
-        services.uploads.write(info.id, ChunkedBody(body), length=len(body))
+    with pytest.raises(LeaseLost):
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(body), length=len(body)))
     assert blob_ids(services.store) == []
     assert services.uploads.get(info.id).offset == 0
 
@@ -285,7 +287,7 @@ def test_small_whole_body_losing_the_race_leaves_nothing_behind(services, monkey
 def test_small_whole_body_with_a_bad_checksum_keeps_nothing(services):
     info = services.uploads.create(bucket="b", key="k", size=5)
     with pytest.raises(ChecksumMismatch):
-        services.uploads.write(info.id, ChunkedBody(b"hello"), length=5, checksum=("md5", b"0" * 16))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"hello"), length=5, checksum=("md5", b"0" * 16)))
     assert services.uploads.get(info.id).offset == 0
     assert blob_ids(services.store) == []
 
@@ -320,13 +322,13 @@ def test_disk_full_keeps_the_durable_offset_and_resumes(services, monkeypatch):
 
     monkeypatch.setattr(local.os, "write", write_until_full)
     with pytest.raises(InsufficientStorage) as caught:
-        services.uploads.write(info.id, ChunkedBody(data), length=len(data))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data), length=len(data)))
     assert caught.value.status == 507
     durable = services.uploads.get(info.id).offset
     assert durable == 2 * MIB == caught.value.offset  # the last checkpoint (every MiB here)
     assert partial_path(services, info.id).stat().st_size == durable  # what was not durable is freed
     monkeypatch.setattr(local.os, "write", real_write)  # space is freed
-    result = services.uploads.write(info.id, ChunkedBody(data[durable:]), offset=durable)
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[durable:]), offset=durable))
     assert result.object.sha256 == sha256(data)
 
 
@@ -346,12 +348,12 @@ def test_disk_full_on_a_small_file_leaves_no_blob(services, monkeypatch):
 
     monkeypatch.setattr(local.os, "write", full)
     with pytest.raises(InsufficientStorage):
-        services.uploads.write(info.id, ChunkedBody(body), length=len(body))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(body), length=len(body)))
     monkeypatch.undo()
     assert len(list(services.store.objects.glob("??/*"))) == 1
     with services.objects.open("b", "old")[1] as stream:
         assert stream.read() == b"still readable" * 10_000
-    assert services.uploads.write(info.id, ChunkedBody(body), length=len(body)).object.size == len(body)
+    assert services.uploads.write(info.id, ChunkRequest(ChunkedBody(body), length=len(body))).object.size == len(body)
 
 
 def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
@@ -369,7 +371,7 @@ def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
     monkeypatch.setattr(uploads_module, "publish", die)
     monkeypatch.setattr(services.store, "delete_blob", lambda blob_id: None)  # a dead process cleans nothing
     with pytest.raises(KeyboardInterrupt):
-        services.uploads.write(info.id, ChunkedBody(data), length=len(data))
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(data), length=len(data)))
     monkeypatch.setattr(uploads_module, "publish", real_publish)
     monkeypatch.setattr(services.store, "delete_blob", real_delete)
     db.session.rollback()
@@ -378,7 +380,7 @@ def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
     offset = services.uploads.get(info.id).offset
     assert blob_ids(services.store) == [info.id]  # spared by gc while its session lives:
     assert services.uploads.collect_garbage(grace=0)["orphan_blobs"] == 0
-    result = services.uploads.write(info.id, ChunkedBody(data[offset:]), offset=offset)
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(data[offset:]), offset=offset))
     assert result.object.sha256 == sha256(data)
     assert blob_ids(services.store) == [info.id]
     assert services.uploads.collect_garbage(grace=0)["orphan_blobs"] == 0
@@ -390,7 +392,8 @@ def test_a_crash_between_blob_and_commit_loses_nothing(services, monkeypatch):
 def test_gc_aborts_multipart_uploads_and_frees_blobs_no_row_refers_to(services, seaweedfs):
     store, data = services.store, os.urandom(12 * MIB)
     live = services.uploads.create(bucket="b", key="live", size=len(data))
-    services.uploads.write(live.id, ChunkedBody(data[:9 * MIB]), length=9 * MIB)  # a part, and a held tail
+    # a part, and a held tail
+    services.uploads.write(live.id, ChunkRequest(ChunkedBody(data[:9 * MIB]), length=9 * MIB))
     orphan, orphan_blob = "e" * 32, "f" * 32
     store.client.create_multipart_upload(Bucket=store.bucket, Key=f"blobs/{orphan}")
     store.client.put_object(Bucket=store.bucket, Key=f"tails/{orphan}/0123456789abcdef", Body=b"held")
@@ -400,7 +403,7 @@ def test_gc_aborts_multipart_uploads_and_frees_blobs_no_row_refers_to(services, 
     assert seaweedfs.uploads(store.bucket) == [f"blobs/{live.id}"]
     assert {key.split("/")[1] for key in seaweedfs.keys(store.bucket, "tails/")} == {live.id}
     assert blob_ids(store) == []
-    result = services.uploads.write(live.id, ChunkedBody(data[9 * MIB:]), offset=9 * MIB)
+    result = services.uploads.write(live.id, ChunkRequest(ChunkedBody(data[9 * MIB:]), offset=9 * MIB))
     assert result.object.sha256 == sha256(data)
     assert seaweedfs.uploads(store.bucket) == [] and seaweedfs.keys(store.bucket, "tails/") == []
 
@@ -437,7 +440,8 @@ def test_no_transaction_is_open_while_a_body_streams(services, monkeypatch):
 
     monkeypatch.setattr(services.store, "open_partial", open_after_a_forgotten_commit)
     with pytest.raises(TransactionOpen):
-        services.uploads.write(info.id, ChunkedBody(b"x" * 3 * MIB), length=3 * MIB)
+        services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"x" * 3 * MIB), length=3 * MIB))
     monkeypatch.undo()
     db.session.rollback()
-    assert services.uploads.write(info.id, ChunkedBody(b"x" * 3 * MIB), length=3 * MIB).object.size == 3 * MIB
+    result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"x" * 3 * MIB), length=3 * MIB))
+    assert result.object.size == 3 * MIB

@@ -1,0 +1,129 @@
+"""The end of every upload: its bytes placed as a blob (or kept inline), then the one durable
+transaction that completes the session and makes the file visible.
+
+Where the bytes come from is a `BlobSource`: a session's synced partial file (chunked uploads and
+tus concatenation) or bytes in hand (a small whole file). `publish` is the same for all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import LeaseLost, PreconditionFailed
+from ..models import StoredObject, db, transaction
+from ..storage import BlobStore
+from .leases import Lease
+from .objects import ObjectInfo, count_in_bucket
+from .records import Target
+
+
+class BlobSource(Protocol):
+    inline: bytes | None  # the file's bytes, to keep in its row instead of a blob
+
+    def place(self) -> str:
+        """Make the bytes a durable blob (unless inline); its id."""
+
+    def abandon(self, blob_id: str, for_good: bool) -> None:
+        """Publishing failed: free what `place` made, unless a retry can still use it (`for_good`:
+        none will)."""
+
+    def published(self) -> None:
+        """The file is visible: free what the upload held on the way."""
+
+
+class SyncedPartial:
+    """A session's partial file, synced to its end: it becomes the blob named after the session."""
+
+    inline = None
+
+    def __init__(self, store: BlobStore, session_id: str, size: int, store_state: str | None):
+        self.store, self.session_id, self.size, self.store_state = store, session_id, size, store_state
+
+    def place(self) -> str:
+        self.store.finalize(self.session_id, self.size, self.store_state)
+        return self.session_id
+
+    def abandon(self, blob_id: str, for_good: bool) -> None:
+        # Kept for a retry to find (gc spares it while the session lives), unless none will come.
+        if for_good:
+            self.store.delete_blob(blob_id)
+
+    def published(self) -> None:
+        self.store.discard_partial(self.session_id, self.store_state)
+
+
+class BytesInHand:
+    """A small whole file read into memory: inline in its row up to `inline_max`, else a blob
+    written in one go under a fresh id (never the session's: a racing request may be writing that)."""
+
+    def __init__(self, store: BlobStore, data: bytes, inline_max: int):
+        self.store, self.data = store, data
+        self.inline = data if len(data) <= inline_max else None
+
+    def place(self) -> str:
+        blob_id = uuid.uuid4().hex
+        if self.inline is None:
+            self.store.put_blob(blob_id, self.data)
+        return blob_id
+
+    def abandon(self, blob_id: str, for_good: bool) -> None:
+        if self.inline is None:
+            self.store.delete_blob(blob_id)  # nobody else knows its id
+
+    def published(self) -> None:
+        pass
+
+
+_objects = StoredObject.__table__
+_FIND = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
+    _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
+_SWAP_BLOB = (
+    update(_objects)
+    .where(_objects.c.id == bindparam("object_id"), _objects.c.blob_id == bindparam("old_blob"))
+    .values(blob_id=bindparam("new_blob_id"), mime_type=bindparam("new_mime_type"), size=bindparam("new_size"),
+            sha256=bindparam("new_sha256"), created_at=bindparam("new_created_at"),
+            inline_data=bindparam("new_inline_data"))
+)
+_INSERT = insert(_objects)
+
+
+def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes | None,
+            lease: Lease | None) -> tuple[ObjectInfo, str | None]:
+    """In one durable transaction: complete the session (if the file comes from one: `lease`), then
+    insert the object or swap its blob. `inline`: the file's bytes, kept in its row (then `blob_id`
+    names no blob). Returns the object and the blob it replaced, if any."""
+    values = dict(blob_id=blob_id, mime_type=target.mime_type, size=target.size, sha256=digest, created_at=now,
+                  inline_data=inline)
+    for _ in range(5):
+        try:
+            with transaction(durable=True):
+                if lease:
+                    lease.complete(target.size)
+                existing = db.session.execute(_FIND, {"bucket_id": target.bucket_id, "key": target.key}).first()
+                if existing and target.create_only:
+                    raise PreconditionFailed(f"{target.key!r} was created by another upload meanwhile")
+                if existing:
+                    swapped = db.session.execute(_SWAP_BLOB, {
+                        "object_id": existing.id, "old_blob": existing.blob_id,
+                        **{f"new_{name}": value for name, value in values.items()}}).rowcount
+                    if swapped != 1:
+                        raise _Replaced()
+                    count_in_bucket(target.bucket_id, 0, target.size - existing.size, now)
+                else:
+                    db.session.execute(_INSERT, {"bucket_id": target.bucket_id, "key": target.key, **values})
+                    count_in_bucket(target.bucket_id, 1, target.size, now)
+        except (_Replaced, IntegrityError):
+            continue  # replaced or created concurrently: read it again
+        if lease:
+            lease.completed()
+        obj = ObjectInfo(target.bucket, target.key, target.mime_type, target.size, digest, now)
+        return obj, existing.blob_id if existing else None
+    raise LeaseLost("too many concurrent replacements of this key; retry")
+
+
+class _Replaced(Exception):
+    pass
