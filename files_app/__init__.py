@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import auth, cors, guard, tus, web
+from . import api, auth, cors, guard, web
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
@@ -57,11 +57,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["files"] = FilesExtension(store, objects, UploadService(store, objects, settings),
                                              AccountService())
 
-    from .api import bp as api_bp
-
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
-    app.register_blueprint(api_bp)
-    tus.init_app(app)
+    api.init_app(app)
     cors.init_app(app)
     web.init_app(app)
     auth.init_app(app)

@@ -102,6 +102,17 @@ def offset_header(value: str | None) -> int | None:
     return int(value)
 
 
+def if_none_match(value: str | None) -> bool:
+    """`If-None-Match` on a creation (both dialects) or a PUT: only `*` (create, never replace) means
+    something there; True when it is sent."""
+    if value is None:
+        return False
+    if value.strip() != "*":
+        raise InvalidInput("If-None-Match may only be '*' (create only if no file has this key)",
+                           "invalid_precondition")
+    return True
+
+
 def checksum_header(value: str | None) -> tuple[str, bytes] | None:
     """`Upload-Checksum: <algorithm> <base64 digest>` -> (algorithm, digest bytes)."""
     if value is None:

@@ -1,8 +1,16 @@
-"""JSON blueprint for the seed's Files API (/v1/files...) and content downloads (/v1/content...)."""
+"""The JSON API: the seed's Files API with tus on the same URLs (/v1/files...), downloads
+(/v1/content...) and the API's description (/v1/openapi.json)."""
 
-from flask import Blueprint
+from __future__ import annotations
 
-# Stalled clients are cut off by the server on every route (files_app/serving.py), not here.
-bp = Blueprint("api", __name__, url_prefix="/v1")
+from flask import Flask
 
-from . import content, files, openapi, sessions  # noqa: E402,F401  (routes register on bp)
+from . import content, files, openapi, sessions  # noqa: F401  (routes register on the blueprints)
+from .blueprints import api_bp, files_bp
+from .tus import MethodOverride
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(api_bp)
+    app.register_blueprint(files_bp)
+    app.wsgi_app = MethodOverride(app.wsgi_app)

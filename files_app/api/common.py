@@ -25,7 +25,7 @@ def objects() -> ObjectService:
 def session_json(info: SessionInfo) -> dict[str, Any]:
     return {
         "id": info.id,
-        "url": url_for("api.session", session_id=info.id, _external=True),
+        "url": url_for("files.session", session_id=info.id, _external=True),
         "offset": info.offset,
         "size": info.size,
     }

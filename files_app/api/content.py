@@ -14,7 +14,7 @@ from werkzeug.http import http_date
 
 from .. import validation
 from ..storage.base import FileBlobReader
-from . import bp
+from .blueprints import api_bp
 from .common import objects
 
 READ_SIZE = 1024 * 1024
@@ -24,7 +24,7 @@ _INLINE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/av
 _CONTENT_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
 
 
-@bp.route("/content/<bucket>/<path:key>", methods=["GET", "HEAD"])
+@api_bp.route("/content/<bucket>/<path:key>", methods=["GET", "HEAD"])
 def content(bucket: str, key: str):
     info, stream = objects().open(bucket, key)
     try:

@@ -6,16 +6,16 @@ from flask import request
 
 from .. import auth, validation
 from ..errors import InvalidInput, LengthRequired
-from . import bp
+from .blueprints import files_bp
 from .common import RequestBody, bucket_json, file_json, is_chunked, objects, uploads
 
 
-@bp.get("/files")
+@files_bp.get("")
 def list_buckets():
     return {"data": [bucket_json(bucket) for bucket in objects().list_buckets(only=auth.current().bucket)]}
 
 
-@bp.get("/files/<bucket>")
+@files_bp.get("/<bucket>")
 def list_files(bucket: str):
     args = request.args
     for name in ("limit", "cursor", "prefix", "delimiter"):
@@ -39,27 +39,25 @@ def list_files(bucket: str):
     return body
 
 
-@bp.delete("/files/<bucket>")
+@files_bp.delete("/<bucket>")
 def delete_bucket(bucket: str):
     objects().delete_bucket(bucket)
     return "", 204
 
 
-@bp.get("/files/<bucket>/<path:key>")
+@files_bp.get("/<bucket>/<path:key>")
 def file_info(bucket: str, key: str):
     return file_json(objects().get(bucket, key))
 
 
-@bp.put("/files/<bucket>/<path:key>")
+@files_bp.put("/<bucket>/<path:key>")
 def put_file(bucket: str, key: str):
     """The whole file in one request, as S3 clients and scripts send it (`curl -T file URL`)."""
     if request.content_length is None and is_chunked():
         raise LengthRequired("send Content-Length (a PUT is one whole file; use a session to stream without one)")
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match not in (None, "*"):
-        raise InvalidInput("If-None-Match on PUT may only be '*'", "invalid_precondition")
+    create_only = validation.if_none_match(request.headers.get("If-None-Match"))
     obj = uploads().put(bucket=bucket, key=key, body=RequestBody(request.stream), length=request.content_length or 0,
-                        mime_type=_declared_type(), create_only=if_none_match == "*", owner=auth.current().owner,
+                        mime_type=_declared_type(), create_only=create_only, owner=auth.current().owner,
                         sha256=validation.sha256_header(request.headers.get("X-Checksum-Sha256")))
     return file_json(obj), 200
 
@@ -72,6 +70,6 @@ def _declared_type() -> str | None:
     return declared
 
 
-@bp.delete("/files/<bucket>/<path:key>")
+@files_bp.delete("/<bucket>/<path:key>")
 def delete_file(bucket: str, key: str):
     return file_json(objects().delete(bucket, key))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from . import bp
+from .blueprints import api_bp
 
 
 def _ref(name: str) -> dict:
@@ -234,6 +234,6 @@ for _operations in SPEC["paths"].values():
                     "cookie without the page's CSRF token (`csrf_failed`), or not allowed for this token"))
 
 
-@bp.get("/openapi.json")
+@api_bp.get("/openapi.json")
 def openapi():
     return {**SPEC, "servers": [{"url": request.host_url.rstrip("/")}]}

@@ -1,47 +1,46 @@
-"""Upload sessions: create, send content, read, abort."""
+"""Upload sessions: create, send content, read, abort. Each URL serves both dialects: a request
+that speaks tus goes to the tus handler (tus.py), the others are the seed's JSON."""
 
 from __future__ import annotations
 
 from flask import request
 
 from .. import auth, validation
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..services import ChunkRequest
-from ..tus import views as tus_views
-from . import bp
+from . import tus
+from .blueprints import files_bp
 from .common import RequestBody, file_json, read_json_object, session_json, uploads
 
 _FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
 
 
-@bp.post("/files")
-@bp.post("/files/")  # tus endpoints are often written with a trailing slash
+@files_bp.post("")
+@files_bp.post("/")  # tus endpoints are often written with a trailing slash
 def create_session():
     if "Tus-Resumable" in request.headers:
-        return tus_views.create_upload()
+        return tus.create_upload()
     fields = read_json_object(request.stream)
     for name in ("bucket", "key", "size"):
         if name not in fields:
             raise InvalidInput(f"missing field {name!r}", "missing_field", field=name)
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match not in (None, "*"):
-        raise InvalidInput("If-None-Match on session creation may only be '*'", "invalid_precondition")
+    create_only = validation.if_none_match(request.headers.get("If-None-Match"))
     auth.check_bucket(fields.get("bucket"))
-    info = uploads().create(**{name: fields.get(name) for name in _FIELDS}, create_only=if_none_match == "*",
+    info = uploads().create(**{name: fields.get(name) for name in _FIELDS}, create_only=create_only,
                             owner=auth.current().owner)
     body = session_json(info)
     return body, 201, {"Location": body["url"]}
 
 
-@bp.get("/files/session:<session_id>")
+@files_bp.get("/session:<session_id>")  # (and HEAD, which only tus sends)
 def session(session_id: str):
     if request.method == "HEAD":
-        return tus_views.head_upload(session_id)
+        return tus.head_upload(session_id)
     info = uploads().get(session_id, auth.current().owner)
     return session_json(info), 200, {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
 
 
-@bp.post("/files/session:<session_id>")
+@files_bp.post("/session:<session_id>")
 def upload_content(session_id: str):
     chunk = ChunkRequest(RequestBody(request.stream), length=request.content_length,
                          offset=validation.offset_header(request.headers.get("Upload-Offset")),
@@ -53,7 +52,21 @@ def upload_content(session_id: str):
     return session_json(result.session), 200, headers
 
 
-@bp.delete("/files/session:<session_id>")
+@files_bp.patch("/session:<session_id>")  # tus only (refuse_other_versions sees to it)
+def patch_session(session_id: str):
+    return tus.patch_upload(session_id)
+
+
+@files_bp.delete("/session:<session_id>")
 def abort_session(session_id: str):
     uploads().abort(session_id, auth.current().owner)
     return "", 204
+
+
+@files_bp.route("", methods=["PATCH"])
+@files_bp.route("/", methods=["PATCH"])
+@files_bp.route("/<bucket>", methods=["PATCH"])
+@files_bp.route("/<bucket>/<path:key>", methods=["PATCH"])
+def not_an_upload(**_url_parts: str):
+    """tus: a PATCH to what is not an upload URL is about an upload that does not exist (404, not 405)."""
+    raise NotFound(f"no upload at {request.path}")

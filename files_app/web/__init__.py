@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Blueprint, Flask, render_template, request, session, url_for
+from flask import Flask, render_template, request, session
 
 from .. import auth
-from ..errors import CsrfFailed
-
-bp = Blueprint("web", __name__)
+from .pages import bp, csrf_token, folder_url, human_bytes, when
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             "media-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -62,45 +59,11 @@ def init_app(app: Flask) -> None:
 
 def wants_html() -> bool:
     """Pages answer errors as pages; the API (and anything asking for JSON) as JSON."""
-    return not request.path.startswith(("/v1/", "/healthz")) and request.blueprint != "api"
+    return not request.path.startswith(("/v1/", "/healthz")) and request.blueprint not in ("api", "files")
 
 
 def error_page(status: int, title: str, message: str):
     return render_template("error.html", status=status, title=title, message=message), status
-
-
-def folder_url(bucket: str, path: str, **args) -> str:
-    """The page of a folder ('' is the bucket's top) or a file."""
-    if not path:
-        return url_for("web.folder", bucket=bucket, path="", **args)
-    return url_for("web.folder_or_file", bucket=bucket, path=path, **args)
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
-def when(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC") if timestamp else "—"
-
-
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-@bp.before_request
-def check_csrf():
-    if request.method == "POST":
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
-        if not auth.csrf_matches(sent):
-            raise CsrfFailed("This form has expired or did not come from this site. Reload the page and try again.")
 
 
 def _secret_key(configured: str, data_dir: Path) -> str:

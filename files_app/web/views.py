@@ -8,7 +8,7 @@ from flask import current_app, flash, redirect, render_template, request, send_f
 
 from .. import auth, validation
 from ..errors import FilesError
-from . import bp, csrf_token, folder_url
+from .pages import bp, csrf_token, folder_url
 
 PAGE_SIZE = 100
 PREVIEW_TEXT_BYTES = 256 * 1024

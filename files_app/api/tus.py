@@ -1,4 +1,9 @@
-"""tus requests: creation (with upload, deferred length, concatenation), HEAD, PATCH, OPTIONS."""
+"""The tus 1.0 dialect on the upload session URLs: creation (with upload, deferred length,
+concatenation), HEAD, PATCH, OPTIONS, and the hooks every /v1/files request passes (blueprints.py).
+
+The upload URL of every session is its seed URL, /v1/files/session:<id>; the views in sessions.py
+hand a request here when it speaks tus.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,54 @@ from flask import Response, current_app, request, url_for
 from werkzeug.http import http_date
 
 from .. import auth, validation
-from ..api.common import RequestBody, is_chunked, uploads
-from ..errors import InvalidInput, UnsupportedMediaType
+from ..errors import InvalidInput, PreconditionFailed, UnsupportedMediaType
 from ..models import SessionKind
 from ..services import ChunkRequest, SessionInfo
-from . import bp, protocol
+from ..tus import protocol
+from .common import RequestBody, is_chunked, uploads
+
+# Endpoints that exist only in the tus dialect: a request without Tus-Resumable is refused.
+_TUS_ONLY = {("HEAD", "files.session"), ("PATCH", "files.patch_session")}
+
+
+# --- hooks -------------------------------------------------------------------------------------------
+def refuse_other_versions():
+    """The protocol: a tus request of a version we do not speak gets 412 with the versions we do,
+    and nothing else happens."""
+    if request.method == "OPTIONS":
+        return None
+    version = request.headers.get("Tus-Resumable")
+    if version is None and (request.method, request.endpoint) not in _TUS_ONLY and not _tus_creation():
+        return None  # the seed's dialect
+    if version != protocol.VERSION:
+        raise PreconditionFailed(f"tus version {version!r} is not supported; use {protocol.VERSION}",
+                                 tus_version=protocol.VERSION)
+    return None
+
+
+def answer_options():
+    """OPTIONS tells what the server speaks (and answers CORS preflights, see cors.py): 200, as
+    tusd answers (clients accept 200 and 204 alike)."""
+    if request.method != "OPTIONS":
+        return None
+    return empty(200, options_headers() if request.blueprint == "files" else {})
+
+
+def mark_resumable(response: Response) -> Response:
+    if request.method != "OPTIONS":
+        response.headers["Tus-Resumable"] = protocol.VERSION
+    return response
+
+
+def _tus_creation() -> bool:
+    """A POST that announces a tus upload (a length, and no JSON body of the seed's) but forgot
+    Tus-Resumable: the protocol says 412 with the versions we speak."""
+    announces = "Upload-Length" in request.headers or "Upload-Defer-Length" in request.headers
+    seed_body = bool(request.content_length) and request.mimetype != protocol.UPLOAD_CONTENT_TYPE
+    return request.method == "POST" and request.endpoint == "files.create_session" and announces and not seed_body
+
+
+# --- handlers ----------------------------------------------------------------------------------------
 
 
 def options_headers() -> dict[str, str]:
@@ -41,11 +89,11 @@ def empty(status: int, headers: dict[str, str]) -> Response:
 
 
 def _location(info: SessionInfo) -> str:
-    return url_for("api.session", session_id=info.id, _external=True)
+    return url_for("files.session", session_id=info.id, _external=True)
 
 
 def create_upload():
-    """POST /v1/files with Tus-Resumable (dispatched from the seed's creation route)."""
+    """POST /v1/files with Tus-Resumable."""
     raw_metadata = request.headers.get("Upload-Metadata")
     metadata = protocol.parse_metadata(raw_metadata)
     kind, partial_ids = protocol.parse_concat(request.headers.get("Upload-Concat"))
@@ -53,7 +101,7 @@ def create_upload():
         bucket=protocol.metadata_text(metadata, "bucket") or current_app.config["FILES_DEFAULT_BUCKET"],
         key=protocol.metadata_text(metadata, "key", "filename", "name") or uuid.uuid4().hex,
         mime_type=protocol.metadata_text(metadata, "filetype", "type"),
-        create_only=request.headers.get("If-None-Match") == "*",
+        create_only=validation.if_none_match(request.headers.get("If-None-Match")),
         tus_metadata=raw_metadata or None,
         owner=auth.current().owner,
     )
@@ -87,7 +135,7 @@ def create_upload():
 
 
 def head_upload(session_id: str):
-    """HEAD /v1/files/session:<id> (dispatched from the seed's GET route, which Flask also gives HEAD)."""
+    """HEAD /v1/files/session:<id>."""
     info = uploads().get(session_id, auth.current().owner)
     headers = {"Cache-Control": "no-store"}
     if info.kind != SessionKind.FINAL or info.completed:
@@ -110,8 +158,8 @@ def head_upload(session_id: str):
     return empty(200, headers)
 
 
-@bp.route("/files/session:<session_id>", methods=["PATCH"])
 def patch_upload(session_id: str):
+    """PATCH /v1/files/session:<id>: bytes at an offset."""
     _require_upload_content_type()
     offset = validation.offset_header(request.headers.get("Upload-Offset"))
     if offset is None:
@@ -123,3 +171,16 @@ def patch_upload(session_id: str):
     result = uploads().write(session_id, chunk, owner=auth.current().owner)
     info = result.session
     return empty(204, {"Upload-Offset": str(info.offset), "Upload-Expires": http_date(info.expires_at)})
+
+
+class MethodOverride:
+    """X-HTTP-Method-Override names the method, for clients that cannot send PATCH or DELETE."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip().upper()
+        if override.isalpha() and override.isascii():
+            environ["REQUEST_METHOD"] = override
+        return self.wsgi_app(environ, start_response)

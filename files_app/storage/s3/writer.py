@@ -1,4 +1,4 @@
-"""An S3 upload session's writer: the parts of a multipart upload, and the held tail (see s3.py)."""
+"""An S3 upload session's writer: the parts of a multipart upload, and the held tail (see __init__.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from concurrent.futures import Future
 
 from botocore.exceptions import ClientError
 
-from ..errors import Conflict, StorageError
-from .s3 import S3BlobStore, error_code, translate_errors
+from ...errors import Conflict, StorageError
+from .client import S3Client, error_code, translate_errors
 
 
 class S3PartialWriter:
@@ -19,7 +19,7 @@ class S3PartialWriter:
 
     PARTS_IN_FLIGHT = 2
 
-    def __init__(self, store: S3BlobStore, session_id: str, offset: int, state: str | None):
+    def __init__(self, store: S3Client, session_id: str, offset: int, state: str | None):
         parsed = json.loads(state) if state else {}
         # A session keeps the part size it started with, whatever FILES_S3_PART_SIZE says now.
         self._store, self._id, self._part_size = store, session_id, parsed.get("part", store.part_size)

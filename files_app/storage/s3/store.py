@@ -1,0 +1,114 @@
+"""The S3 blob store: sessions as multipart uploads, blobs as objects (see the package's docstring)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ...errors import StorageError
+from ..base import checked_id
+from .client import MISSING, S3Client, error_code, translate_errors
+from .reader import S3BlobReader
+from .writer import S3PartialWriter
+
+
+class S3BlobStore(S3Client):
+    """Blobs and upload sessions in one S3 bucket; its client, names and error mapping are S3Client's."""
+
+    # --- sessions --------------------------------------------------------------------------------
+    @translate_errors
+    def ensure_ready(self) -> None:
+        """Create the bucket if it is missing (the first start of a new deployment)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if error_code(error) not in MISSING + ("NoSuchBucket",):
+                raise
+            self.client.create_bucket(Bucket=self.bucket)
+
+    def open_partial(self, session_id: str, offset: int, state: str | None) -> S3PartialWriter:
+        return S3PartialWriter(self, checked_id(session_id), offset, state)
+
+    @translate_errors
+    def discard_partial(self, session_id: str, state: str | None) -> None:
+        parsed = json.loads(state) if state is not None else None
+        if parsed is None:  # an orphan, or a session gone without its row: whatever is there
+            for upload in self._uploads(prefix=self.blob_key(session_id)):
+                self._abort(session_id, upload["UploadId"])
+        elif parsed["upload"] and not parsed.get("sealed"):  # a sealed one was completed by `finalize`
+            self._abort(session_id, parsed["upload"])
+        if parsed is not None and not parsed["tail"] and not parsed["stale"]:
+            return  # it never held a tail
+        for entry in self._objects(f"tails/{checked_id(session_id)}/"):
+            self.delete(entry["Key"])
+
+    def _abort(self, session_id: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.blob_key(session_id), UploadId=upload_id)
+        except ClientError as error:
+            if error_code(error) not in ("NoSuchUpload",) + MISSING:
+                raise
+
+    @translate_errors
+    def finalize(self, session_id: str, size: int, state: str | None) -> str:
+        """CompleteMultipartUpload with the parts the row lists. A session that fit in one part was
+        put whole by `sync_for_finalize`. Done again after a crash, the upload is gone and the blob
+        is there: its size says whether it is this session's."""
+        parsed = json.loads(state or "{}")
+        if parsed.get("upload"):
+            parts = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(parsed["etags"], 1)]
+            try:
+                self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.blob_key(session_id),
+                                                      UploadId=parsed["upload"], MultipartUpload={"Parts": parts})
+                return session_id
+            except ClientError as error:
+                if error_code(error) != "NoSuchUpload":
+                    raise
+        placed = self.blob_size(session_id)
+        if placed != size:
+            raise StorageError(f"session {session_id} holds {placed} bytes, not {size}")
+        return session_id
+
+    # --- blobs -------------------------------------------------------------------------------------
+    @translate_errors
+    def put_blob(self, blob_id: str, data: bytes) -> None:
+        self.put(self.blob_key(blob_id), data)
+
+    def open_blob(self, blob_id: str) -> S3BlobReader:
+        return S3BlobReader(self, self.blob_key(blob_id))
+
+    @translate_errors
+    def delete_blob(self, blob_id: str) -> None:
+        self.delete(self.blob_key(blob_id))
+
+    def release_blob(self, blob_id: str) -> None:
+        """Left for gc's orphan sweep: a reader fetches a blob only when it starts sending, and
+        must not find it gone after its row said it was there."""
+
+    # --- for gc --------------------------------------------------------------------------------------
+    @translate_errors
+    def blob_ids(self, older_than: float) -> list[str]:
+        return [entry["Key"].rsplit("/", 1)[-1] for entry in self._objects("blobs/")
+                if entry["LastModified"].timestamp() < older_than]
+
+    @translate_errors
+    def partial_ids(self, older_than: float) -> list[str]:
+        """Sessions with multipart uploads or tails older than `older_than`."""
+        seen = {upload["Key"].rsplit("/", 1)[-1] for upload in self._uploads(prefix="blobs/")
+                if upload["Initiated"].timestamp() < older_than}
+        seen.update(entry["Key"].split("/")[1] for entry in self._objects("tails/")
+                    if entry["LastModified"].timestamp() < older_than)
+        return sorted(seen)
+
+    def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", ())
+
+    def _uploads(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Uploads", ())
+
+
