@@ -317,3 +317,27 @@ def test_a_seed_creation_that_happens_to_send_upload_length_stays_seed(client):
 def test_patch_on_what_is_not_an_upload_is_404(client, path):
     response = client.patch(path, data=b"x", headers={**BYTES, "Upload-Offset": "0"})
     assert_error(response, 404, "not_found")
+
+
+@pytest.mark.parametrize("value, status", [("*", 412), ('"abc"', 400), ("W/*", 400)])
+def test_if_none_match_on_creation_means_the_same_in_both_dialects(client, value, status):
+    """`*`: create only if no file has the key (412 if one has); anything else is refused (400),
+    by the seed's creation and by tus's alike."""
+    client.put("/v1/files/b/taken.txt", data=b"here")
+    seed = client.post("/v1/files", data=json.dumps({"bucket": "b", "key": "taken.txt", "size": 3}),
+                       headers={"If-None-Match": value})
+    tus = client.post("/v1/files", headers={**TUS, "Upload-Length": "3", "If-None-Match": value,
+                                            "Upload-Metadata": f"bucket {b64('b')},filename {b64('taken.txt')}"})
+    assert (seed.status_code, tus.status_code) == (status, status)
+    assert client.get("/v1/files/b/taken.txt").get_json()["bytes"] == 4
+
+
+def test_the_tus_hooks_are_the_files_blueprints_own(client):
+    """Tus-Resumable marks every /v1/files answer, and only those: downloads are no tus URLs."""
+    client.put("/v1/files/b/k.txt", data=b"x")
+    assert client.get("/v1/files/b/k.txt").headers["Tus-Resumable"] == "1.0.0"
+    assert client.get("/v1/files").headers["Tus-Resumable"] == "1.0.0"
+    assert "Tus-Resumable" not in client.get("/v1/content/b/k.txt").headers
+    assert "Tus-Resumable" not in client.get("/healthz").headers
+    assert client.options("/v1/files").headers["Tus-Version"] == "1.0.0"
+    assert "Tus-Version" not in client.options("/v1/content/b/k.txt").headers
