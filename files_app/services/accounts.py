@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
 from ..errors import Conflict, InvalidInput, TooManyAttempts
-from ..models import ApiToken, SigninFailure, User, WebSession, db
+from ..models import ApiToken, SigninFailure, User, WebSession, db, transaction
 
 SCOPES = ("read", "write", "admin")  # each allows what the ones before it allow
 TOKEN_PREFIX = "fsk_"
@@ -61,8 +61,8 @@ class AccountService:
         asked on every request, and a new token from the CLI takes effect within that second."""
         checked_at, answer = self._any_cached
         if time.monotonic() - checked_at > 1.0:
-            answer = bool(db.session.scalar(_ANY))
-            db.session.commit()
+            with transaction():
+                answer = bool(db.session.scalar(_ANY))
             self._any_cached = (time.monotonic(), answer)
         return answer
 
@@ -72,17 +72,17 @@ class AccountService:
         if bucket is not None:
             validation.bucket_name(bucket)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        db.session.add(ApiToken(name=name[:100], token_sha256=_digest(token), scope=scope, bucket=bucket,
-                                created_at=int(time.time())))
-        db.session.commit()
+        with transaction():
+            db.session.add(ApiToken(name=name[:100], token_sha256=_digest(token), scope=scope, bucket=bucket,
+                                    created_at=int(time.time())))
         self._any_cached = (0.0, True)
         return token
 
     def token_principal(self, token: str) -> Principal | None:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        row = db.session.execute(_FIND_TOKEN, {"digest": _digest(token)}).first()
-        db.session.commit()
+        with transaction():
+            row = db.session.execute(_FIND_TOKEN, {"digest": _digest(token)}).first()
         return Principal(f"token:{row.id}", row.scope, row.bucket) if row else None
 
     def create_user(self, username: str, password: str) -> None:
@@ -90,12 +90,11 @@ class AccountService:
             raise InvalidInput("a user name is 1 to 100 letters, digits, '_', '.', '@' or '-'", "invalid_username")
         if len(password) < 8:
             raise InvalidInput("a password has at least 8 characters", "invalid_password")
-        db.session.add(User(username=username, password_hash=generate_password_hash(password),
-                            created_at=int(time.time())))
         try:
-            db.session.commit()
+            with transaction():
+                db.session.add(User(username=username, password_hash=generate_password_hash(password),
+                                    created_at=int(time.time())))
         except IntegrityError:
-            db.session.rollback()
             raise Conflict(f"user {username!r} exists") from None
         self._any_cached = (0.0, True)
 
@@ -105,32 +104,34 @@ class AccountService:
         subjects = [f"user:{username[:100]}", f"addr:{address}"]
         now = time.time()
         self._check_throttle(subjects, now)
-        row = db.session.execute(select(User.id, User.password_hash).where(User.username == username)).first()
-        db.session.commit()
+        with transaction():
+            row = db.session.execute(select(User.id, User.password_hash).where(User.username == username)).first()
         # Check a hash even for an unknown name, so timing does not tell which names exist.
         stored = row.password_hash if row else _decoy_hash()
         if not (check_password_hash(stored, password) and row):
             self._count_failure(subjects, now)
             return None
         session_id = secrets.token_urlsafe(32)
-        db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
-        db.session.add(WebSession(id_sha256=_digest(session_id), user_id=row.id, created_at=int(now),
-                                  expires_at=now + WEB_SESSION_TTL))
-        db.session.commit()
+        with transaction():
+            db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
+            db.session.add(WebSession(id_sha256=_digest(session_id), user_id=row.id, created_at=int(now),
+                                      expires_at=now + WEB_SESSION_TTL))
         return session_id
 
     def sign_out(self, session_id: str) -> None:
-        db.session.execute(delete(WebSession).where(WebSession.id_sha256 == _digest(session_id)))
-        db.session.commit()
+        with transaction():
+            db.session.execute(delete(WebSession).where(WebSession.id_sha256 == _digest(session_id)))
 
     def web_session_principal(self, session_id: str) -> Principal | None:
-        user_id = db.session.scalar(_WEB_SESSION_USER, {"digest": _digest(session_id), "now": time.time()})
-        db.session.commit()
+        with transaction():
+            user_id = db.session.scalar(_WEB_SESSION_USER, {"digest": _digest(session_id), "now": time.time()})
         return Principal(f"user:{user_id}", "admin") if user_id else None
 
     def _check_throttle(self, subjects: list[str], now: float) -> None:
-        rows = db.session.execute(select(SigninFailure).where(SigninFailure.subject.in_(subjects))).scalars().all()
-        db.session.commit()
+        with transaction():
+            rows = db.session.execute(select(SigninFailure.subject, SigninFailure.failures,
+                                             SigninFailure.window_start)
+                                      .where(SigninFailure.subject.in_(subjects))).all()
         for row in rows:
             left = row.window_start + SIGNIN_WINDOW - now
             if left > 0 and row.failures >= SIGNIN_LIMITS[row.subject.partition(":")[0]]:
@@ -139,22 +140,22 @@ class AccountService:
     def _count_failure(self, subjects: list[str], now: float) -> None:
         for subject in subjects:
             for _ in range(3):  # insert or add one; two failures racing to insert go round once
-                counted = db.session.execute(
-                    update(SigninFailure).where(SigninFailure.subject == subject,
-                                                SigninFailure.window_start > now - SIGNIN_WINDOW)
-                    .values(failures=SigninFailure.failures + 1)).rowcount
-                if not counted:
-                    db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject))
-                    db.session.add(SigninFailure(subject=subject, failures=1, window_start=now))
                 try:
-                    db.session.commit()
+                    with transaction():
+                        counted = db.session.execute(
+                            update(SigninFailure).where(SigninFailure.subject == subject,
+                                                        SigninFailure.window_start > now - SIGNIN_WINDOW)
+                            .values(failures=SigninFailure.failures + 1)).rowcount
+                        if not counted:
+                            db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject))
+                            db.session.add(SigninFailure(subject=subject, failures=1, window_start=now))
                     break
                 except IntegrityError:
-                    db.session.rollback()
+                    continue
 
     def forget_expired(self, now: float) -> int:
         """For gc: signed-in sessions past their time and failure windows that are over."""
-        gone = db.session.execute(delete(WebSession).where(WebSession.expires_at < now)).rowcount
-        db.session.execute(delete(SigninFailure).where(SigninFailure.window_start < now - SIGNIN_WINDOW))
-        db.session.commit()
+        with transaction():
+            gone = db.session.execute(delete(WebSession).where(WebSession.expires_at < now)).rowcount
+            db.session.execute(delete(SigninFailure).where(SigninFailure.window_start < now - SIGNIN_WINDOW))
         return gone

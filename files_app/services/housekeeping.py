@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, or_, select
 
-from ..models import SessionKind, SessionState, StoredObject, UploadSession, db
+from ..models import SessionKind, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from .leases import LEASE_FREE
 
@@ -17,13 +17,13 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
     `grace` spares files younger than that many seconds: a blob is renamed into place a moment
     before its row commits, and must not be swept in between.
     """
-    expired = db.session.execute(
-        select(UploadSession.id, UploadSession.store_state).where(UploadSession.expires_at < now, LEASE_FREE),
-        {"now": now},
-    ).all()
-    for batch in batches(expired):
-        db.session.execute(delete(UploadSession).where(UploadSession.id.in_([row.id for row in batch])))
-    db.session.commit()
+    with transaction():
+        expired = db.session.execute(
+            select(UploadSession.id, UploadSession.store_state).where(UploadSession.expires_at < now, LEASE_FREE),
+            {"now": now},
+        ).all()
+        for batch in batches(expired):
+            db.session.execute(delete(UploadSession).where(UploadSession.id.in_([row.id for row in batch])))
     for session_id, store_state in expired:
         store.discard_partial(session_id, store_state)
     # Only an active session needs its private bytes: a completed one's are in its blob, and what a
@@ -46,9 +46,9 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
 def _unreferenced(ids: Iterable[str], column, *conditions) -> list[str]:
     orphans = []
     for batch in batches(list(ids)):
-        known = set(db.session.scalars(select(column).where(column.in_(batch), *conditions)).all())
+        with transaction():
+            known = set(db.session.scalars(select(column).where(column.in_(batch), *conditions)).all())
         orphans.extend(i for i in batch if i not in known)
-    db.session.commit()
     return orphans
 
 

@@ -115,7 +115,6 @@ class Lease:
         """Give the session back without changing it (after an error); never raises LeaseLost."""
         if not self._held:
             return
-        db.session.rollback()
         with transaction():
             db.session.execute(_RELEASE, {"sid": self.session_id, "token": self.token})
         self._held = False
@@ -131,8 +130,7 @@ class Lease:
         params = {f"new_{column}": values[column] for column in columns}
         done = db.session.execute(_guarded_update(columns),
                                   {"sid": self.session_id, "token": self.token, **params}).rowcount
-        if done != 1:
-            db.session.rollback()
+        if done != 1:  # (the caller's transaction block rolls back)
             self._held = False
             raise LeaseLost("the upload session was taken over or aborted meanwhile")
         self.renewed_at = now

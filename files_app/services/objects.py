@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
-from ..models import Bucket, SessionState, StoredObject, UploadSession, db, durable_transaction
+from ..models import Bucket, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
 
@@ -130,40 +130,41 @@ class ObjectService:
     def ensure_bucket(self, name: str) -> int:
         """The bucket's id, creating it on first use; safe when two requests race to create it."""
         for _ in range(3):
-            bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
+            with transaction():
+                bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
             if bucket_id is not None:
                 return bucket_id
-            db.session.add(bucket := _new_bucket(name))
             try:
-                db.session.flush()
-                bucket_id = bucket.id  # read before the commit: a delete may follow at once
-                db.session.commit()
+                with transaction():
+                    db.session.add(bucket := _new_bucket(name))
+                    db.session.flush()
+                    bucket_id = bucket.id  # read before the commit: a delete may follow at once
                 return bucket_id
             except IntegrityError:
-                db.session.rollback()
+                continue
         raise Conflict(f"bucket {name!r} could not be created; retry")
 
     def bucket_id(self, name: str) -> int:
-        bucket_id = db.session.scalar(_BUCKET_ID, {"name": validation.bucket_name(name)})
+        with transaction():
+            bucket_id = db.session.scalar(_BUCKET_ID, {"name": validation.bucket_name(name)})
         if bucket_id is None:
             raise NotFound(f"bucket {name!r} does not exist")
         return bucket_id
 
     def bucket_name(self, bucket_id: int) -> str:
-        name = db.session.scalar(_BUCKET_NAME, {"bucket_id": bucket_id})
-        db.session.commit()
-        return name
+        with transaction():
+            return db.session.scalar(_BUCKET_NAME, {"bucket_id": bucket_id})
 
     def list_buckets(self, only: str | None = None) -> list[BucketInfo]:
         """Every bucket, or just `only` (a caller confined to one bucket sees no other)."""
         query = _BUCKET_INFO.order_by(Bucket.name)
-        rows = db.session.execute(query.where(Bucket.name == only) if only is not None else query).all()
-        db.session.commit()
+        with transaction():
+            rows = db.session.execute(query.where(Bucket.name == only) if only is not None else query).all()
         return [BucketInfo(*row) for row in rows]
 
     def get_bucket(self, name: str) -> BucketInfo:
-        row = db.session.execute(_BUCKET_INFO.where(Bucket.name == validation.bucket_name(name))).first()
-        db.session.commit()
+        with transaction():
+            row = db.session.execute(_BUCKET_INFO.where(Bucket.name == validation.bucket_name(name))).first()
         if row is None:
             raise NotFound(f"bucket {name!r} does not exist")
         return BucketInfo(*row)
@@ -172,11 +173,10 @@ class ObjectService:
         """An empty bucket; 409 if it exists."""
         bucket = _new_bucket(validation.bucket_name(name))
         created_at = bucket.created_at  # not read back after the commit: a delete may follow at once
-        db.session.add(bucket)
         try:
-            db.session.commit()
+            with transaction():
+                db.session.add(bucket)
         except IntegrityError:
-            db.session.rollback()
             raise Conflict(f"bucket {name!r} already exists") from None
         return BucketInfo(name, created_at, 0, 0, created_at)
 
@@ -185,36 +185,30 @@ class ObjectService:
         that deletes, so a session created meanwhile either makes it fail (409) or finds the bucket
         gone and makes it again: a session that was answered 201 is never lost."""
         bucket_id = self.bucket_id(name)
-        db.session.rollback()
-        durable_transaction()
-        # Completed sessions only remember an upload that is over; they go with the bucket.
-        db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id,
-                                                       UploadSession.state == SessionState.COMPLETED))
         try:
-            gone = db.session.execute(_DELETE_EMPTY_BUCKET, {"bucket_id": bucket_id}).rowcount
+            with transaction(durable=True):
+                # Completed sessions only remember an upload that is over; they go with the bucket.
+                db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id,
+                                                               UploadSession.state == SessionState.COMPLETED))
+                if db.session.execute(_DELETE_EMPTY_BUCKET, {"bucket_id": bucket_id}).rowcount != 1:
+                    raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
         except IntegrityError:  # PostgreSQL: a session or file committed while we waited for the row
-            gone = 0
-        if gone != 1:
-            db.session.rollback()
-            raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
-        db.session.commit()
+            raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress") from None
 
     # --- objects -------------------------------------------------------------------------
     def _row(self, bucket: str, key: str, with_bytes: bool = False):
         """The object's columns (and an inline file's bytes, if asked); one query for the bucket and
         the key together."""
         params = {"bucket": validation.bucket_name(bucket), "key": validation.object_key(key, new=False)}
-        row = db.session.execute(_OBJECT_WITH_BYTES if with_bytes else _OBJECT, params).first()
+        with transaction():
+            row = db.session.execute(_OBJECT_WITH_BYTES if with_bytes else _OBJECT, params).first()
         if row is None:
             self.bucket_id(bucket)  # 404 for the bucket rather than the file, where that is why
-            db.session.rollback()
             raise NotFound(f"no file {key!r} in bucket {bucket!r}")
         return row
 
     def get(self, bucket: str, key: str) -> ObjectInfo:
-        info = ObjectInfo.from_row(bucket, self._row(bucket, key))
-        db.session.commit()
-        return info
+        return ObjectInfo.from_row(bucket, self._row(bucket, key))
 
     def open(self, bucket: str, key: str) -> tuple[ObjectInfo, BinaryIO]:
         """The file's metadata and its bytes. Once open, a replace or delete that commits
@@ -222,7 +216,6 @@ class ObjectService:
         lookup and the open took the blob: look again, and find the new file or none (404)."""
         for _ in range(5):
             row = self._row(bucket, key, with_bytes=True)
-            db.session.commit()
             if row.inline_data is not None:
                 return ObjectInfo.from_row(bucket, row), MemoryBlobReader(row.inline_data)
             try:
@@ -241,14 +234,12 @@ class ObjectService:
     def delete(self, bucket: str, key: str) -> ObjectInfo:
         row = self._row(bucket, key)
         info, blob_id, row_id, bucket_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id, row.bucket_id
-        db.session.rollback()
-        durable_transaction()  # the blob goes next: the row must not come back after power loss
-        gone = db.session.execute(
-            delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id)
-        ).rowcount
-        if gone == 1:
-            count_in_bucket(bucket_id, -1, -info.size, int(time.time()))
-        db.session.commit()
+        with transaction(durable=True):  # the blob goes next: the row must not come back after power loss
+            gone = db.session.execute(
+                delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id)
+            ).rowcount
+            if gone == 1:
+                count_in_bucket(bucket_id, -1, -info.size, int(time.time()))
         if gone != 1:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
         self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
@@ -276,29 +267,29 @@ class ObjectService:
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
         has_more, skip_below = False, ""
-        while not has_more:
-            want = limit - len(objects) - len(prefixes)
-            batch = want + 1 if not delimiter else min(want + 1, _FOLDER_BATCH)
-            rows = db.session.execute(page, {"bucket_id": bucket_id, "start": start_at, "upper": upper,
-                                             "n": batch}).all()
-            for row in rows:
-                if row.key < skip_below:
-                    continue  # inside the folder just listed
-                if len(objects) + len(prefixes) == limit:
-                    has_more = True
-                    break
-                folder = _common_prefix(row.key, prefix, delimiter)
-                if folder is None:
-                    objects.append(ObjectInfo(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at))
-                    start_at = row.key + "\x01"  # the next key up: keys hold no control characters
-                    # (and PostgreSQL's text holds no NUL)
+        with transaction():  # one snapshot for all the batches of a page
+            while not has_more:
+                want = limit - len(objects) - len(prefixes)
+                batch = want + 1 if not delimiter else min(want + 1, _FOLDER_BATCH)
+                rows = db.session.execute(page, {"bucket_id": bucket_id, "start": start_at, "upper": upper,
+                                                 "n": batch}).all()
+                for row in rows:
+                    if row.key < skip_below:
+                        continue  # inside the folder just listed
+                    if len(objects) + len(prefixes) == limit:
+                        has_more = True
+                        break
+                    folder = _common_prefix(row.key, prefix, delimiter)
+                    if folder is None:
+                        objects.append(ObjectInfo(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at))
+                        start_at = row.key + "\x01"  # the next key up: keys hold no control characters
+                        # (and PostgreSQL's text holds no NUL)
+                    else:
+                        prefixes.append(folder)
+                        start_at = skip_below = key_successor_bound(folder)
                 else:
-                    prefixes.append(folder)
-                    start_at = skip_below = key_successor_bound(folder)
-            else:
-                if len(rows) < batch:
-                    break  # the range is exhausted
-        db.session.commit()
+                    if len(rows) < batch:
+                        break  # the range is exhausted
         return ObjectPage(objects, prefixes, encode_cursor(start_at) if has_more else None)
 
 

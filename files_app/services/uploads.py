@@ -169,7 +169,6 @@ class UploadService:
             return self._write(session_id, chunk, refuse_final=True, owner=owner)
         except BaseException:
             if with_creation:
-                db.session.rollback()
                 with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
                     self._discard(session_id)
             raise

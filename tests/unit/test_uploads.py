@@ -445,3 +445,18 @@ def test_no_transaction_is_open_while_a_body_streams(services, monkeypatch):
     db.session.rollback()
     result = services.uploads.write(info.id, ChunkRequest(ChunkedBody(b"x" * 3 * MIB), length=3 * MIB))
     assert result.object.size == 3 * MIB
+
+
+def test_a_transaction_block_commits_at_its_end_and_rolls_back_on_any_error(services):
+    from files_app.models import transaction
+
+    info = services.uploads.create(bucket="b", key="k", size=10)
+    with pytest.raises(KeyboardInterrupt), transaction():  # not even an Exception escapes uncommitted
+        db.session.execute(update(UploadSession).values(mime_type="text/broken"))
+        raise KeyboardInterrupt
+    assert not db.session().in_transaction()
+    assert services.uploads.get(info.id).mime_type != "text/broken"
+    with transaction():
+        db.session.execute(update(UploadSession).values(mime_type="text/kept"))
+    assert not db.session().in_transaction()
+    assert services.uploads.get(info.id).mime_type == "text/kept"
