@@ -85,7 +85,7 @@ def _private_data_dir(data_dir: Path) -> None:
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, and the commits that
-    # acknowledge a file ask for FULL (models.durable_transaction). Writers queue for up to
+    # acknowledge a file wait for a group sync of the WAL (group_commit.py). Writers queue for up to
     # FILES_SQLITE_BUSY_MS (the driver's timeout) instead of failing at once.
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()

@@ -193,6 +193,11 @@ class StorageError(FilesError):
     code = "storage_error"
 
 
+class CommitNotDurable(StorageError):
+    """A commit went through but the disk refused to sync it: what it published stays published
+    (its bytes must not be freed), and the client is told the write failed."""
+
+
 class BlobMissing(StorageError):
     """A blob is gone: a replace or delete freed it after its row was read (look the row up again)."""
 

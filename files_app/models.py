@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from enum import StrEnum
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, event
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import Pool
+
+from .errors import CommitNotDurable
+from .group_commit import wal_sync_for
 
 
 class Base(DeclarativeBase):
@@ -26,32 +28,26 @@ db = SQLAlchemy(model_class=Base)
 KeyString = String(1024).with_variant(String(1024, collation="C"), "postgresql")
 
 
-def durable_transaction() -> None:
-    """Make the transaction that is about to start survive power loss, not just a crash.
-
-    SQLite runs in WAL mode with synchronous=NORMAL: a commit reaches the OS at once but the
-    disk only at the next checkpoint, which is enough for sessions (a lost offset is re-sent).
-    The commits that acknowledge a stored or deleted file must reach the disk: FULL for them.
-    SQLite ignores the switch inside a transaction, so call this before the first write.
-    """
-    connection = db.session.connection()
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("PRAGMA synchronous=FULL")
-        connection.info["synchronous_full"] = True
-
-
 @contextmanager
 def transaction(durable: bool = False) -> Iterator[None]:
     """A short transaction as a block: committed at its end, rolled back if anything in it raises.
-    `durable`: it acknowledges a stored or deleted file (see durable_transaction)."""
-    if durable:
-        durable_transaction()
+
+    `durable`: it acknowledges a stored or deleted file, so the block ends only once the commit
+    survives power loss, not just a crash. SQLite's commits reach the disk at its next checkpoint
+    (synchronous=NORMAL, enough for session bookkeeping: a lost offset is re-sent); a durable one
+    then waits for a group sync of the WAL (group_commit.py). PostgreSQL's commits are durable.
+    """
     try:
         yield
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+    if durable and (wal_sync := wal_sync_for(db.engine)) is not None:
+        try:
+            wal_sync.wait_durable()
+        except OSError as error:
+            raise CommitNotDurable(f"the database could not sync a commit to disk: {error}") from error
 
 
 class TransactionOpen(RuntimeError):
@@ -63,12 +59,6 @@ def assert_no_transaction(where: str) -> None:
     """Called where a request body starts streaming."""
     if db.session().in_transaction():
         raise TransactionOpen(f"a database transaction is open while {where}")
-
-
-@event.listens_for(Pool, "checkin")
-def _back_to_normal(dbapi_connection, record) -> None:
-    if dbapi_connection is not None and record.info.pop("synchronous_full", False):
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 class Bucket(db.Model):

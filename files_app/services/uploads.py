@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import validation
 from ..errors import (
     ChecksumMismatch,
+    CommitNotDurable,
     Conflict,
     DigestMismatch,
     FinalUploadImmutable,
@@ -337,6 +338,8 @@ class UploadService:
             if session_id:
                 self._discard(session_id)
             raise
+        except CommitNotDurable:
+            raise  # published all the same: its bytes stay
         except BaseException:
             source.abandon(blob_id, for_good=False)
             raise
