@@ -10,14 +10,14 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import LeaseLost, PreconditionFailed
-from ..models import StoredObject, db, transaction
+from ..models import Bucket, StoredObject, db, transaction
 from ..storage import BlobStore
 from .leases import Lease
-from .objects import ObjectInfo, count_in_bucket
+from .objects import ObjectInfo, bucket_for_writing, count_in_bucket
 from .records import Target
 
 
@@ -78,9 +78,16 @@ class BytesInHand:
         pass
 
 
-_objects = StoredObject.__table__
+_objects, _buckets = StoredObject.__table__, Bucket.__table__
 _FIND = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
+# The bucket by name and the file it may already hold under the key, in one query.
+_FIND_BY_NAME = (
+    select(_buckets.c.id.label("bucket_id"), _objects.c.id, _objects.c.blob_id, _objects.c.size)
+    .select_from(_buckets.outerjoin(_objects, and_(_objects.c.bucket_id == _buckets.c.id,
+                                                   _objects.c.key == bindparam("key"))))
+    .where(_buckets.c.name == bindparam("bucket"))
+)
 _SWAP_BLOB = (
     update(_objects)
     .where(_objects.c.id == bindparam("object_id"), _objects.c.blob_id == bindparam("old_blob"))
@@ -103,7 +110,7 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
             with transaction(durable=True):
                 if lease:
                     lease.complete(target.size)
-                existing = db.session.execute(_FIND, {"bucket_id": target.bucket_id, "key": target.key}).first()
+                bucket_id, existing = _locate(target)
                 if existing and target.create_only:
                     raise PreconditionFailed(f"{target.key!r} was created by another upload meanwhile")
                 if existing:
@@ -112,17 +119,29 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                         **{f"new_{name}": value for name, value in values.items()}}).rowcount
                     if swapped != 1:
                         raise _Replaced()
-                    count_in_bucket(target.bucket_id, 0, target.size - existing.size, now)
+                    count_in_bucket(bucket_id, 0, target.size - existing.size, now)
                 else:
-                    db.session.execute(_INSERT, {"bucket_id": target.bucket_id, "key": target.key, **values})
-                    count_in_bucket(target.bucket_id, 1, target.size, now)
+                    db.session.execute(_INSERT, {"bucket_id": bucket_id, "key": target.key, **values})
+                    count_in_bucket(bucket_id, 1, target.size, now)
         except (_Replaced, IntegrityError):
-            continue  # replaced or created concurrently: read it again
+            continue  # replaced, created or its bucket made concurrently: read it again
         if lease:
             lease.completed()
         obj = ObjectInfo(target.bucket, target.key, target.mime_type, target.size, digest, now)
         return obj, existing.blob_id if existing else None
     raise LeaseLost("too many concurrent replacements of this key; retry")
+
+
+def _locate(target: Target):
+    """(the bucket's id, the file under the key or None). A target without a bucket id (a file
+    sent whole, with no session to hold its bucket) finds its bucket by name, and makes it if
+    there is none, in the publishing transaction itself."""
+    if target.bucket_id is not None:
+        return target.bucket_id, db.session.execute(_FIND, {"bucket_id": target.bucket_id, "key": target.key}).first()
+    found = db.session.execute(_FIND_BY_NAME, {"bucket": target.bucket, "key": target.key}).first()
+    if found is None:
+        return bucket_for_writing(target.bucket), None
+    return found.bucket_id, found if found.id is not None else None
 
 
 class _Replaced(Exception):

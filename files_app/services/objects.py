@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -84,6 +84,21 @@ def _new_bucket(name: str) -> Bucket:
     return Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now)
 
 
+_INSERT_BUCKET = insert(Bucket.__table__).returning(Bucket.__table__.c.id)
+
+
+def bucket_for_writing(name: str) -> int:
+    """The bucket's id, inside the caller's transaction, making it on first use. Two requests
+    making it at once: one gets an IntegrityError and goes round again (its transaction block
+    rolled back)."""
+    bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
+    if bucket_id is None:
+        now = int(time.time())
+        bucket_id = db.session.execute(_INSERT_BUCKET, dict(name=name, created_at=now, object_count=0,
+                                                            total_bytes=0, updated_at=now)).scalar_one()
+    return bucket_id
+
+
 def count_in_bucket(bucket_id: int, files: int, size: int, now: int) -> None:
     """Keep a bucket's file count and byte total in step, inside the caller's transaction."""
     db.session.execute(_COUNT, {"bucket_id": bucket_id, "files": files, "bytes": size, "now": now})
@@ -127,23 +142,6 @@ class ObjectService:
         self.store = store
 
     # --- buckets -----------------------------------------------------------------------
-    def ensure_bucket(self, name: str) -> int:
-        """The bucket's id, creating it on first use; safe when two requests race to create it."""
-        for _ in range(3):
-            with transaction():
-                bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
-            if bucket_id is not None:
-                return bucket_id
-            try:
-                with transaction():
-                    db.session.add(bucket := _new_bucket(name))
-                    db.session.flush()
-                    bucket_id = bucket.id  # read before the commit: a delete may follow at once
-                return bucket_id
-            except IntegrityError:
-                continue
-        raise Conflict(f"bucket {name!r} could not be created; retry")
-
     def bucket_id(self, name: str) -> int:
         with transaction():
             bucket_id = db.session.scalar(_BUCKET_ID, {"name": validation.bucket_name(name)})

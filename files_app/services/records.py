@@ -108,7 +108,7 @@ class Target:
     """Where a finished upload's bytes become visible."""
 
     bucket: str
-    bucket_id: int
+    bucket_id: int | None  # None: found (or made) by name when the file is published
     key: str
     mime_type: str
     size: int

@@ -47,7 +47,7 @@ from ..storage.base import is_id
 from .finish import BlobSource, BytesInHand, SyncedPartial, publish
 from .housekeeping import collect_garbage
 from .leases import BUCKET_NAME, Lease
-from .objects import ObjectInfo, ObjectService
+from .objects import ObjectInfo, ObjectService, bucket_for_writing
 from .records import Body, BytesBody, ChunkRequest, SessionInfo, SessionRecord, Target
 
 READ_SIZE = 1024 * 1024  # bodies are read in fixed chunks: memory stays flat
@@ -100,9 +100,9 @@ class UploadService:
             raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
         now, session_id = self.clock(), uuid.uuid4().hex
         for attempt in range(3):
-            bucket_id = self.objects.ensure_bucket(bucket) if kind != SessionKind.PARTIAL else None
             try:
                 with transaction():
+                    bucket_id = bucket_for_writing(bucket) if kind != SessionKind.PARTIAL else None
                     db.session.execute(_INSERT_SESSION, dict(
                         id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
                         offset=0, state=SessionState.ACTIVE, expected_sha256=expected, create_only=create_only,
@@ -112,8 +112,8 @@ class UploadService:
                     ))
                 break
             except IntegrityError:
-                # The bucket was deleted between ensure_bucket and this insert (its delete and this
-                # insert are serialised by the database): make it again.
+                # Its bucket was made by another request at once, or deleted between the lookup and
+                # this insert (the database serialises that delete and this insert): look again.
                 if attempt == 2:
                     raise Conflict(f"bucket {bucket!r} is being deleted and created at once; retry") from None
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
@@ -153,7 +153,7 @@ class UploadService:
             raise TooLarge(f"the body runs past its Content-Length {length}")
         digest = hashlib.sha256(data).hexdigest()
         _check_digest(digest, expected)  # before the bucket is made: a refused file changes nothing
-        target = Target(bucket, self.objects.ensure_bucket(bucket), key, mime_type, length, create_only, expected)
+        target = Target(bucket, None, key, mime_type, length, create_only, expected)
         return self._finish(target, BytesInHand(self.store, data, self.inline_max), digest)
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
