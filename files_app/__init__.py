@@ -43,10 +43,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(settings)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["FILES_DATABASE_URL"]
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
     if settings["FILES_DATABASE_URL"].startswith("sqlite"):
-        # How long a writer queues for SQLite's lock before the request becomes a 503.
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"timeout": settings["FILES_SQLITE_BUSY_MS"] / 1000}
+        # How long a writer queues for SQLite's lock before the request becomes a 503. (A file
+        # never drops a connection: no ping before each transaction, which cost a statement each.)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": settings["FILES_SQLITE_BUSY_MS"] / 1000}}
+    else:
+        # A database server restarts and drops connections: ping one before handing it out.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
     app.config["MAX_CONTENT_LENGTH"] = None  # sessions enforce their own sizes while streaming
     app.url_map.merge_slashes = False  # a malformed path is a JSON 404, never a redirect
     app.json.sort_keys = False

@@ -40,7 +40,7 @@ from ..errors import (
     TooLarge,
     TooManySessions,
 )
-from ..hashing import ResumableSha256, chunk_hasher
+from ..hashing import HashAhead, ResumableSha256, chunk_hasher
 from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
@@ -239,42 +239,46 @@ class UploadService:
         hasher = ResumableSha256.from_state(record.hash_state)
         start_state = hasher.state()
         verifier = chunk_hasher(chunk.checksum[0]) if chunk.checksum else None
+        hashing = HashAhead(hasher, verifier)
         position = durable = record.offset
         try:
             while data := chunk.body.read(READ_SIZE):
                 if position + len(data) > limit:
                     raise TooLarge(f"the body runs past the upload's size {limit}")
                 writer.write(data)
-                hasher.update(data)
-                if verifier:
-                    verifier.update(data)
+                hashing.add(data)
                 position += len(data)
                 if verifier is None and position - durable >= self.checkpoint_bytes:
                     writer.sync()
-                    lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
+                    lease.save(offset=position, hash_state=hashing.state(), store_state=writer.state())
                     durable = position
                 else:
                     lease.renew_if_due()
+            hashing.settle()
             if chunk.length is not None and position - record.offset < chunk.length:
                 # Some servers end the stream quietly when the client goes away.
                 raise IncompleteBody(f"the body ended after {position - record.offset} of {chunk.length} bytes")
         except IncompleteBody:
             # Keep what arrived: it is the client's progress. A checksummed chunk is never partial.
+            hashing.settle()
             if verifier is None and position > durable:
                 writer.sync()
-                lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
+                lease.save(offset=position, hash_state=hashing.state(), store_state=writer.state())
             elif verifier is not None:
                 writer.rollback(record.offset)
             raise
         except TooLarge:
+            hashing.settle()
             writer.rollback(record.offset)  # nothing of a refused body is kept
             if durable != record.offset:
                 lease.save(offset=record.offset, hash_state=start_state, store_state=writer.state())
             raise
-        except InsufficientStorage as full:
-            # Back to what is durable (freeing what is not), and say where to resume from.
-            writer.rollback(durable if verifier is None else record.offset)
-            full.offset = durable if verifier is None else record.offset
+        except BaseException as error:
+            hashing.settle()
+            if isinstance(error, InsufficientStorage):
+                # Back to what is durable (freeing what is not), and say where to resume from.
+                writer.rollback(durable if verifier is None else record.offset)
+                error.offset = durable if verifier is None else record.offset
             raise
         if verifier is not None and not hmac.compare_digest(verifier.digest(), chunk.checksum[1]):
             writer.rollback(record.offset)
