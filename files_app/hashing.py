@@ -11,9 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
-import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class _Sha256Ctx(ctypes.Structure):
@@ -81,51 +78,3 @@ def chunk_hasher(algorithm: str, data: bytes = b""):
     """A hashlib object for a per-chunk Upload-Checksum (sha256, sha1 or md5)."""
     return hashlib.new(algorithm, data, usedforsecurity=False)
 
-
-class HashAhead:
-    """Hashes each large piece of a body in a helper thread while the caller reads and writes the
-    next (libcrypto and hashlib release the GIL on large buffers): the sha256 leaves the upload's
-    critical path. One piece is in flight at most; `state()` and `settle()` wait for it."""
-
-    IN_THREAD_FROM = 256 * 1024  # smaller pieces: a thread hand-off costs more than the hash
-
-    def __init__(self, hasher: ResumableSha256, verifier=None):
-        self.hasher, self.verifier = hasher, verifier
-        self._pending: Future | None = None
-
-    def add(self, data: bytes) -> None:
-        self.settle()
-        if len(data) < self.IN_THREAD_FROM:
-            self._update(data)
-        else:
-            self._pending = _hash_pool().submit(self._update, data)
-
-    def settle(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def state(self) -> bytes:
-        self.settle()
-        return self.hasher.state()
-
-    def _update(self, data: bytes) -> None:
-        self.hasher.update(data)
-        if self.verifier is not None:
-            self.verifier.update(data)
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
-
-def _hash_pool() -> ThreadPoolExecutor:
-    """One pool per process (gunicorn forks workers after import: threads do not survive a fork)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        with _pool_lock:
-            if _pool is None or _pool_pid != os.getpid():
-                _pool, _pool_pid = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
-                                                      thread_name_prefix="sha256"), os.getpid()
-    return _pool

@@ -40,7 +40,7 @@ from ..errors import (
     TooLarge,
     TooManySessions,
 )
-from ..hashing import HashAhead, ResumableSha256, chunk_hasher
+from ..hashing import ResumableSha256, chunk_hasher
 from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
@@ -49,6 +49,7 @@ from .housekeeping import collect_garbage
 from .leases import BUCKET_NAME, Lease
 from .objects import ObjectInfo, ObjectService, bucket_for_writing
 from .records import Body, BytesBody, ChunkRequest, SessionInfo, SessionRecord, Target
+from .write_behind import WriteBehind
 
 READ_SIZE = 1024 * 1024  # bodies are read in fixed chunks: memory stays flat
 
@@ -239,42 +240,48 @@ class UploadService:
         hasher = ResumableSha256.from_state(record.hash_state)
         start_state = hasher.state()
         verifier = chunk_hasher(chunk.checksum[0]) if chunk.checksum else None
-        hashing = HashAhead(hasher, verifier)
+        pieces = WriteBehind(writer, hasher, verifier)
         position = durable = record.offset
         try:
             while data := chunk.body.read(READ_SIZE):
                 if position + len(data) > limit:
                     raise TooLarge(f"the body runs past the upload's size {limit}")
-                writer.write(data)
-                hashing.add(data)
+                pieces.add(data)
                 position += len(data)
                 if verifier is None and position - durable >= self.checkpoint_bytes:
+                    hash_state = pieces.hash_state()
                     writer.sync()
-                    lease.save(offset=position, hash_state=hashing.state(), store_state=writer.state())
+                    lease.save(offset=position, hash_state=hash_state, store_state=writer.state())
                     durable = position
                 else:
                     lease.renew_if_due()
-            hashing.settle()
+            pieces.settle()
             if chunk.length is not None and position - record.offset < chunk.length:
                 # Some servers end the stream quietly when the client goes away.
                 raise IncompleteBody(f"the body ended after {position - record.offset} of {chunk.length} bytes")
         except IncompleteBody:
             # Keep what arrived: it is the client's progress. A checksummed chunk is never partial.
-            hashing.settle()
+            try:
+                pieces.settle()
+            except BaseException as error:  # the last piece did not land: back to what is durable
+                writer.rollback(durable if verifier is None else record.offset)
+                if isinstance(error, InsufficientStorage):
+                    error.offset = durable if verifier is None else record.offset
+                raise
             if verifier is None and position > durable:
                 writer.sync()
-                lease.save(offset=position, hash_state=hashing.state(), store_state=writer.state())
+                lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
             elif verifier is not None:
                 writer.rollback(record.offset)
             raise
         except TooLarge:
-            hashing.settle()
+            _settle_quietly(pieces)
             writer.rollback(record.offset)  # nothing of a refused body is kept
             if durable != record.offset:
                 lease.save(offset=record.offset, hash_state=start_state, store_state=writer.state())
             raise
         except BaseException as error:
-            hashing.settle()
+            _settle_quietly(pieces)
             if isinstance(error, InsufficientStorage):
                 # Back to what is durable (freeing what is not), and say where to resume from.
                 writer.rollback(durable if verifier is None else record.offset)
@@ -443,6 +450,12 @@ class UploadService:
         if len(data) < length:
             raise _BrokeOff(f"the body ended after {len(data)} of {length} bytes", data)
         return data
+
+
+def _settle_quietly(pieces: WriteBehind) -> None:
+    """After an error: let the piece in flight land (or fail) before the writer is rolled back."""
+    with contextlib.suppress(Exception):
+        pieces.settle()
 
 
 def _check_digest(digest: str, expected: str | None) -> None:
