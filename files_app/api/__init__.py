@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ..tus.handler import MethodOverride
 from . import content, files, openapi, sessions  # noqa: F401  (routes register on the blueprints)
 from .blueprints import api_bp, files_bp
-from .tus import MethodOverride
 
 
 def init_app(app: Flask) -> None:

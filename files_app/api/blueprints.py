@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from . import tus
+from ..tus import handler as tus
 
 api_bp = Blueprint("api", __name__, url_prefix="/v1")
 files_bp = Blueprint("files", __name__, url_prefix="/v1/files")

@@ -1,25 +1,18 @@
-"""What the API views share: the services, the JSON shapes, and the request body adapter."""
+"""What the API views share: the JSON shapes, and reading a small JSON body."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import url_for
 
-from ..errors import IncompleteBody, InvalidInput
-from ..services import BucketInfo, ObjectInfo, ObjectService, SessionInfo, UploadService
+from ..errors import InvalidInput
+from ..request_io import RequestBody
+from ..services import BucketInfo, ObjectInfo, SessionInfo
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024  # read past a refused JSON body this far, so that the 400 reaches the client
-
-
-def uploads() -> UploadService:
-    return current_app.extensions["files"].uploads
-
-
-def objects() -> ObjectService:
-    return current_app.extensions["files"].objects
 
 
 def session_json(info: SessionInfo) -> dict[str, Any]:
@@ -48,11 +41,6 @@ def file_json(info: ObjectInfo) -> dict[str, Any]:
     }
 
 
-def is_chunked() -> bool:
-    """The body comes in chunks (Transfer-Encoding: chunked): its length is not known up front."""
-    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-
-
 def read_json_object(stream) -> dict[str, Any]:
     """Parse a small JSON object from the raw body, whatever Content-Type claims: the seed's
     curl examples send JSON as application/x-www-form-urlencoded."""
@@ -70,29 +58,3 @@ def read_json_object(stream) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput("the body must be a JSON object", "invalid_json")
     return value
-
-
-class RequestBody:
-    """`request.stream` as the services' Body: any failure to read is the client's broken body
-    (disconnects, bad chunked encoding raise from deep in the server), never a 500."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def read(self, size: int) -> bytes:
-        try:
-            return self._stream.read(size)
-        except Exception as error:  # noqa: BLE001 - server-specific exception types
-            raise IncompleteBody(f"the request body broke off: {error.__class__.__name__}") from None
-
-    def drain(self, limit: int) -> None:
-        """Read and drop up to `limit` more bytes. A server that answers and closes while the client
-        is still sending resets the connection, and the client never sees the answer."""
-        while limit > 0:
-            try:
-                dropped = self.read(min(limit, 64 * 1024))
-            except IncompleteBody:
-                return
-            if not dropped:
-                return
-            limit -= len(dropped)

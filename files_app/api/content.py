@@ -13,9 +13,9 @@ from flask import Response, request
 from werkzeug.http import http_date
 
 from .. import validation
+from ..request_io import objects
 from ..storage.base import FileBlobReader
 from .blueprints import api_bp
-from .common import objects
 
 READ_SIZE = 1024 * 1024
 # Shown inline only when a browser can display them without running anything.

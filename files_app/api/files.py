@@ -6,8 +6,9 @@ from flask import request
 
 from .. import auth, validation
 from ..errors import InvalidInput, LengthRequired
+from ..request_io import RequestBody, is_chunked, objects, uploads
 from .blueprints import files_bp
-from .common import RequestBody, bucket_json, file_json, is_chunked, objects, uploads
+from .common import bucket_json, file_json
 
 
 @files_bp.get("")

@@ -7,10 +7,11 @@ from flask import request
 
 from .. import auth, validation
 from ..errors import InvalidInput, NotFound
+from ..request_io import RequestBody, uploads
 from ..services import ChunkRequest
-from . import tus
+from ..tus import handler as tus
 from .blueprints import files_bp
-from .common import RequestBody, file_json, read_json_object, session_json, uploads
+from .common import file_json, read_json_object, session_json
 
 _FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
 

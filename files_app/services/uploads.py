@@ -249,9 +249,9 @@ class UploadService:
                 pieces.add(data)
                 position += len(data)
                 if verifier is None and position - durable >= self.checkpoint_bytes:
-                    hash_state = pieces.hash_state()
+                    pieces.settle()
                     writer.sync()
-                    lease.save(offset=position, hash_state=hash_state, store_state=writer.state())
+                    lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
                     durable = position
                 else:
                     lease.renew_if_due()

@@ -1,2 +1,2 @@
-"""tus 1.0: the protocol's grammar (protocol.py). Its requests are served by the API's
-blueprint for /v1/files (files_app/api/tus.py)."""
+"""tus 1.0 over the same upload sessions: the header grammar (protocol.py) and the handler
+(handler.py) that the API's views call; no blueprint and no hooks of its own."""

@@ -32,7 +32,15 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
                 found.add(candidate if candidate in modules else target)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {module for module in found if module in modules and module != name}
+    found = {module for module in found if module in modules and module != name}
+    # Importing a.b.c runs a/__init__ and a/b/__init__ first: those count, unless `name` is inside them.
+    for module in list(found):
+        parts = module.split(".")
+        for depth in range(2, len(parts)):
+            package = ".".join(parts[:depth])
+            if package in modules and not name.startswith(package + ".") and name != package:
+                found.add(package)
+    return found
 
 
 def _graph() -> dict[str, set[str]]:

@@ -1,5 +1,5 @@
-"""Writing and hashing in helper threads: the same bytes in the same order, the same digests, and
-a writer's error at the caller."""
+"""Writing in helper threads: the same bytes in the same order, the same digests, a writer's error
+at the caller, and no helper to spare means writing in line."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_pieces_arrive_in_order_with_the_in_line_hashers_states():
     for piece in pieces:
         in_line.update(piece)
         behind.add(piece)
-        assert behind.hash_state() == in_line.state()
+        assert behind.hasher.state() == in_line.state()
     behind.settle()
     assert writer.pieces == pieces
     assert behind.hasher.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
@@ -46,3 +46,25 @@ def test_a_write_that_fails_in_a_helper_thread_fails_at_the_caller():
     with pytest.raises(InsufficientStorage):
         behind.settle()  # ...and is raised here
     assert len(writer.pieces) == 1
+
+
+def test_with_no_helper_free_the_upload_writes_in_its_own_thread():
+    import threading
+
+    from files_app.services import write_behind
+
+    helpers = write_behind._helpers()
+    taken = 0
+    while helpers.free.acquire(blocking=False):
+        taken += 1
+    try:
+        threads = []
+        writer = ListWriter()
+        writer.write = lambda data: threads.append(threading.current_thread()) or writer.pieces.append(data)
+        behind = WriteBehind(writer, ResumableSha256())
+        behind.add(os.urandom(1 << 20))
+        assert behind._pending is None and threads == [threading.current_thread()]
+    finally:
+        for _ in range(taken):
+            helpers.free.release()
+    assert taken >= 2

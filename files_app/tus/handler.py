@@ -1,8 +1,9 @@
 """The tus 1.0 dialect on the upload session URLs: creation (with upload, deferred length,
-concatenation), HEAD, PATCH, OPTIONS, and the hooks every /v1/files request passes (blueprints.py).
+concatenation), HEAD, PATCH, OPTIONS, and the hooks every /v1/files request passes (the API's
+files blueprint registers them: api/blueprints.py).
 
-The upload URL of every session is its seed URL, /v1/files/session:<id>; the views in sessions.py
-hand a request here when it speaks tus.
+The upload URL of every session is its seed URL, /v1/files/session:<id>; the API's views
+(api/sessions.py) hand a request here when it speaks tus. No blueprint of its own.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from werkzeug.http import http_date
 from .. import auth, validation
 from ..errors import InvalidInput, PreconditionFailed, UnsupportedMediaType
 from ..models import SessionKind
+from ..request_io import RequestBody, is_chunked, uploads
 from ..services import ChunkRequest, SessionInfo
-from ..tus import protocol
-from .common import RequestBody, is_chunked, uploads
+from . import protocol
 
 # Endpoints that exist only in the tus dialect: a request without Tus-Resumable is refused.
 _TUS_ONLY = {("HEAD", "files.session"), ("PATCH", "files.patch_session")}
