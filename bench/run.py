@@ -24,7 +24,8 @@ MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # transfer,concurrency,listing,memory,slow,s3
+# Groups: transfer, concurrency, listing, memory, slow, postgres, s3.
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("BENCH_WORK", HERE / ".work"))
@@ -199,6 +200,24 @@ def slow_client_rows(ours) -> list[dict]:
     return rows + [entry]
 
 
+def postgres_rows(bare) -> list[dict]:
+    """The seed's two-request flow with PostgreSQL holding the metadata (small files inline in it),
+    against the bare app in the same run."""
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    ours = servers.ours(WORK, name="ours-pg", FILES_DATABASE_URL=cluster.create_database())
+    count = max(100, SMALL_COUNT // 5)
+    try:
+        ours.start()
+        return [rate_row("small_files_seed_pg", lambda: workloads.small_files(ours.url, "ours", count, 1),
+                         lambda: workloads.small_files(bare.url, "bare", count, 1), count,
+                         "bare Flask, one POST each", 0.8)]
+    finally:
+        ours.stop()
+        cluster.stop()
+
+
 def s3_rows() -> list[dict]:
     """The scaled configuration (PostgreSQL, SeaweedFS) against boto3 talking to SeaweedFS itself."""
     from tests.postgres import PostgresCluster
@@ -240,7 +259,7 @@ def main() -> None:
         groups = {"transfer": lambda: transfer_rows(ours, bare, peer),
                   "concurrency": lambda: concurrency_rows(ours, bare, peer),
                   "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours),
-                  "slow": lambda: slow_client_rows(ours)}
+                  "slow": lambda: slow_client_rows(ours), "postgres": lambda: postgres_rows(bare)}
         for name, rows_of in groups.items():
             if not ONLY or name in ONLY:
                 rows += rows_of()

@@ -90,8 +90,8 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def ours(work: Path, **settings: str) -> Server:
-    name = "ours-s3" if settings else "ours"
+def ours(work: Path, name: str = "", **settings: str) -> Server:
+    name = name or ("ours-s3" if settings else "ours")
     return Server("files service", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
                   {"FILES_DATA_DIR": str(work / name), "FILES_HOST": "127.0.0.1", **settings}, work / f"{name}.log")
 
