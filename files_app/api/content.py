@@ -14,7 +14,6 @@ from werkzeug.http import http_date
 
 from .. import validation
 from ..request_io import objects
-from ..storage.base import FileBlobReader
 from .blueprints import api_bp
 
 READ_SIZE = 1024 * 1024
@@ -103,7 +102,7 @@ def _file_body(stream, length: int, start: int):
     # gunicorn's wrapper sends `Content-Length` bytes from the current position with
     # sendfile(). Other servers' wrappers read to EOF, which would overrun a Range. A file kept
     # inline is bytes in memory: no descriptor to send from.
-    sendfile = isinstance(stream, FileBlobReader) and server_wrapper is not None
+    sendfile = stream.can_sendfile and server_wrapper is not None
     if sendfile and server_wrapper.__module__.startswith("gunicorn."):
         return server_wrapper(stream, READ_SIZE)
     stream.bound(start + length)  # an object store's stream asks for the range's bytes only

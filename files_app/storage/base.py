@@ -29,6 +29,8 @@ def is_id(value: str) -> bool:
 class _HeldBytes:
     """BlobReader's extras for bytes held right here: nothing to fetch ahead, no URL of their own."""
 
+    can_sendfile = False  # (bytes in memory have no descriptor)
+
     def bound(self, end: int) -> None:
         pass
 
@@ -38,6 +40,8 @@ class _HeldBytes:
 
 class FileBlobReader(_HeldBytes, io.FileIO):
     """A blob that is a file on this host: the server can sendfile() it."""
+
+    can_sendfile = True
 
 
 class MemoryBlobReader(_HeldBytes, io.BytesIO):
@@ -77,6 +81,9 @@ class BlobReader(Protocol):
 
     def direct_url(self, *, content_type: str, disposition: str) -> str | None:
         """A URL the client may fetch the bytes from itself (an object store's presigned GET), or None."""
+
+    #: A file on this host, from its current position: the server may sendfile() it.
+    can_sendfile: bool
 
     def close(self) -> None: ...
 

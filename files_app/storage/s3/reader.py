@@ -11,6 +11,8 @@ from .client import S3Client, error_code, translate_errors
 class S3BlobReader:
     """A blob's bytes, fetched from where `seek` puts it onwards (Range), in one streamed GET."""
 
+    can_sendfile = False  # they come over the network
+
     def __init__(self, store: S3Client, key: str):
         self._store, self._key = store, key
         self._position = 0
