@@ -182,8 +182,7 @@ class UploadService:
             return self._refused(session_id, chunk, refuse_final, owner)
         lease, record = taken
         with lease:
-            if refuse_final and record.kind == SessionKind.FINAL:
-                raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
+            _refuse_final(refuse_final, record.kind)
             if chunk.offset is not None and chunk.offset != record.offset:
                 raise OffsetMismatch(record.offset, chunk.offset)
             if chunk.declared_size is not None:
@@ -211,9 +210,8 @@ class UploadService:
             if broke_off.data and chunk.checksum is None:  # keep what arrived, as any chunk does
                 self._to_partial(record, lease, ChunkRequest(BytesBody(broke_off.data)), record.size)
             raise
-        if chunk.checksum and not hmac.compare_digest(chunk_hasher(chunk.checksum[0], data).digest(),
-                                                      chunk.checksum[1]):
-            raise ChecksumMismatch(f"the chunk's {chunk.checksum[0]} does not match Upload-Checksum", offset=0)
+        if chunk.checksum and not _chunk_matches(chunk.checksum, chunk_hasher(chunk.checksum[0], data)):
+            raise _checksum_mismatch(chunk.checksum, offset=0)
         return BytesInHand(self.store, data, self.inline_max), hashlib.sha256(data).hexdigest()
 
     def _to_partial(self, record: SessionRecord, lease: Lease, chunk: ChunkRequest,
@@ -287,10 +285,9 @@ class UploadService:
                 writer.rollback(durable if verifier is None else record.offset)
                 error.offset = durable if verifier is None else record.offset
             raise
-        if verifier is not None and not hmac.compare_digest(verifier.digest(), chunk.checksum[1]):
+        if verifier is not None and not _chunk_matches(chunk.checksum, verifier):
             writer.rollback(record.offset)
-            raise ChecksumMismatch(f"the chunk's {chunk.checksum[0]} does not match Upload-Checksum",
-                                   offset=record.offset)
+            raise _checksum_mismatch(chunk.checksum, offset=record.offset)
         if position == record.size:
             writer.sync_for_finalize()
         elif position != durable:
@@ -313,8 +310,7 @@ class UploadService:
         another writer (423)."""
         record = self._live(self._load(session_id, owner))
         info = record.info()
-        if refuse_final and info.kind == SessionKind.FINAL:
-            raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
+        _refuse_final(refuse_final, info.kind)
         if not info.completed:
             raise SessionLocked(Lease.seconds_left(record, self.clock))
         # A retry after the completing answer was lost: nothing more to write, same answer.
@@ -450,6 +446,20 @@ class UploadService:
         if len(data) < length:
             raise _BrokeOff(f"the body ended after {len(data)} of {length} bytes", data)
         return data
+
+
+def _refuse_final(refuse: bool, kind: SessionKind) -> None:
+    if refuse and kind == SessionKind.FINAL:
+        raise FinalUploadImmutable("a final (concatenated) upload cannot be written to")
+
+
+def _chunk_matches(checksum: tuple[str, bytes], hashed) -> bool:
+    """The chunk hashed as it came matches its Upload-Checksum (algorithm, digest)."""
+    return hmac.compare_digest(hashed.digest(), checksum[1])
+
+
+def _checksum_mismatch(checksum: tuple[str, bytes], offset: int) -> ChecksumMismatch:
+    return ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum", offset=offset)
 
 
 def _settle_quietly(pieces: WriteBehind) -> None:

@@ -70,23 +70,46 @@ def test_put_obeys_scopes_confinement_and_origin(client, runner):
                  "cross_site")
 
 
-def test_a_chunk_that_does_not_complete_the_file_costs_three_statements(app, client, runner):
-    """Token lookup, take the lease and read the session (one UPDATE ... RETURNING), then the
-    offset's update that releases it."""
+def _statements_of(app, send) -> tuple[object, list[str]]:
+    """The reply of `send()` and the SQL statements it ran."""
     from sqlalchemy import event
 
-    token = make_token(runner, "write")
-    made = client.post("/v1/files", data='{"bucket": "b", "key": "k", "size": 8388608}', headers=bearer(token))
-    path = made.get_json()["url"].removeprefix("http://localhost")
-    client.get("/v1/files", headers=bearer(token))  # warm: connection opened, 'is the service open' cached
     statements: list[str] = []
     with app.app_context():
         engine = db.engine
     listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        reply = client.post(path, data=b"x" * (2 * MIB), headers={**bearer(token), "Upload-Offset": "0"})
+        return send(), statements
     finally:
         event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_a_chunk_that_does_not_complete_the_file_costs_three_statements(app, client, runner):
+    """Token lookup, take the lease and read the session (one UPDATE ... RETURNING), then the
+    offset's update that releases it."""
+    token = make_token(runner, "write")
+    made = client.post("/v1/files", data='{"bucket": "b", "key": "k", "size": 8388608}', headers=bearer(token))
+    path = made.get_json()["url"].removeprefix("http://localhost")
+    client.get("/v1/files", headers=bearer(token))  # warm: connection opened, 'is the service open' cached
+    reply, statements = _statements_of(app, lambda: client.post(
+        path, data=b"x" * (2 * MIB), headers={**bearer(token), "Upload-Offset": "0"}))
     assert reply.status_code == 200 and reply.get_json()["offset"] == 2 * MIB
     assert 2 <= len(statements) <= 3, statements
+
+
+def test_a_small_file_costs_one_transaction_after_its_lease_and_a_put_needs_no_lease(app, client, runner):
+    """The seed's second request for a small file: token, lease (UPDATE ... RETURNING), then one
+    transaction: session completed, the key looked up, the file inserted, the bucket counted.
+    A PUT: token, then the bucket and key in one query, the insert, the count."""
+    token = make_token(runner, "write")
+    made = client.post("/v1/files", data='{"bucket": "b", "key": "k", "size": 1000}', headers=bearer(token))
+    path = made.get_json()["url"].removeprefix("http://localhost")
+    client.get("/v1/files", headers=bearer(token))  # warm
+    reply, statements = _statements_of(app, lambda: client.post(path, data=b"x" * 1000, headers=bearer(token)))
+    assert reply.status_code == 200 and reply.get_json()["bytes"] == 1000
+    assert len(statements) <= 6, statements
+    reply, statements = _statements_of(app, lambda: client.put("/v1/files/b/p", data=b"y" * 1000,
+                                                              headers=bearer(token)))
+    assert reply.status_code == 200 and reply.get_json()["bytes"] == 1000
+    assert len(statements) <= 4, statements
