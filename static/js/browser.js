@@ -3,6 +3,18 @@
 const typing = (el) => el && (el.isContentEditable || ['TEXTAREA', 'SELECT'].includes(el.tagName) ||
   (el.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit'].includes(el.type)))
 
+// A file dropped anywhere but a drop zone would make the browser open it and leave the page,
+// cutting every upload in progress: outside a drop zone a dragged file shows "no drop" and a drop
+// does nothing. (A drop zone's own handlers run first and take the files.)
+for (const type of ['dragover', 'drop']) {
+  window.addEventListener(type, (event) => {
+    if (!event.dataTransfer || ![...event.dataTransfer.types].includes('Files')) return
+    if (event.target instanceof Element && event.target.closest('[data-testid=dropzone]')) return
+    event.preventDefault()
+    if (type === 'dragover') event.dataTransfer.dropEffect = 'none'
+  })
+}
+
 // Filter the rows of a table by name, as you type; "/" focuses the filter.
 for (const input of document.querySelectorAll('[data-filter-target]')) {
   input.addEventListener('input', () => {

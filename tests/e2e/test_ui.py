@@ -93,6 +93,32 @@ def test_drop_several_files(page, server, api):
     expect(page.locator("[data-testid=object-row]")).to_have_count(3)  # the listing shows them
 
 
+DROP_ELSEWHERE = """(selector) => {
+  const transfer = new DataTransfer()
+  transfer.items.add(new File([new Uint8Array(10)], 'stray.bin'))
+  const results = []
+  for (const type of ['dragover', 'drop']) {
+    const event = new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true })
+    document.querySelector(selector).dispatchEvent(event)
+    results.push(event.defaultPrevented)  // not prevented: the browser would open the file
+  }
+  return results
+}"""
+
+
+def test_a_file_dropped_outside_the_drop_zone_never_leaves_the_page(page, server, api):
+    """The banner, the breadcrumbs and the buckets page: the browser's default (open the file,
+    leave the page, cut the uploads) is prevented; only the drop zone takes files."""
+    make_bucket(page, server, "stray")
+    page.wait_for_selector("[data-testid=dropzone][data-ready=true]")
+    for selector in ("header", "nav", "main", "footer"):
+        if page.locator(selector).count():
+            assert page.evaluate(DROP_ELSEWHERE, selector) == [True, True], selector
+    page.goto(server.url + "/")
+    assert page.evaluate(DROP_ELSEWHERE, "body") == [True, True]
+    assert api.keys("stray") == []  # and nothing was uploaded by it
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
