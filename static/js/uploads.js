@@ -220,6 +220,9 @@ function progress (item, sent, total) {
 }
 
 function render (item, status, stats) {
+  // Speed and time left only while bytes move: a paused, offline, failed or finished upload says how
+  // far it got.
+  if (stats === undefined && item.state !== 'uploading') stats = `${size(item.sent)} of ${size(item.file.size)}`
   const node = item.node
   const percent = item.file.size ? Math.floor((item.sent / item.file.size) * 100) : (item.state === 'done' ? 100 : 0)
   node.dataset.state = item.state
@@ -267,6 +270,7 @@ function size (bytes) {
 
 function duration (seconds) {
   if (!Number.isFinite(seconds)) return '…'
-  if (seconds < 60) return `${Math.ceil(seconds)} s`
-  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`
+  if (seconds < 60) return `${Math.max(1, Math.ceil(seconds))} s`
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.floor(seconds % 60)} s`
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`
 }

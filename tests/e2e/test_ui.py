@@ -151,9 +151,12 @@ def test_pause_resume_and_resume_after_reload(page, server, api, tmp_path):
     bar = page.locator("[data-testid=upload-progress]")
     expect(item).to_have_attribute("data-state", "uploading")
     page.wait_for_function("() => document.querySelector('[data-testid=upload-progress]').value >= 10")
+    expect(item.locator(".upload-stats")).to_contain_text("/s")  # while bytes move: speed, time left
     page.click("[data-testid=pause]")
     expect(item).to_have_attribute("data-state", "paused")
     paused_at = int(bar.get_attribute("data-percent"))
+    expect(item.locator(".upload-stats")).not_to_contain_text("/s")  # paused: no speed, no time left
+    expect(item.locator(".upload-stats")).not_to_contain_text("left")
     page.click("[data-testid=resume]")
     expect(item).to_have_attribute("data-state", "uploading")
     page.wait_for_function(f"() => document.querySelector('[data-testid=upload-progress]').value >= {paused_at + 20}")
@@ -165,6 +168,7 @@ def test_pause_resume_and_resume_after_reload(page, server, api, tmp_path):
     pick(page, "file-input", big)  # the same file, dropped again
     wait_all_done(page, 1)
     assert page.locator("[data-testid=upload-item]").get_attribute("data-resumed") == "true"
+    assert "left" not in page.locator(".upload-stats").inner_text()  # done: no "0 s left"
     assert offsets[0] > 0  # resumed from the server's offset: fewer bytes sent than the file holds
     assert len(data) - offsets[0] < len(data)
     info = api.file("large", "big.bin")
