@@ -119,6 +119,21 @@ def test_a_file_dropped_outside_the_drop_zone_never_leaves_the_page(page, server
     assert api.keys("stray") == []  # and nothing was uploaded by it
 
 
+def test_keyboard_focus_shows_on_the_upload_buttons_and_the_filter_hint_only_with_a_filter(page, server):
+    make_bucket(page, server, "keys")
+    page.wait_for_selector("[data-testid=dropzone][data-ready=true]")
+    outline = "(label) => getComputedStyle(document.querySelector(label)).outlineStyle"
+    assert page.evaluate(outline, "label[for=file-input]") == "none"
+    page.focus("#file-input")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focus by keyboard: :focus-visible
+    assert page.evaluate("() => document.activeElement.id") == "file-input"
+    assert page.evaluate(outline, "label[for=file-input]") == "solid"
+    expect(page.locator(".top .hint")).to_be_visible()  # the bucket page has a filter
+    page.goto(server.url + "/login")
+    expect(page.locator(".top .hint")).to_be_hidden()
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
