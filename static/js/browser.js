@@ -8,12 +8,22 @@ const typing = (el) => el && (el.isContentEditable || ['TEXTAREA', 'SELECT'].inc
 // does nothing. (A drop zone's own handlers run first and take the files.)
 for (const type of ['dragover', 'drop']) {
   window.addEventListener(type, (event) => {
-    if (!event.dataTransfer || ![...event.dataTransfer.types].includes('Files')) return
+    const types = event.dataTransfer && event.dataTransfer.types // (an array, or array-like)
+    if (!types || !Array.prototype.includes.call(types, 'Files')) return
     if (event.target instanceof Element && event.target.closest('[data-testid=dropzone]')) return
     event.preventDefault()
     if (type === 'dragover') event.dataTransfer.dropEffect = 'none'
   })
 }
+
+// A message goes when its reader dismisses it.
+document.addEventListener('click', (event) => {
+  const button = event.target.closest('[data-dismiss]')
+  if (!button) return
+  const flashes = button.closest('.flashes')
+  button.closest('.flash').remove()
+  if (flashes && !flashes.querySelector('.flash')) flashes.remove()
+})
 
 // Filter the rows of a table by name, as you type; "/" focuses the filter.
 for (const input of document.querySelectorAll('[data-filter-target]')) {

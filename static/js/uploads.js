@@ -180,6 +180,7 @@ async function cancel (item) {
   item.state = 'cancelled'
   item.node.remove()
   items.splice(items.indexOf(item), 1)
+  summarize()
   if (upload) await upload.abort(true).catch(() => {}) // also frees what the server holds
   pump()
 }
@@ -190,6 +191,23 @@ function failed (item, error) {
   render(item, offline ? 'Offline: resumes when the network is back' : `Failed: ${error.message.split('\n')[0]}`)
   pump()
 }
+
+// The panel: folded away, or cleared of what is over (and gone when nothing is left in it).
+const toggle = panel.querySelector('[data-testid=uploads-toggle]')
+const clear = panel.querySelector('[data-testid=uploads-clear]')
+toggle.addEventListener('click', () => {
+  const open = toggle.getAttribute('aria-expanded') !== 'true'
+  toggle.setAttribute('aria-expanded', String(open))
+  toggle.textContent = open ? 'Hide list' : 'Show list'
+  list.hidden = !open
+})
+clear.addEventListener('click', () => {
+  for (const item of items.filter((other) => ['done', 'cancelled'].includes(other.state))) {
+    item.node.remove()
+    items.splice(items.indexOf(item), 1)
+  }
+  summarize()
+})
 
 function finish (item, state, label) {
   item.state = state
@@ -239,6 +257,8 @@ function render (item, status, stats) {
 }
 
 function summarize () {
+  panel.hidden = items.length === 0
+  clear.disabled = !items.some((item) => ['done', 'cancelled'].includes(item.state))
   const total = items.reduce((sum, item) => sum + item.file.size, 0)
   const sent = items.reduce((sum, item) => sum + Math.min(item.sent, item.file.size), 0)
   const done = items.filter((item) => item.state === 'done').length
@@ -257,6 +277,14 @@ async function refreshListing () {
     document.getElementById('listing-form').replaceWith(form)
     const module = await import('./browser.js')
     module.rebind()
+  }
+  // What depends on the listing goes along: the pager, and "Delete this empty bucket" (not empty now).
+  for (const selector of ['.pager', '.danger-zone']) {
+    const now = document.querySelector(selector)
+    const then = fresh.querySelector(selector)
+    if (now && then) now.replaceWith(then)
+    else if (now) now.remove()
+    else if (then) (selector === '.pager' ? document.getElementById('listing-form') : zone).after(then)
   }
 }
 

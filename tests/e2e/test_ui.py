@@ -134,6 +134,27 @@ def test_keyboard_focus_shows_on_the_upload_buttons_and_the_filter_hint_only_wit
     expect(page.locator(".top .hint")).to_be_hidden()
 
 
+def test_the_page_keeps_up_messages_go_and_the_uploads_panel_folds_and_clears(page, server, api):
+    make_bucket(page, server, "tidy-panel")
+    flash = page.locator("[data-testid=flash]")
+    expect(flash).to_contain_text("created")
+    flash.locator("[data-dismiss]").click()
+    expect(flash).to_have_count(0)
+    expect(page.locator(".danger-zone")).to_have_count(1)  # the bucket is empty: it may be deleted
+    drop(page, DROP_FILES, ["one.txt"], [10])
+    wait_all_done(page, 1)
+    expect(page.locator("[data-testid=object-row]")).to_have_count(1)
+    expect(page.locator(".danger-zone")).to_have_count(0)  # not empty any more: no stale offer
+    page.click("[data-testid=uploads-toggle]")
+    expect(page.locator("#upload-list")).to_be_hidden()
+    page.click("[data-testid=uploads-toggle]")
+    expect(page.locator("#upload-list")).to_be_visible()
+    page.click("[data-testid=uploads-clear]")
+    expect(page.locator("[data-testid=upload-item]")).to_have_count(0)
+    expect(page.locator("#uploads")).to_be_hidden()  # no empty "0 of 0 done" box
+    assert api.file("tidy-panel", "one.txt")["bytes"] == 10
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
