@@ -187,9 +187,40 @@ async function cancel (item) {
 
 function failed (item, error) {
   item.state = 'error'
-  const offline = !navigator.onLine
-  render(item, offline ? 'Offline: resumes when the network is back' : `Failed: ${error.message.split('\n')[0]}`)
+  const [message, retryable] = explain(error)
+  item.retryable = retryable
+  render(item, message)
   pump()
+}
+
+// What the service's error codes mean to a person, and whether trying again can help.
+const EXPLAINED = {
+  too_large: ['Too large: the file is bigger than this server accepts.', false],
+  insufficient_storage: ['No space left on the server. Retry once space is freed.', true],
+  forbidden: ['Not allowed: your account may not upload here.', false],
+  unauthorized: ['Signed out. Sign in again (in another tab), then retry.', true],
+  csrf_failed: ['This page has expired. Reload it and upload again.', false],
+  cross_site: ['This page has expired. Reload it and upload again.', false],
+  not_found: ['The bucket or this upload is gone.', false],
+  invalid_key: ['This file name is not allowed.', false],
+  invalid_bucket: ['This bucket name is not allowed.', false],
+  precondition_failed: ['A file with this name appeared meanwhile.', false],
+  too_many_sessions: ['Too many unfinished uploads: finish or discard some, then retry.', true],
+  session_locked: ['Another tab or device is sending this file right now.', true],
+  unavailable: ['The server is busy. Retry in a moment.', true],
+}
+
+function explain (error) {
+  const response = error.originalResponse
+  if (!response) {
+    return [navigator.onLine ? 'The connection to the server broke. Retry.' : 'Offline: resumes when the network is back', true]
+  }
+  let code = ''
+  try { code = JSON.parse(response.getBody() || '{}').error.code } catch { code = '' }
+  if (EXPLAINED[code]) return EXPLAINED[code]
+  const status = response.getStatus()
+  if (status >= 500) return ['The server failed. Retry.', true]
+  return [`The server refused this upload (${status}).`, false]
 }
 
 // The panel: folded away, or cleared of what is over (and gone when nothing is left in it).
@@ -252,7 +283,7 @@ function render (item, status, stats) {
   if (stats !== undefined) node.querySelector('.upload-stats').textContent = stats
   node.querySelector('[data-testid=pause]').hidden = item.state !== 'uploading'
   node.querySelector('[data-testid=resume]').hidden = item.state !== 'paused'
-  node.querySelector('[data-testid=retry]').hidden = item.state !== 'error'
+  node.querySelector('[data-testid=retry]').hidden = item.state !== 'error' || item.retryable === false
   node.querySelector('[data-testid=cancel]').hidden = item.state === 'done'
 }
 

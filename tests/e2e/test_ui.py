@@ -155,6 +155,18 @@ def test_the_page_keeps_up_messages_go_and_the_uploads_panel_folds_and_clears(pa
     assert api.file("tidy-panel", "one.txt")["bytes"] == 10
 
 
+def test_upload_errors_are_sentences_and_retry_is_offered_only_where_it_can_help(page, server_factory):
+    small = server_factory(FILES_MAX_OBJECT_SIZE="1000").start()
+    make_bucket(page, small, "limits")
+    drop(page, DROP_FILES, ["big.bin"], [5000])
+    item = page.locator("[data-testid=upload-item]")
+    expect(item).to_have_attribute("data-state", "error")
+    expect(item.locator(".upload-status")).to_have_text(re.compile(r"^Too large"))
+    expect(item.locator("[data-testid=retry]")).to_be_hidden()  # no retry can make it fit
+    assert "tus:" not in item.inner_text() and "response code" not in item.inner_text()
+    page.console_errors.clear()  # the browser logs the refused request itself
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
