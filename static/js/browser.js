@@ -30,8 +30,22 @@ for (const input of document.querySelectorAll('[data-filter-target]')) {
   input.addEventListener('input', () => {
     const needle = input.value.trim().toLowerCase()
     const target = document.querySelector(input.dataset.filterTarget)
+    let shown = 0
     for (const row of target ? target.querySelectorAll('tbody tr') : []) {
       row.hidden = needle !== '' && !(row.dataset.name || '').toLowerCase().includes(needle)
+      if (!row.hidden) shown++
+    }
+    // Say so when nothing matches, rather than show an empty table.
+    let none = document.getElementById('filter-none')
+    if (!none && target) {
+      none = Object.assign(document.createElement('p'), { id: 'filter-none', className: 'empty' })
+      none.setAttribute('role', 'status')
+      none.dataset.testid = 'filter-none'
+      target.after(none)
+    }
+    if (none) {
+      none.hidden = !(needle && shown === 0)
+      none.textContent = `Nothing on this page matches “${input.value.trim()}”.`
     }
     updateSelection()
   })
@@ -57,10 +71,21 @@ function sortTable (table, button) {
     if (folder) return folder
     const x = a.cells[column].dataset.value
     const y = b.cells[column].dataset.value
-    const order = numeric ? Number(x) - Number(y) : x.localeCompare(y)
+    const order = numeric ? Number(x) - Number(y) : byCodePoint(x, y)
     return ascending ? order : -order
   })
   body.append(...rows)
+}
+
+// The server's order: names compare by code point (= UTF-8 bytes), as the listing is sorted.
+function byCodePoint (x, y) {
+  const a = [...x]
+  const b = [...y]
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const difference = a[i].codePointAt(0) - b[i].codePointAt(0)
+    if (difference) return difference
+  }
+  return a.length - b.length
 }
 
 // Selection and "Delete selected".

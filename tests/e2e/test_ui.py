@@ -167,6 +167,27 @@ def test_upload_errors_are_sentences_and_retry_is_offered_only_where_it_can_help
     page.console_errors.clear()  # the browser logs the refused request itself
 
 
+def test_sort_by_name_is_the_servers_order_and_a_filter_without_match_says_so(page, server, api):
+    names = ["B.txt", "a.txt", "é.txt", "Z.txt", "_x.txt"]
+    for name in names:
+        api.put("order", name, b"x")
+    page.goto(server.url + "/b/order/")
+    row_names = "() => [...document.querySelectorAll('[data-testid=object-row]')].map((row) => row.dataset.name)"
+    server_order = page.evaluate(row_names)
+    assert server_order == sorted(names)  # code point order: B, Z, _, a, é
+    name_header = page.locator("th button[data-sort=text]").first
+    name_header.click()  # descending
+    assert page.evaluate(row_names) == server_order[::-1]
+    name_header.click()  # ascending again: the same order as the server's
+    assert page.evaluate(row_names) == server_order
+    page.fill("[data-testid=filter]", "nothing like it")
+    expect(page.locator("[data-testid=filter-none]")).to_be_visible()
+    expect(page.locator("[data-testid=filter-none]")).to_contain_text("nothing like it")
+    page.fill("[data-testid=filter]", "z.t")
+    expect(page.locator("[data-testid=filter-none]")).to_be_hidden()
+    expect(page.locator("[data-testid=object-row]:visible")).to_have_count(1)
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
