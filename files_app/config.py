@@ -26,6 +26,7 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_LEASE_TTL": (int, 30),  # seconds a dead writer can block a session
     "FILES_CHECKPOINT_BYTES": (int, 32 * MIB),  # make the offset durable this often
     "FILES_INLINE_MAX": (int, 64 * 1024),  # files up to this size live in the metadata database
+    "FILES_RESERVED_SPACE": (int, GIB),  # disk space never promised to uploads (local storage)
     "FILES_DEFAULT_BUCKET": (str, "uploads"),  # tus uploads whose metadata names no bucket
     "FILES_CORS_ORIGINS": (str, ""),  # comma-separated origins allowed to call the API, or *
     "FILES_AUTH": (str, "auto"),  # auto: closed once a token or user exists; off: open (never off loopback)

@@ -59,6 +59,9 @@ _LOAD = select(_sessions, BUCKET_NAME).where(_sessions.c.id == bindparam("sid"))
 _INSERT_SESSION = insert(_sessions)
 _DELETE_SESSION = (delete(_sessions).where(_sessions.c.id == bindparam("sid"))
                    .returning(_sessions.c.kind, _sessions.c.state, _sessions.c.store_state))
+# Bytes promised to unfinished uploads: what their declared sizes still need.
+_PROMISED = select(func.coalesce(func.sum(_sessions.c.size - _sessions.c.offset), 0)).where(
+    _sessions.c.state == SessionState.ACTIVE, _sessions.c.size.is_not(None), _sessions.c.expires_at >= bindparam("now"))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
     _sessions.c.owner == bindparam("owner"),
     or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
@@ -82,6 +85,7 @@ class UploadService:
         self.max_size = settings["FILES_MAX_OBJECT_SIZE"]
         self.max_sessions = settings["FILES_MAX_SESSIONS"]
         self.inline_max = settings["FILES_INLINE_MAX"]
+        self.reserved_space = settings["FILES_RESERVED_SPACE"]
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
@@ -97,6 +101,8 @@ class UploadService:
         expected = validation.sha256_hex(sha256)
         if owner and self.max_sessions:
             self._check_session_cap(owner)
+        if size is not None:
+            self._check_space(size)
         if kind != SessionKind.PARTIAL and create_only and self._object_exists(bucket, key):
             raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
         now, session_id = self.clock(), uuid.uuid4().hex
@@ -302,6 +308,7 @@ class UploadService:
         size = validation.object_size(size, self.max_size)
         if size < record.offset:
             raise InvalidInput(f"length {size} is below the {record.offset} bytes already sent", "invalid_length")
+        self._check_space(size - record.offset)
         lease.save(size=size)
         return replace(record, size=size)
 
@@ -412,6 +419,20 @@ class UploadService:
         if not record.completed and record.expires_at < self.clock():
             raise SessionExpired(f"upload session {record.id} has expired")
         return record
+
+    def _check_space(self, size: int) -> None:
+        """Refuse at once an upload that cannot fit (507), rather than fail after filling the disk:
+        free space, less FILES_RESERVED_SPACE, less what unfinished uploads were promised. A small
+        file is not worth the query (a full disk still refuses it when written)."""
+        if size <= self.inline_max or (free := self.store.free_bytes()) is None:
+            return
+        with transaction():
+            promised = db.session.scalar(_PROMISED, {"now": self.clock()})
+        room = free - self.reserved_space - promised
+        if size > room:
+            raise InsufficientStorage(
+                f"{size} bytes do not fit: {max(room, 0)} bytes are free for new uploads ({free} free on disk, "
+                f"{self.reserved_space} kept in reserve, {promised} promised to unfinished uploads)")
 
     def _check_session_cap(self, owner: str) -> None:
         with transaction():

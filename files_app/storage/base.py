@@ -114,6 +114,9 @@ class BlobStore(Protocol):
 
     def delete_blob(self, blob_id: str) -> None: ...
 
+    def free_bytes(self) -> int | None:
+        """Bytes that new uploads may still fill, or None where the store has no such limit (S3)."""
+
     def release_blob(self, blob_id: str) -> None:
         """Free a blob that no row refers to any more but that a reader may have looked up a moment
         ago: at once where open readers keep their bytes (a file), else later, by gc's orphan sweep."""

@@ -182,6 +182,10 @@ class LocalBlobStore:
     def delete_blob(self, blob_id: str) -> None:
         self._blob_path(blob_id).unlink(missing_ok=True)
 
+    def free_bytes(self) -> int:
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
     def release_blob(self, blob_id: str) -> None:
         self.delete_blob(blob_id)  # a reader that opened it keeps its bytes; one that did not looks again
 

@@ -282,3 +282,26 @@ def test_the_database_and_data_dir_are_private(app, client, settings):
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     if not settings.get("FILES_DATABASE_URL"):
         assert stat.S_IMODE(os.stat(data_dir / "files.db").st_mode) == 0o600
+
+
+def test_no_room_is_507_at_creation_in_both_dialects_and_put(app, client, monkeypatch):
+    """An upload that cannot fit in the free space (less FILES_RESERVED_SPACE) is refused before a
+    byte is sent, in the one error shape: the seed's creation, tus's (and a deferred length
+    declared late), and a whole-file PUT."""
+    store = app.extensions["files"].store
+    monkeypatch.setattr(store, "free_bytes", lambda: app.config["FILES_RESERVED_SPACE"] + 1024 * 1024)
+    big = 2 * 1024 * 1024
+    seed = client.post("/v1/files", data=json.dumps({"bucket": "b", "key": "k", "size": big}))
+    assert_error(seed, 507, "insufficient_storage")
+    tus = {"Tus-Resumable": "1.0.0"}
+    assert_error(client.post("/v1/files", headers={**tus, "Upload-Length": str(big)}), 507, "insufficient_storage")
+    assert_error(client.put("/v1/files/b/k", data=b"x" * big), 507, "insufficient_storage")
+    deferred = client.post("/v1/files", headers={**tus, "Upload-Defer-Length": "1"})
+    assert deferred.status_code == 201
+    url = deferred.headers["Location"].removeprefix("http://localhost")
+    late = client.patch(url, data=b"abc", headers={**tus, "Content-Type": "application/offset+octet-stream",
+                                                   "Upload-Offset": "0", "Upload-Length": str(big)})
+    assert_error(late, 507, "insufficient_storage")
+    assert client.get("/v1/files/b").status_code == 404  # no bucket was made for any of them
+    fits = client.post("/v1/files", data=json.dumps({"bucket": "b", "key": "k", "size": 512 * 1024}))
+    assert fits.status_code == 201

@@ -460,3 +460,20 @@ def test_a_transaction_block_commits_at_its_end_and_rolls_back_on_any_error(serv
         db.session.execute(update(UploadSession).values(mime_type="text/kept"))
     assert not db.session().in_transaction()
     assert services.uploads.get(info.id).mime_type == "text/kept"
+
+
+def test_an_upload_that_cannot_fit_is_refused_at_creation_counting_what_others_were_promised(services, monkeypatch):
+    from files_app.errors import InsufficientStorage
+
+    room = 10 * MIB
+    monkeypatch.setattr(services.store, "free_bytes", lambda: services.uploads.reserved_space + room)
+    first = services.uploads.create(bucket="b", key="one", size=6 * MIB)  # fits
+    with pytest.raises(InsufficientStorage) as refused:
+        services.uploads.create(bucket="b", key="two", size=6 * MIB)  # alone it would; with "one" it does not
+    assert "promised" in refused.value.message
+    services.uploads.create(bucket="b", key="small", size=3000)  # a small file is never held up
+    services.uploads.abort(first.id)
+    services.uploads.create(bucket="b", key="two", size=6 * MIB)  # "one" gave its promise back
+    with pytest.raises(InsufficientStorage):
+        services.uploads.create(bucket="b", key="three", size=room + 1)
+    assert services.objects.list("b").objects == []  # nothing was stored by the refusals

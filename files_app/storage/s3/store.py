@@ -84,6 +84,9 @@ class S3BlobStore(S3Client):
     def delete_blob(self, blob_id: str) -> None:
         self.delete(self.blob_key(blob_id))
 
+    def free_bytes(self) -> None:
+        return None  # an object store has no free space to promise
+
     def release_blob(self, blob_id: str) -> None:
         """Left for gc's orphan sweep: a reader fetches a blob only when it starts sending, and
         must not find it gone after its row said it was there."""
