@@ -86,31 +86,47 @@ function makeItem (file, key) {
   return item
 }
 
-async function checkConflict (item) {
+let conflictPolicy = null // a choice made "for every clash" on this page
+
+async function existing (key) {
   // A listing by prefix answers 200 whether or not the key exists: no 404 in the console.
-  const url = `${zone.dataset.listUrl}?prefix=${encodeURIComponent(item.key)}&limit=1`
-  try {
-    const response = await fetch(url, { headers: { Accept: 'application/json' } })
-    const body = response.ok ? await response.json() : { data: [] }
-    if (body.data.length && body.data[0].key === item.key) {
-      item.node.querySelector('.conflict').hidden = false
-      render(item, 'Exists already: choose')
-      return
-    }
-  } catch { /* offline: upload, and let the server decide */ }
+  const url = `${zone.dataset.listUrl}?prefix=${encodeURIComponent(key)}&limit=1`
+  const response = await fetch(url, { headers: { Accept: 'application/json' } })
+  const body = response.ok ? await response.json() : { data: [] }
+  return body.data.length && body.data[0].key === key ? body.data[0] : null
+}
+
+async function checkConflict (item) {
+  let found = null
+  try { found = await existing(item.key) } catch { /* offline: upload, and let the server decide */ }
+  if (found && conflictPolicy) return decide(item, conflictPolicy)
+  if (found) {
+    const when = new Date(found.created_at * 1000).toLocaleString()
+    item.node.querySelector('.conflict-existing').textContent = ` (${size(found.bytes)}, ${when})`
+    item.node.querySelector('.conflict').hidden = false
+    render(item, 'Exists already: choose')
+    return
+  }
   item.ready = true
   pump()
 }
 
-function decide (item, choice) {
-  item.node.querySelector('.conflict').hidden = true
+async function decide (item, choice) {
+  const node = item.node
+  node.querySelector('.conflict').hidden = true
+  if (node.querySelector('[data-testid=conflict-all]').checked) {
+    conflictPolicy = choice
+    // The clashes already waiting take the same answer.
+    for (const other of items.filter((o) => o !== item && !o.node.querySelector('.conflict').hidden)) decide(other, choice)
+  }
   if (choice === 'skip') return finish(item, 'done', 'Skipped')
   if (choice === 'keep-both') {
-    item.key = freeName(item.key)
-    item.node.dataset.key = item.key
-    item.node.querySelector('.upload-name').textContent = item.key
-    item.ready = false
-    return checkConflict(item)
+    // The next free name, without asking again for each "name (n)" that exists.
+    let key = freeName(item.key)
+    try { while (await existing(key)) key = freeName(key) } catch { /* offline: the server says if it clashes */ }
+    item.key = key
+    node.dataset.key = key
+    node.querySelector('.upload-name').textContent = key
   }
   item.ready = true
   pump()

@@ -275,6 +275,22 @@ def test_conflict_choices(page, server, api):
     assert api.file("clash", "same.txt")["bytes"] == 4  # skipped: unchanged
 
 
+def test_a_conflict_shows_the_existing_file_and_one_answer_serves_every_clash(page, server, api):
+    api.put("clashes", "a.txt", b"1")
+    api.put("clashes", "a (1).txt", b"22")
+    api.put("clashes", "b.txt", b"333")
+    page.goto(server.url + "/b/clashes/")
+    drop(page, DROP_FILES, ["a.txt", "b.txt", "c.txt"], [4, 5, 6])
+    first = page.locator("[data-testid=upload-item]:has(.conflict:not([hidden]))").first
+    expect(first.locator("[data-testid=conflict-existing]")).to_contain_text(" B, ")  # its size and date
+    first.locator("[data-testid=conflict-all]").check()
+    first.locator("[data-testid=conflict-keep-both]").click()
+    wait_all_done(page, 3)
+    # "a (1).txt" existed: the next free name, without a second question; "b.txt" took the same answer.
+    assert sorted(api.keys("clashes")) == ["a (1).txt", "a (2).txt", "a.txt", "b (1).txt", "b.txt", "c.txt"]
+    assert api.file("clashes", "a.txt")["bytes"] == 1 and api.file("clashes", "a (2).txt")["bytes"] == 4
+
+
 def test_browse_sort_filter_and_page(page, server, api):
     for index in range(250):
         api.put("many", f"f{index:03}.txt", b"x" * (index + 1))
