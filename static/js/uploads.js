@@ -11,6 +11,8 @@ const panel = document.getElementById('uploads')
 const list = document.getElementById('upload-list')
 const template = document.getElementById('upload-template')
 const items = []
+// A signed-in page proves its requests are its own (the API refuses cookie writes without it).
+const csrfToken = () => document.querySelector('meta[name=csrf-token]').content
 
 // --- collecting files: picked, dropped, and dropped folders -----------------------------------
 document.getElementById('file-input').addEventListener('change', (event) => {
@@ -155,8 +157,7 @@ async function start (item) {
     chunkSize: CHUNK,
     retryDelays: [0, 1000, 3000, 5000, 10000],
     metadata: { bucket, key: item.key, filetype: item.file.type || '' },
-    // A signed-in page proves its requests are its own (the API refuses cookie writes without it).
-    headers: { 'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content },
+    headers: { 'X-CSRF-Token': csrfToken() },
     // The same file dropped into another folder or bucket is another upload.
     fingerprint: (file) => Promise.resolve(['files', bucket, item.key, file.size, file.lastModified, endpoint].join('|')),
     storeFingerprintForResuming: true,
@@ -263,6 +264,60 @@ function finish (item, state, label) {
   pump()
   if (items.every((other) => ['done', 'cancelled'].includes(other.state))) refreshListing()
 }
+
+// --- unfinished uploads: ones a closed or reloaded page left, as tus-js-client remembers them ---------
+const unfinishedPanel = document.getElementById('unfinished')
+
+async function showUnfinished () {
+  if (!tus.canStoreURLs) return
+  const storage = tus.defaultOptions.urlStorage
+  const here = (await storage.findAllUploads()).filter((entry) => entry.metadata &&
+    entry.metadata.bucket === bucket && (entry.metadata.key || '').startsWith(prefix))
+  for (const entry of here) {
+    if (items.some((item) => item.key === entry.metadata.key)) continue // being sent from this page
+    let offset = null
+    try {
+      const head = await fetch(entry.uploadUrl, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } })
+      if (head.status === 404 || head.status === 410) { await storage.removeUpload(entry.urlStorageKey); continue }
+      if (head.ok) offset = Number(head.headers.get('Upload-Offset'))
+    } catch { /* offline: list it all the same */ }
+    addUnfinished(entry, offset)
+  }
+}
+
+function addUnfinished (entry, offset) {
+  const node = document.getElementById('unfinished-template').content.firstElementChild.cloneNode(true)
+  const key = entry.metadata.key
+  node.dataset.key = key
+  node.querySelector('.upload-name').textContent = key.slice(prefix.length)
+  const percent = offset !== null && entry.size ? Math.floor((offset / entry.size) * 100) : null
+  const when = entry.creationTime ? new Date(entry.creationTime).toLocaleString() : ''
+  node.querySelector('.unfinished-status').textContent =
+    [percent === null ? '' : `${percent}% of ${size(entry.size)} sent`, when && `started ${when}`].filter(Boolean).join(' · ')
+  node.querySelector('[data-testid=unfinished-pick]').addEventListener('change', (event) => {
+    const [file] = event.target.files
+    if (!file) return
+    dropUnfinished(node)
+    addFiles([{ file, path: key.slice(prefix.length) }]) // the same file resumes where it stopped
+  })
+  node.querySelector('[data-testid=unfinished-discard]').addEventListener('click', async () => {
+    const gone = await fetch(entry.uploadUrl, {
+      method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0', 'X-CSRF-Token': csrfToken() },
+    }).catch(() => null)
+    if (!gone || !(gone.ok || gone.status === 404 || gone.status === 410)) return // kept: try again later
+    await tus.defaultOptions.urlStorage.removeUpload(entry.urlStorageKey)
+    dropUnfinished(node)
+  })
+  document.getElementById('unfinished-list').append(node)
+  unfinishedPanel.hidden = false
+}
+
+function dropUnfinished (node) {
+  node.remove()
+  unfinishedPanel.hidden = !document.querySelector('[data-testid=unfinished-item]')
+}
+
+showUnfinished().finally(() => { zone.dataset.unfinishedReady = 'true' })
 
 zone.dataset.ready = 'true' // for automation: drops are handled from now on
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -75,6 +76,14 @@ class Api:
 
     def keys(self, bucket: str) -> list[str]:
         return [f["key"] for f in self.call("GET", f"/v1/files/{bucket}")["data"]]
+
+    def session_status(self, url: str) -> int:
+        """The HTTP status of a GET of an upload session's URL (404 once it is gone)."""
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url)) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
 
 
 @pytest.fixture

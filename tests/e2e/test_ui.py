@@ -244,6 +244,44 @@ def test_pause_resume_and_resume_after_reload(page, server, api, tmp_path):
     assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
 
 
+def test_an_upload_cut_by_a_reload_is_listed_and_can_be_resumed_or_discarded(page, server, api, tmp_path):
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(data := os.urandom(24 * MIB))
+    second.write_bytes(os.urandom(24 * MIB))
+    make_bucket(page, server, "cut")
+    unfinished = page.locator("[data-testid=unfinished-item]")
+    for path in (first, second):
+        throttle_uploads(page, 8 * MIB)
+        pick(page, "file-input", path)
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=upload-progress]')]"
+                               ".some((bar) => bar.value >= 10 && bar.value < 100)")
+        page.reload()  # the page goes away mid-upload
+        page.cdp = None
+        page.wait_for_selector("[data-testid=dropzone][data-unfinished-ready=true]")
+    expect(unfinished).to_have_count(2)
+    deletes = []
+    page.on("response", lambda response: response.request.method == "DELETE" and deletes.append(
+        (response.url, response.status)))
+    row = unfinished.filter(has_text="first.bin")
+    expect(row).to_contain_text("% of 24.0 MiB sent")
+    unfinished.filter(has_text="second.bin").locator("[data-testid=unfinished-discard]").click()
+    expect(unfinished).to_have_count(1)
+    assert len(deletes) == 1 and deletes[0][1] == 204  # the server freed what it held (tus termination)
+    assert api.session_status(deletes[0][0]) == 404
+    throttle_uploads(page, 512 * MIB)
+    row.locator("[data-testid=unfinished-pick]").set_input_files(str(first))
+    expect(unfinished).to_have_count(0)
+    expect(page.locator("#unfinished")).to_be_hidden()
+    wait_all_done(page, 1)
+    assert page.locator("[data-testid=upload-item]").get_attribute("data-resumed") == "true"
+    info = api.file("cut", "first.bin")
+    assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert api.keys("cut") == ["first.bin"]  # the discarded one never became a file
+    page.reload()
+    page.wait_for_selector("[data-testid=dropzone][data-unfinished-ready=true]")
+    expect(unfinished).to_have_count(0)  # finished and discarded: nothing left to list
+
+
 def test_network_cut_and_back(page, server, api, tmp_path):
     path = tmp_path / "trip.bin"
     path.write_bytes(data := os.urandom(24 * MIB))
