@@ -7,6 +7,7 @@ import secrets
 from datetime import UTC, datetime
 
 from flask import Blueprint, request, session, url_for
+from markupsafe import Markup
 
 from .. import auth
 from ..errors import CsrfFailed
@@ -31,8 +32,17 @@ def human_bytes(size: int) -> str:
     return f"{size} B"
 
 
-def when(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC") if timestamp else "—"
+def when(timestamp: int) -> Markup | str:
+    """A <time> in UTC; the page's script shows it in the reader's own time zone."""
+    if not timestamp:
+        return "—"
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return Markup('<time datetime="{}">{}</time>').format(moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def count(number: int) -> str:
+    """1234567 -> "1,234,567"."""
+    return f"{number:,}"
 
 
 def csrf_token() -> str:

@@ -16,6 +16,18 @@ for (const type of ['dragover', 'drop']) {
   })
 }
 
+// Times arrive in UTC; show them in the reader's own time zone (the UTC one stays as a tooltip).
+export function localTimes (root = document) {
+  for (const time of root.querySelectorAll('time[datetime]:not([data-local])')) {
+    const moment = new Date(time.dateTime)
+    if (Number.isNaN(moment.getTime())) continue
+    time.title = time.textContent
+    time.textContent = moment.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })
+    time.dataset.local = 'true'
+  }
+}
+localTimes()
+
 // A message goes when its reader dismisses it.
 document.addEventListener('click', (event) => {
   const button = event.target.closest('[data-dismiss]')
@@ -159,4 +171,8 @@ document.addEventListener('keydown', (event) => {
   }
 })
 
-export { updateSelection as rebind }
+// After the listing was swapped in anew: its selection and its times.
+export function rebind () {
+  updateSelection()
+  localTimes()
+}

@@ -3,6 +3,7 @@ resumed after a reload, surviving the network going away), browsing, deleting, a
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import re
@@ -186,6 +187,24 @@ def test_sort_by_name_is_the_servers_order_and_a_filter_without_match_says_so(pa
     page.fill("[data-testid=filter]", "z.t")
     expect(page.locator("[data-testid=filter-none]")).to_be_hidden()
     expect(page.locator("[data-testid=object-row]:visible")).to_have_count(1)
+
+
+def test_times_are_in_the_readers_time_zone_and_numbers_have_separators(browser, server, api):
+    api.put("zones", "f.txt", b"x" * 1234567)
+    context = browser.new_context(timezone_id="Asia/Kathmandu", locale="en-US")  # UTC+05:45
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/b/zones/f.txt")
+        stamp = page.locator("time").first
+        utc = stamp.get_attribute("title")
+        assert utc.endswith("UTC")
+        moment = datetime.datetime.strptime(utc, "%Y-%m-%d %H:%M UTC") + datetime.timedelta(hours=5, minutes=45)
+        assert stamp.inner_text() == moment.strftime("%b %-d, %Y, %-I:%M %p")  # Kathmandu time, en-US
+        expect(page.locator("dd", has_text="1,234,567 bytes")).to_have_count(1)
+        page.goto(server.url + "/")
+        expect(page.locator("tr", has_text="zones").locator("time")).to_have_attribute("data-local", "true")
+    finally:
+        context.close()
 
 
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
