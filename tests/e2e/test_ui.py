@@ -207,6 +207,42 @@ def test_times_are_in_the_readers_time_zone_and_numbers_have_separators(browser,
         context.close()
 
 
+def minimal_pdf(text: str) -> bytes:
+    """A real one-page PDF showing `text` (objects, cross-reference table and trailer)."""
+    stream = f"BT /F1 24 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_preview_is_loaded_not_blocked(page, server, api):
+    """Chromium refuses its PDF viewer in an <iframe sandbox> (net::ERR_BLOCKED_BY_CLIENT): the
+    preview frame must load the PDF, while the response's own CSP sandbox still contains it."""
+    api.put("docs", "report.pdf", minimal_pdf("Quarterly report"), "application/pdf")
+    failed = []
+    page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
+    with page.expect_response(lambda response: "/v1/content/docs/report.pdf" in response.url) as answer:
+        page.goto(server.url + "/b/docs/report.pdf")
+    assert answer.value.status == 200, answer.value.all_headers()
+    assert "sandbox" in answer.value.all_headers()["content-security-policy"], answer.value.all_headers()
+    frame = page.locator("[data-testid=pdf-preview]")
+    expect(frame).to_have_count(1)
+    assert frame.get_attribute("sandbox") is None
+    page.wait_for_load_state("load")
+    assert [entry for entry in failed if "report.pdf" in entry[0]] == []
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
