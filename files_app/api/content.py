@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Response, request
+from flask import Response, request, stream_with_context
 from werkzeug.http import http_date
 
 from .. import validation
 from ..request_io import objects
+from ..services import archive
 from .blueprints import api_bp
 
 READ_SIZE = 1024 * 1024
@@ -68,6 +69,20 @@ def content(bucket: str, key: str):
     except BaseException:
         stream.close()
         raise
+
+
+@api_bp.get("/zip/<bucket>")
+def zip_folder(bucket: str):
+    """Every file under `prefix` (or the whole bucket) as one zip, streamed as it is made."""
+    prefix = validation.list_prefix(request.args.get("prefix"))
+    objects().bucket_id(bucket)  # 404 before the first byte, not inside a 200
+    name = (prefix.rstrip("/").rpartition("/")[2] or bucket) + ".zip"
+    context = stream_with_context(archive.zip_folder(objects(), bucket, prefix))
+    return Response(context, mimetype="application/zip", headers={
+        "Content-Disposition": _disposition(name, "application/zip", "1"),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    })
 
 
 def _not_modified(etag: str, modified: int) -> bool:

@@ -207,6 +207,17 @@ SPEC = {
             "head": {"summary": "A file's content headers", "operationId": "headContent",
                      "responses": {"200": {"description": "Headers only"}, "404": {"description": "Unknown"}}},
         },
+        "/v1/zip/{bucket}": {
+            "parameters": [_BUCKET],
+            "get": {
+                "summary": "Every file under a prefix (or the whole bucket) as one zip, streamed",
+                "operationId": "zipFolder",
+                "parameters": [{"name": "prefix", "in": "query", "schema": {"type": "string"},
+                                "description": "the folder; names in the zip are relative to it"}],
+                "responses": {"200": {"description": "application/zip (stored, zip64 where needed)"},
+                              "400": _error("Bad prefix"), "404": _error("Unknown bucket")},
+            },
+        },
         "/v1/openapi.json": {"get": {"summary": "This description", "operationId": "openapi",
                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     },

@@ -243,6 +243,25 @@ def test_a_pdf_preview_is_loaded_not_blocked(page, server, api):
     assert [entry for entry in failed if "report.pdf" in entry[0]] == []
 
 
+def test_download_a_folder_as_zip(page, server, api, tmp_path):
+    import zipfile
+
+    big = os.urandom(3 * MIB)
+    api.put("zips", "photos/cat.jpg", big)
+    api.put("zips", "photos/2026/dog.jpg", b"woof")
+    api.put("zips", "notes.txt", b"not in the folder")
+    page.goto(server.url + "/b/zips/photos/")
+    with page.expect_download() as download:
+        page.click("[data-testid=download-zip]")
+    assert download.value.suggested_filename == "photos.zip"
+    saved = tmp_path / "photos.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["2026/dog.jpg", "cat.jpg"]
+        assert archive.read("cat.jpg") == big and archive.read("2026/dog.jpg") == b"woof"
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")

@@ -1,0 +1,43 @@
+"""A folder as a zip, streamed: the files under a prefix with names relative to it, bytes intact."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+from tests.helpers import assert_error, bearer, make_token
+
+
+def archive(response) -> zipfile.ZipFile:
+    assert response.status_code == 200, response.data
+    assert response.headers["Content-Type"] == "application/zip"
+    return zipfile.ZipFile(io.BytesIO(response.data))
+
+
+def test_a_folder_and_a_bucket_as_zip(client):
+    files = {"a/x.txt": b"small", "a/b/y.bin": os.urandom(300_000), "a/b/z.txt": b"", "c.txt": b"top"}
+    for key, data in files.items():
+        assert client.put(f"/v1/files/b/{key}", data=data).status_code == 200
+    folder = client.get("/v1/zip/b?prefix=a/")
+    assert 'filename="a.zip"' in folder.headers["Content-Disposition"]
+    assert folder.headers["Content-Disposition"].startswith("attachment")
+    zipped = archive(folder)
+    assert zipped.testzip() is None
+    assert zipped.namelist() == ["b/y.bin", "b/z.txt", "x.txt"]  # key order, relative to the folder
+    assert {name: zipped.read(name) for name in zipped.namelist()} == {
+        key[len("a/"):]: data for key, data in files.items() if key.startswith("a/")}
+    whole = archive(client.get("/v1/zip/b"))
+    assert sorted(whole.namelist()) == sorted(files) and whole.read("c.txt") == b"top"
+    assert archive(client.get("/v1/zip/b?prefix=nothing/")).namelist() == []  # an empty, valid zip
+
+
+def test_zip_refusals(client, runner):
+    assert_error(client.get("/v1/zip/missing"), 404, "not_found")
+    assert_error(client.get("/v1/zip/b?prefix=%01"), 400, "invalid_prefix")
+    client.put("/v1/files/mine/k", data=b"x")
+    client.put("/v1/files/theirs/k", data=b"y")
+    confined = make_token(runner, "read", bucket="mine")
+    assert archive(client.get("/v1/zip/mine", headers=bearer(confined))).read("k") == b"x"
+    assert_error(client.get("/v1/zip/theirs", headers=bearer(confined)), 403, "forbidden")
+    assert_error(client.get("/v1/zip/mine"), 401, "unauthorized")  # closed now that a token exists
