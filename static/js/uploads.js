@@ -149,9 +149,42 @@ function pump () {
   summarize()
 }
 
+// --- one tab per file: two tabs sending the same file would fight over its session (423 after 423) ----
+function takeLock (item, wait) {
+  // Resolves true once this tab holds the file's lock (kept until releaseLock), false when another tab
+  // holds it and `wait` is false. Without Web Locks every tab goes ahead (the server's lease decides).
+  if (!navigator.locks) return Promise.resolve(true)
+  const name = ['files-upload', bucket, item.key, item.file.size, item.file.lastModified].join('|')
+  return new Promise((resolve) => {
+    navigator.locks.request(name, { ifAvailable: !wait }, (lock) => {
+      if (!lock) { resolve(false); return null }
+      resolve(true)
+      return new Promise((release) => { item.releaseLock = release })
+    })
+  })
+}
+
+function releaseLock (item) {
+  if (item.releaseLock) { item.releaseLock(); item.releaseLock = null }
+}
+
 async function start (item) {
   item.state = 'uploading'
   render(item, 'Starting')
+  if (!item.releaseLock && !(await takeLock(item, false))) {
+    item.state = 'elsewhere'
+    render(item, 'Being sent from another tab: this one waits for it')
+    pump()
+    await takeLock(item, true)
+    if (item.state === 'cancelled') return releaseLock(item)
+    const found = await existing(item.key).catch(() => null)
+    if (found && found.bytes === item.file.size) {
+      releaseLock(item)
+      return finish(item, 'done', 'Uploaded by the other tab')
+    }
+    item.state = 'uploading'
+    render(item, 'Starting')
+  }
   item.upload = new tus.Upload(item.file, {
     endpoint,
     chunkSize: CHUNK,
@@ -184,7 +217,11 @@ function pause (item) {
 
 function resume (item) {
   if (!['paused', 'error'].includes(item.state)) return
-  if (!item.upload) { item.state = 'queued'; item.ready = true; return pump() }
+  if (!item.upload || (navigator.locks && !item.releaseLock)) {
+    item.state = 'queued' // through start() again: it takes the tab lock, and resumes from the server
+    item.ready = true
+    return pump()
+  }
   item.state = 'uploading'
   item.samples = []
   render(item, 'Resuming')
@@ -194,6 +231,7 @@ function resume (item) {
 
 async function cancel (item) {
   const upload = item.upload
+  releaseLock(item)
   item.state = 'cancelled'
   item.node.remove()
   items.splice(items.indexOf(item), 1)
@@ -203,6 +241,7 @@ async function cancel (item) {
 }
 
 function failed (item, error) {
+  releaseLock(item)
   item.state = 'error'
   const [message, retryable] = explain(error)
   item.retryable = retryable
@@ -258,6 +297,7 @@ clear.addEventListener('click', () => {
 })
 
 function finish (item, state, label) {
+  releaseLock(item)
   item.state = state
   if (state === 'done') item.sent = item.file.size
   render(item, label)

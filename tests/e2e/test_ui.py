@@ -356,6 +356,32 @@ def test_an_upload_cut_by_a_reload_is_listed_and_can_be_resumed_or_discarded(pag
     expect(unfinished).to_have_count(0)  # finished and discarded: nothing left to list
 
 
+def test_two_tabs_sending_the_same_file_do_not_fight_over_it(page, context, server, api, tmp_path):
+    path = tmp_path / "shared.bin"
+    path.write_bytes(data := os.urandom(16 * MIB))
+    make_bucket(page, server, "tabs")
+    other = context.new_page()
+    other.console_errors = []
+    other.on("pageerror", lambda error: other.console_errors.append(str(error)))
+    locked = []
+    other.on("response", lambda response: response.status == 423 and locked.append(response.url))
+    other.goto(server.url + "/b/tabs/")
+    throttle_uploads(page, 4 * MIB)
+    pick(page, "file-input", path)
+    page.wait_for_function("() => document.querySelector('[data-testid=upload-progress]').value >= 5")
+    pick(other, "file-input", path)  # the same file, in a second tab, while the first sends it
+    waiting = other.locator("[data-testid=upload-item]")
+    expect(waiting).to_have_attribute("data-state", "elsewhere")
+    expect(waiting.locator(".upload-status")).to_contain_text("another tab")
+    throttle_uploads(page, 512 * MIB)
+    wait_all_done(page, 1)
+    expect(waiting).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(waiting.locator(".upload-status")).to_have_text("Uploaded by the other tab")
+    assert locked == [] and other.console_errors == []  # no 423 storm, no error
+    info = api.file("tabs", "shared.bin")
+    assert (info["bytes"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+
+
 def test_network_cut_and_back(page, server, api, tmp_path):
     path = tmp_path / "trip.bin"
     path.write_bytes(data := os.urandom(24 * MIB))
