@@ -41,3 +41,21 @@ def test_zip_refusals(client, runner):
     assert archive(client.get("/v1/zip/mine", headers=bearer(confined))).read("k") == b"x"
     assert_error(client.get("/v1/zip/theirs", headers=bearer(confined)), 403, "forbidden")
     assert_error(client.get("/v1/zip/mine"), 401, "unauthorized")  # closed now that a token exists
+
+
+def test_a_file_deleted_while_the_zip_is_made_is_left_out(app, client, monkeypatch):
+    """The listing said it was there; by the time its turn came it was gone: the zip goes on
+    without it, whole and valid, and no 500."""
+    for key in ("f/1.txt", "f/2.txt", "f/3.txt"):
+        client.put(f"/v1/files/b/{key}", data=key.encode())
+    service = app.extensions["files"].objects
+    real_open = service.open
+
+    def deleted_first(bucket, key):
+        if key == "f/2.txt":
+            service.delete(bucket, key)  # a delete that committed between the listing and the read
+        return real_open(bucket, key)
+
+    monkeypatch.setattr(service, "open", deleted_first)
+    zipped = archive(client.get("/v1/zip/b?prefix=f/"))
+    assert zipped.testzip() is None and zipped.namelist() == ["1.txt", "3.txt"]
