@@ -56,6 +56,14 @@ _PAGE = (
     .limit(bindparam("n"))
 )
 _PAGE_BELOW = _PAGE.where(_objects.c.key < bindparam("upper"))
+# Keys before a page, nearest first: for the cursor of the page before it.
+_KEYS_BEFORE = (
+    select(_objects.c.key)
+    .where(_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bindparam("prefix"),
+           _objects.c.key < bindparam("before"))
+    .order_by(_objects.c.key.desc())
+    .limit(bindparam("n"))
+)
 _OBJECT = (  # everything but the bytes of an inline file: those only `open` needs
     select(*[column for column in _objects.c if column.name != "inline_data"])
     .join(Bucket.__table__, Bucket.__table__.c.id == _objects.c.bucket_id)
@@ -289,6 +297,34 @@ class ObjectService:
                     if len(rows) < batch:
                         break  # the range is exhausted
         return ObjectPage(objects, prefixes, encode_cursor(start_at) if has_more else None)
+
+    def previous_cursor(self, bucket: str, *, prefix: str = "", delimiter: str | None = None, limit: int = 1000,
+                        cursor: str | None = None) -> str | None:
+        """The cursor of the page before the one `cursor` starts ("" when that is the first page;
+        None when this is the first page). Walks back from the page's start, a folder counting as one
+        entry and skipped whole, as `list` walks forward."""
+        start_at = decode_cursor(cursor)
+        if start_at is None or start_at <= prefix:
+            return None
+        bucket_id = self.bucket_id(bucket)
+
+        def keys_before(key: str, n: int) -> list:
+            return db.session.execute(_KEYS_BEFORE, {"bucket_id": bucket_id, "prefix": prefix, "before": key,
+                                                     "n": n}).all()
+
+        before, entries = start_at, 0
+        with transaction():
+            if not keys_before(before, 1):
+                return None  # nothing before it: this is the first page, reached by a cursor
+            while rows := keys_before(before, min(limit, _FOLDER_BATCH) if delimiter else limit):
+                for row in rows:
+                    if row.key >= before:
+                        continue  # inside the folder just counted
+                    before = _common_prefix(row.key, prefix, delimiter) or row.key  # where that entry starts
+                    entries += 1
+                    if entries == limit:
+                        return encode_cursor(before) if keys_before(before, 1) else ""
+            return ""  # a page's worth or less before this one: the first page
 
 
 def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:

@@ -60,11 +60,13 @@ def folder_or_file(bucket: str, path: str):
 
 def _folder(bucket: str, prefix: str):
     info = _objects().get_bucket(bucket)
-    page = _objects().list(bucket, prefix=validation.list_prefix(prefix), delimiter="/",
-                           limit=validation.list_limit(request.args.get("limit"), default=PAGE_SIZE),
-                           cursor=request.args.get("cursor"))
+    where = dict(prefix=validation.list_prefix(prefix), delimiter="/",
+                 limit=validation.list_limit(request.args.get("limit"), default=PAGE_SIZE),
+                 cursor=request.args.get("cursor"))
+    page = _objects().list(bucket, **where)
+    previous = _objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
     return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
-                           limit=request.args.get("limit"))
+                           limit=request.args.get("limit"), previous=previous)
 
 
 def _file(bucket: str, key: str):

@@ -443,6 +443,21 @@ def test_browse_sort_filter_and_page(page, server, api):
     page.click("[data-testid=next-page]")
     expect(rows).to_have_count(51)
     expect(page.locator("[data-testid=next-page]")).to_have_count(0)
+    expect(page.locator(".pager")).to_contain_text("251 files in this bucket")
+    page.click("[data-testid=previous-page]")  # back: the same second page as going forward
+    expect(rows).to_have_count(100)
+    expect(rows.first).to_have_attribute("data-key", "f099.txt")
+    page.click("[data-testid=previous-page]")
+    expect(page.locator("[data-testid=folder-row][data-prefix='docs/']")).to_have_count(1)
+    expect(rows).to_have_count(99)
+    expect(page.locator("[data-testid=previous-page]")).to_have_count(0)  # the first page has none
+    page.click("[data-testid=next-page]")
+    page.click("[data-testid=next-page]")
+    page.click("[data-testid=first-page]")
+    expect(rows).to_have_count(99)
+    page.click("[data-testid=next-page]")
+    page.click("[data-testid=next-page]")  # the last page again, for what follows
+    expect(rows).to_have_count(51)
 
     page.click("th button:has-text('Size')")  # ascending by size
     page.click("th button:has-text('Size')")  # descending

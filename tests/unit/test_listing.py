@@ -117,3 +117,25 @@ def test_a_million_files_on_postgresql_by_cursor(services):
     folders = services.objects.list("big", limit=1000, delimiter="/")
     assert folders.prefixes == [f"d{i:02}/" for i in range(100)] and folders.objects == []
     assert folders.next_cursor is None
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+@pytest.mark.parametrize("query", [{}, {"delimiter": "/"}, {"prefix": "docs/", "delimiter": "/"}, {"prefix": "d"}])
+def test_the_previous_page_is_the_one_walked_before(services, bucket, limit, query):
+    """From every page, `previous_cursor` leads back to the page before it, folders skipped whole as
+    going forward; the first page has none, and the second leads to the first ("")."""
+    pages, cursor = [], None
+    while True:
+        page = services.objects.list(bucket, limit=limit, cursor=cursor, **query)
+        pages.append((cursor, [o.key for o in page.objects] + page.prefixes))
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert services.objects.previous_cursor(bucket, limit=limit, cursor=None, **query) is None
+    for index in range(1, len(pages)):
+        back = services.objects.previous_cursor(bucket, limit=limit, cursor=pages[index][0], **query)
+        assert (back == "") == (index == 1), (index, back)  # the first page is named as such
+        page = services.objects.list(bucket, limit=limit, cursor=back or None, **query)
+        assert [o.key for o in page.objects] + page.prefixes == pages[index - 1][1], (index, back)
+        if index == 1:  # and from there, no page before it
+            assert services.objects.previous_cursor(bucket, limit=limit, cursor=None, **query) is None
