@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
@@ -11,6 +12,7 @@ from ..errors import FilesError
 from .pages import bp, csrf_token, folder_url
 
 PAGE_SIZE = 100
+CSV_PREVIEW_ROWS = 100  # rows of a CSV file shown as a table
 PREVIEW_TEXT_BYTES = 256 * 1024
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-ndjson",
                "application/yaml", "application/toml", "application/x-sh")
@@ -76,8 +78,11 @@ def _file(bucket: str, key: str):
         info, raw = _objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
         text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
         truncated = len(raw) > PREVIEW_TEXT_BYTES
+    table, table_cut = (_csv_rows(text, truncated) if preview == "text" and _base_type(info.mime_type) == "text/csv"
+                        else (None, False))
     folder = key.rpartition("/")[0]
-    return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated,
+    return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated, table=table,
+                           table_cut=table_cut,
                            crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
                            folder=folder + "/" if folder else "")
 
@@ -114,8 +119,25 @@ def _crumbs(prefix: str) -> list[tuple[str, str]]:
     return crumbs
 
 
+def _base_type(mime_type: str) -> str:
+    return mime_type.split(";")[0].strip().lower()
+
+
+def _csv_rows(text: str, truncated: bool, limit: int = CSV_PREVIEW_ROWS) -> tuple[list[list[str]] | None, bool]:
+    """The first rows of a CSV file as a table (escaped by the template like any text), and whether
+    there is more; None if it does not parse. A cut preview's last line may be partial: left out."""
+    lines = text.splitlines()
+    if truncated:
+        lines = lines[:-1]
+    try:
+        rows = list(csv.reader(lines[:limit]))
+    except csv.Error:
+        return None, truncated
+    return rows or None, truncated or len(lines) > limit
+
+
 def _preview_kind(mime_type: str) -> str | None:
-    base = mime_type.split(";")[0].strip().lower()
+    base = _base_type(mime_type)
     if base == "image/svg+xml" or base.startswith("image/"):
         return "image"  # in <img>, even an SVG's script never runs
     if base.startswith(("audio/", "video/")):
