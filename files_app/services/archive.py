@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from ..errors import NotFound
 from .objects import ObjectInfo, ObjectService
@@ -44,17 +44,23 @@ class _Chunks(io.RawIOBase):
 
 
 def zip_folder(objects: ObjectService, bucket: str, prefix: str) -> Iterator[bytes]:
-    """The files under `prefix` (names relative to it) as a zip archive, piece by piece. A file
-    deleted while the archive is made is left out; the listing is read a page at a time, so no
-    transaction stays open while the archive streams."""
+    """The files under `prefix` (names relative to it) as a zip archive, piece by piece. The listing
+    is read a page at a time, so no transaction stays open while the archive streams."""
+    return zip_keys(objects, bucket, (info.key for info in _every_file(objects, bucket, prefix)), prefix)
+
+
+def zip_keys(objects: ObjectService, bucket: str, keys: Iterable[str], folder: str = "") -> Iterator[bytes]:
+    """These files as a zip archive, piece by piece, named relative to `folder` where they are in it.
+    A file missing (or deleted while the archive is made) is left out."""
     sink = _Chunks()
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for listed in _every_file(objects, bucket, prefix):
+        for key in keys:
             try:
-                info, stream = objects.open(bucket, listed.key)
+                info, stream = objects.open(bucket, key)
             except NotFound:
                 continue
-            entry = zipfile.ZipInfo(info.key[len(prefix):], time.gmtime(max(info.created_at, 315532800))[:6])
+            name = info.key[len(folder):] if folder and info.key.startswith(folder) else info.key
+            entry = zipfile.ZipInfo(name, time.gmtime(max(info.created_at, 315532800))[:6])
             with stream, archive.open(entry, "w", force_zip64=info.size >= _ZIP64_FROM) as member:
                 while data := stream.read(READ_SIZE):
                     member.write(data)

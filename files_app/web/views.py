@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import csv
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, send_from_directory, session, url_for
+from flask import (
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    session,
+    stream_with_context,
+    url_for,
+)
 
 from .. import auth, validation
 from ..errors import FilesError
+from ..services import archive
 from .pages import bp, csrf_token, folder_url
 
 PAGE_SIZE = 100
+MAX_ZIP_SELECTION = 10_000  # files in one "download selected"
 CSV_PREVIEW_ROWS = 100  # rows of a CSV file shown as a table
 PREVIEW_TEXT_BYTES = 256 * 1024
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-ndjson",
@@ -85,6 +98,24 @@ def _file(bucket: str, key: str):
                            table_cut=table_cut,
                            crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
                            folder=folder + "/" if folder else "")
+
+
+@bp.post("/b/<bucket>/zip")
+def zip_selected(bucket: str):
+    """The files selected on a page, as one zip (a form POST: a selection does not fit in a URL)."""
+    keys = list(dict.fromkeys(request.form.getlist("key")))[:MAX_ZIP_SELECTION]
+    back = request.form.get("back", "")
+    if not keys:
+        flash("Select the files to download first.", "error")
+        return redirect(folder_url(bucket, back))
+    for key in keys:
+        validation.object_key(key, new=False)
+    _objects().bucket_id(bucket)  # 404 before the first byte
+    name = (back.rstrip("/").rpartition("/")[2] or bucket) + "-selection.zip"
+    body = stream_with_context(archive.zip_keys(_objects(), bucket, keys, back))
+    return Response(body, mimetype="application/zip", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
 @bp.post("/b/<bucket>/delete")

@@ -112,6 +112,8 @@ function updateSelection () {
   const boxes = visibleBoxes()
   const chosen = boxes.filter((box) => box.checked).length
   deleteSelected.disabled = chosen === 0
+  const zipSelected = document.querySelector('[data-testid=zip-selected]')
+  if (zipSelected) zipSelected.disabled = chosen === 0
   deleteSelected.dataset.count = String(chosen)
   document.getElementById('selection-count').textContent = chosen ? `${chosen} selected` : ''
   if (selectAll) {

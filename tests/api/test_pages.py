@@ -19,3 +19,23 @@ def test_a_csv_file_is_previewed_as_a_table_of_its_first_rows_escaped(client):
     assert "<td>1</td><td>2</td>" in small and "see all of it" not in small  # all of it shown
     client.put("/v1/files/b/notes.txt", data=b"a,b\n1,2\n", content_type="text/plain")
     assert 'data-testid="csv-preview"' not in client.get("/b/b/notes.txt").get_data(as_text=True)
+
+
+def test_download_selected_needs_the_pages_own_form(client):
+    """A POST (a selection does not fit in a URL): from another site it is refused, and without the
+    page's CSRF token too; with it, the zip of what was selected, named relative to the folder."""
+    import io
+    import zipfile
+
+    client.put("/v1/files/b/d/one.txt", data=b"1")
+    client.put("/v1/files/b/d/two.txt", data=b"2")
+    form = {"key": ["d/two.txt", "d/missing.txt"], "back": "d/"}
+    evil = client.post("/b/b/zip", data=form, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403 and evil.mimetype == "text/html"
+    assert client.post("/b/b/zip", data=form).status_code == 403  # no CSRF token
+    page = client.get("/b/b/d/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    answer = client.post("/b/b/zip", data={**form, "csrf_token": token})
+    assert answer.status_code == 200 and answer.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(answer.data))
+    assert archive.namelist() == ["two.txt"] and archive.read("two.txt") == b"2"  # the missing one left out

@@ -262,6 +262,27 @@ def test_download_a_folder_as_zip(page, server, api, tmp_path):
         assert archive.read("cat.jpg") == big and archive.read("2026/dog.jpg") == b"woof"
 
 
+def test_download_the_selected_files_as_zip(page, server, api, tmp_path):
+    import zipfile
+
+    api.put("picks", "docs/a.txt", b"alpha")
+    api.put("picks", "docs/b.txt", b"beta")
+    api.put("picks", "docs/c.txt", b"gamma")
+    page.goto(server.url + "/b/picks/docs/")
+    expect(page.locator("[data-testid=zip-selected]")).to_be_disabled()
+    page.locator("[data-testid=object-row][data-key='docs/a.txt'] [data-testid=select-row]").check()
+    page.locator("[data-testid=object-row][data-key='docs/c.txt'] [data-testid=select-row]").check()
+    with page.expect_download() as download:
+        page.click("[data-testid=zip-selected]")
+    assert download.value.suggested_filename == "docs-selection.zip"
+    saved = tmp_path / "selection.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["a.txt", "c.txt"] and archive.read("c.txt") == b"gamma"
+    assert sorted(api.keys("picks")) == ["docs/a.txt", "docs/b.txt", "docs/c.txt"]  # nothing deleted
+
+
 def test_drop_a_folder_and_pick_a_folder(page, server, api, tmp_path):
     make_bucket(page, server, "folders")
     page.goto(server.url + "/b/folders/")
