@@ -84,7 +84,7 @@ def wal_sync_for(engine: Engine) -> WalSync | None:
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
+    if (found := _syncs.get(database)) is not None:  # every durable commit asks: no lock once made
+        return found
     with _syncs_lock:
-        if database not in _syncs:
-            _syncs[database] = WalSync(Path(database + "-wal"))
-        return _syncs[database]
+        return _syncs.setdefault(database, WalSync(Path(database + "-wal")))

@@ -1,9 +1,12 @@
-"""What every view shares, whichever blueprint or dialect: the services, and the request body as
-the services read it."""
+"""What every view shares, whichever blueprint or dialect: the services, the request body as the
+services read it, and streamed downloads' headers."""
 
 from __future__ import annotations
 
-from flask import current_app, request
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from flask import Response, current_app, request, stream_with_context
 
 from .errors import IncompleteBody
 from .services import ObjectService, UploadService
@@ -15,6 +18,21 @@ def uploads() -> UploadService:
 
 def objects() -> ObjectService:
     return current_app.extensions["files"].objects
+
+
+def filename_params(name: str) -> str:
+    """Content-Disposition's file name, for old clients (ASCII) and new (RFC 6266 UTF-8)."""
+    ascii_name = name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_")
+    return f"filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def zip_response(chunks: Iterator[bytes], name: str) -> Response:
+    """A zip archive streamed as it is made (the request's context stays for the services)."""
+    return Response(stream_with_context(chunks), mimetype="application/zip", headers={
+        "Content-Disposition": f"attachment; {filename_params(name)}",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    })
 
 
 def is_chunked() -> bool:

@@ -7,13 +7,11 @@ applies (Werkzeug's own Range support would wrap the file in a Python iterator).
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
-from flask import Response, request, stream_with_context
+from flask import Response, request
 from werkzeug.http import http_date
 
 from .. import validation
-from ..request_io import objects
+from ..request_io import filename_params, objects, zip_response
 from ..services import archive
 from .blueprints import api_bp
 
@@ -77,12 +75,7 @@ def zip_folder(bucket: str):
     prefix = validation.list_prefix(request.args.get("prefix"))
     objects().bucket_id(bucket)  # 404 before the first byte, not inside a 200
     name = (prefix.rstrip("/").rpartition("/")[2] or bucket) + ".zip"
-    context = stream_with_context(archive.zip_folder(objects(), bucket, prefix))
-    return Response(context, mimetype="application/zip", headers={
-        "Content-Disposition": _disposition(name, "application/zip", "1"),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    })
+    return zip_response(archive.zip_folder(objects(), bucket, prefix), name)
 
 
 def _not_modified(etag: str, modified: int) -> bool:
@@ -139,7 +132,4 @@ def _bounded_chunks(stream, length: int):
 def _disposition(key: str, mime_type: str, download: str | None) -> str:
     base = mime_type.split(";")[0].strip().lower()
     inline = not download and (base in _INLINE_TYPES or base.startswith(("audio/", "video/")))
-    name = key.rsplit("/", 1)[-1]
-    ascii_name = name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_")
-    kind = "inline" if inline else "attachment"
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return f"{'inline' if inline else 'attachment'}; {filename_params(key.rsplit('/', 1)[-1])}"

@@ -72,7 +72,6 @@ _OBJECT = (  # everything but the bytes of an inline file: those only `open` nee
 _OBJECT_WITH_BYTES = _OBJECT.add_columns(_objects.c.inline_data)
 _BUCKET_INFO = select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
-_BUCKET_NAME = select(Bucket.__table__.c.name).where(Bucket.__table__.c.id == bindparam("bucket_id"))
 _COUNT = (
     update(Bucket.__table__)
     .where(Bucket.__table__.c.id == bindparam("bucket_id"))
@@ -156,10 +155,6 @@ class ObjectService:
         if bucket_id is None:
             raise NotFound(f"bucket {name!r} does not exist")
         return bucket_id
-
-    def bucket_name(self, bucket_id: int) -> str:
-        with transaction():
-            return db.session.scalar(_BUCKET_NAME, {"bucket_id": bucket_id})
 
     def list_buckets(self, only: str | None = None) -> list[BucketInfo]:
         """Every bucket, or just `only` (a caller confined to one bucket sees no other)."""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import (
-    Response,
     current_app,
     flash,
     redirect,
@@ -14,12 +13,12 @@ from flask import (
     request,
     send_from_directory,
     session,
-    stream_with_context,
     url_for,
 )
 
 from .. import auth, validation
 from ..errors import FilesError
+from ..request_io import objects, zip_response
 from ..services import archive
 from .pages import bp, csrf_token, folder_url
 
@@ -31,13 +30,9 @@ _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", 
                "application/yaml", "application/toml", "application/x-sh")
 
 
-def _objects():
-    return current_app.extensions["files"].objects
-
-
 @bp.get("/")
 def buckets():
-    return render_template("buckets.html", buckets=_objects().list_buckets(only=auth.current().bucket))
+    return render_template("buckets.html", buckets=objects().list_buckets(only=auth.current().bucket))
 
 
 @bp.post("/buckets")
@@ -45,7 +40,7 @@ def create_bucket():
     name = request.form.get("name", "").strip()
     try:
         auth.check_bucket(name)
-        _objects().create_bucket(name)
+        objects().create_bucket(name)
     except FilesError as error:
         flash(error.message, "error")
         return redirect(url_for("web.buckets"))
@@ -56,7 +51,7 @@ def create_bucket():
 @bp.post("/b/<bucket>/delete-bucket")
 def delete_bucket(bucket: str):
     try:
-        _objects().delete_bucket(bucket)
+        objects().delete_bucket(bucket)
     except FilesError as error:
         flash(error.message, "error")
         return redirect(url_for("web.folder", bucket=bucket, path=""))
@@ -74,21 +69,21 @@ def folder_or_file(bucket: str, path: str):
 
 
 def _folder(bucket: str, prefix: str):
-    info = _objects().get_bucket(bucket)
+    info = objects().get_bucket(bucket)
     where = dict(prefix=validation.list_prefix(prefix), delimiter="/",
                  limit=validation.list_limit(request.args.get("limit"), default=PAGE_SIZE),
                  cursor=request.args.get("cursor"))
-    page = _objects().list(bucket, **where)
-    previous = _objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
+    page = objects().list(bucket, **where)
+    previous = objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
     return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
                            limit=request.args.get("limit"), previous=previous)
 
 
 def _file(bucket: str, key: str):
-    info = _objects().get(bucket, key)
+    info = objects().get(bucket, key)
     preview, text, truncated = _preview_kind(info.mime_type), None, False
     if preview == "text":  # the only preview the page itself holds; the others load from /v1/content
-        info, raw = _objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
+        info, raw = objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
         text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
         truncated = len(raw) > PREVIEW_TEXT_BYTES
     table, table_cut = (_csv_rows(text, truncated) if preview == "text" and _base_type(info.mime_type) == "text/csv"
@@ -110,12 +105,9 @@ def zip_selected(bucket: str):
         return redirect(folder_url(bucket, back))
     for key in keys:
         validation.object_key(key, new=False)
-    _objects().bucket_id(bucket)  # 404 before the first byte
+    objects().bucket_id(bucket)  # 404 before the first byte
     name = (back.rstrip("/").rpartition("/")[2] or bucket) + "-selection.zip"
-    body = stream_with_context(archive.zip_keys(_objects(), bucket, keys, back))
-    return Response(body, mimetype="application/zip", headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return zip_response(archive.zip_keys(objects(), bucket, keys, back), name)
 
 
 @bp.post("/b/<bucket>/delete")
@@ -125,7 +117,7 @@ def delete_files(bucket: str):
     deleted, failed = 0, []
     for key in keys:
         try:
-            _objects().delete(bucket, key)
+            objects().delete(bucket, key)
             deleted += 1
         except FilesError as error:
             failed.append(f"{key}: {error.message}")

@@ -243,28 +243,32 @@ def test_a_pdf_preview_is_loaded_not_blocked(page, server, api):
     assert [entry for entry in failed if "report.pdf" in entry[0]] == []
 
 
-def test_download_a_folder_as_zip(page, server, api, tmp_path):
+def downloaded_zip(page, button: str, tmp_path, expected_name: str):
+    """Click `button`, check the download's suggested name, and open what arrived as a zip."""
     import zipfile
 
+    with page.expect_download() as download:
+        page.click(f"[data-testid={button}]")
+    assert download.value.suggested_filename == expected_name
+    saved = tmp_path / expected_name
+    download.value.save_as(saved)
+    archive = zipfile.ZipFile(saved)
+    assert archive.testzip() is None
+    return archive
+
+
+def test_download_a_folder_as_zip(page, server, api, tmp_path):
     big = os.urandom(3 * MIB)
     api.put("zips", "photos/cat.jpg", big)
     api.put("zips", "photos/2026/dog.jpg", b"woof")
     api.put("zips", "notes.txt", b"not in the folder")
     page.goto(server.url + "/b/zips/photos/")
-    with page.expect_download() as download:
-        page.click("[data-testid=download-zip]")
-    assert download.value.suggested_filename == "photos.zip"
-    saved = tmp_path / "photos.zip"
-    download.value.save_as(saved)
-    with zipfile.ZipFile(saved) as archive:
-        assert archive.testzip() is None
+    with downloaded_zip(page, "download-zip", tmp_path, "photos.zip") as archive:
         assert archive.namelist() == ["2026/dog.jpg", "cat.jpg"]
         assert archive.read("cat.jpg") == big and archive.read("2026/dog.jpg") == b"woof"
 
 
 def test_download_the_selected_files_as_zip(page, server, api, tmp_path):
-    import zipfile
-
     api.put("picks", "docs/a.txt", b"alpha")
     api.put("picks", "docs/b.txt", b"beta")
     api.put("picks", "docs/c.txt", b"gamma")
@@ -272,13 +276,7 @@ def test_download_the_selected_files_as_zip(page, server, api, tmp_path):
     expect(page.locator("[data-testid=zip-selected]")).to_be_disabled()
     page.locator("[data-testid=object-row][data-key='docs/a.txt'] [data-testid=select-row]").check()
     page.locator("[data-testid=object-row][data-key='docs/c.txt'] [data-testid=select-row]").check()
-    with page.expect_download() as download:
-        page.click("[data-testid=zip-selected]")
-    assert download.value.suggested_filename == "docs-selection.zip"
-    saved = tmp_path / "selection.zip"
-    download.value.save_as(saved)
-    with zipfile.ZipFile(saved) as archive:
-        assert archive.testzip() is None
+    with downloaded_zip(page, "zip-selected", tmp_path, "docs-selection.zip") as archive:
         assert archive.namelist() == ["a.txt", "c.txt"] and archive.read("c.txt") == b"gamma"
     assert sorted(api.keys("picks")) == ["docs/a.txt", "docs/b.txt", "docs/c.txt"]  # nothing deleted
 
