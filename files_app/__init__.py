@@ -17,12 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import api, auth, cors, guard, web
+from . import api, auth, cors, guard, openai, web
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
 from .services import ObjectService, UploadService
 from .services.accounts import AccountService
+from .services.openai_files import OpenAIService
 from .storage import BlobStore, make_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,15 @@ class FilesExtension:
     objects: ObjectService
     uploads: UploadService
     accounts: AccountService
+    openai: OpenAIService
+
+    def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
+        """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
+        then expired sessions and unreferenced bytes, then expired sign-in records."""
+        counts = self.openai.collect_garbage(grace)
+        counts.update(self.uploads.collect_garbage(grace))
+        counts["expired_signins"] = self.accounts.forget_expired(time.time())
+        return counts
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -57,11 +67,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     store = make_store(settings)
     objects = ObjectService(store)
-    app.extensions["files"] = FilesExtension(store, objects, UploadService(store, objects, settings),
-                                             AccountService())
+    uploads = UploadService(store, objects, settings)
+    app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
+                                             OpenAIService(uploads, objects, settings))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)
+    openai.init_app(app)
     cors.init_app(app)
     web.init_app(app)
     auth.init_app(app)
@@ -109,8 +121,7 @@ def start_periodic_gc(app: Flask) -> threading.Event:
         while not stop.wait(interval * random.uniform(0.8, 1.2)):
             try:
                 with app.app_context():
-                    counts = app.extensions["files"].uploads.collect_garbage()
-                    counts["expired_signins"] = app.extensions["files"].accounts.forget_expired(time.time())
+                    counts = app.extensions["files"].collect_garbage()
                 if any(counts.values()):
                     app.logger.info("gc: %s", counts)
             except Exception:  # noqa: BLE001 - a failed pass must not end the loop; the next one retries
@@ -144,6 +155,9 @@ def _register_error_handlers(app: Flask) -> None:
     def domain_error(error: FilesError):
         if error.status >= 500:
             app.logger.error("server fault on %s %s: %s", request.method, request.path, error.message)
+        if openai.speaks_openai():
+            return openai.error_response(error.status, error.code, error.message, error.extra.get("param"),
+                                         error_headers(error))
         if web.wants_html():
             page, status = web.error_page(error.status, _TITLES.get(error.status, "Something went wrong"),
                                           error.message)
@@ -172,6 +186,9 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         status = error.code or 500
+        if openai.speaks_openai():
+            headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+            return openai.error_response(status, _code(error), error.description or error.name, headers=headers)
         if isinstance(error, InternalServerError):
             message = "the server failed; this is a bug"
             if web.wants_html():
@@ -180,8 +197,11 @@ def _register_error_handlers(app: Flask) -> None:
         if web.wants_html():
             return web.error_page(status, _TITLES.get(status, error.name), error.description or error.name)
         headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
-        code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
-        return error_response(status, code, error.description or error.name, headers)
+        return error_response(status, _code(error), error.description or error.name, headers)
+
+
+def _code(error: HTTPException) -> str:
+    return (error.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
 _TITLES = {400: "That did not work", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 409: "Conflict",

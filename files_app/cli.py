@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -44,9 +42,8 @@ def _domain_errors(command):
               help="Spare unreferenced files younger than this many seconds.")
 @with_appcontext
 def gc(grace: float) -> None:
-    """Delete expired sessions and their bytes, and bytes that no row refers to."""
-    counts = current_app.extensions["files"].uploads.collect_garbage(grace=grace)
-    counts["expired_signins"] = current_app.extensions["files"].accounts.forget_expired(time.time())
+    """Delete expired sessions, OpenAI files and uploads, and their bytes, and bytes that no row refers to."""
+    counts = current_app.extensions["files"].collect_garbage(grace=grace)
     click.echo(", ".join(f"{name.replace('_', ' ')}: {count}" for name, count in counts.items()))
 
 

@@ -28,6 +28,7 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_INLINE_MAX": (int, 64 * 1024),  # files up to this size live in the metadata database
     "FILES_RESERVED_SPACE": (int, GIB),  # disk space never promised to uploads (local storage)
     "FILES_DEFAULT_BUCKET": (str, "uploads"),  # tus uploads whose metadata names no bucket
+    "FILES_OPENAI_BUCKET": (str, "openai"),  # where the OpenAI-compatible API keeps its files
     "FILES_CORS_ORIGINS": (str, ""),  # comma-separated origins allowed to call the API, or *
     "FILES_AUTH": (str, "auto"),  # auto: closed once a token or user exists; off: open (never off loopback)
     "FILES_HTTPS": (int, 0),  # 1 behind an HTTPS proxy: the session cookie is sent over HTTPS only
@@ -81,6 +82,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from .validation import bucket_name  # here: validation imports nothing from config
 
     bucket_name(settings["FILES_DEFAULT_BUCKET"])
+    bucket_name(settings["FILES_OPENAI_BUCKET"])
     if settings["FILES_STORAGE"] not in ("local", "s3"):
         raise ConfigError("FILES_STORAGE must be 'local' or 's3'")
     if settings["FILES_S3_PART_SIZE"] < 5 * MIB:

@@ -1,4 +1,5 @@
-"""The metadata model: buckets, stored objects and upload sessions. Blob bytes never live here.
+"""The metadata model: buckets, stored objects, upload sessions, accounts, and the OpenAI API's files
+and uploads. Blob bytes never live here (but for small files inline).
 
 The schema itself is created by the Alembic migrations in files_app/migrations; these classes
 must stay in step with them (tests/unit/test_schema.py checks that they do).
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .errors import CommitNotDurable
@@ -180,3 +181,53 @@ class SigninFailure(db.Model):
     subject: Mapped[str] = mapped_column(String(200), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[float] = mapped_column(Float)
+
+
+class OpenAIFile(db.Model):
+    """A file of the OpenAI-compatible API: the object `key` in bucket `bucket` is its bytes.
+
+    Its row is written before its object is published, so a file is visible (listed, readable) only
+    while both exist and it has not expired: a crash between the two leaves a row that gc removes.
+    """
+
+    __tablename__ = "openai_files"
+    __table_args__ = (Index("ix_openai_files_created", "created_at", "id"),
+                      Index("ix_openai_files_purpose_created", "purpose", "created_at", "id"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # file-<32 hex>
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(KeyString)
+    filename: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
+
+
+class OpenAIUpload(db.Model):
+    """An OpenAI Upload: parts (tus-like partial sessions) joined into one file on completion."""
+
+    __tablename__ = "openai_uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # upload_<32 hex>
+    filename: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(16))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    status: Mapped[str] = mapped_column(String(12))  # pending | completing | completed | cancelled
+    file_expires_after: Mapped[int | None] = mapped_column(BigInteger)  # seconds, for the file it makes
+    file_id: Mapped[str | None] = mapped_column(String(40))
+    owner: Mapped[str | None] = mapped_column(String(64))
+
+
+class OpenAIUploadPart(db.Model):
+    """A complete part of an Upload; its bytes are the blob of the partial session `session_id`."""
+
+    __tablename__ = "openai_upload_parts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # part_<32 hex>
+    upload_id: Mapped[str] = mapped_column(ForeignKey("openai_uploads.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)

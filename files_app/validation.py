@@ -166,3 +166,56 @@ def list_delimiter(value: str | None) -> str | None:
     if len(value) > 8 or _CONTROL_RE.search(value):
         raise InvalidInput("delimiter must be 1 to 8 printable characters", "invalid_delimiter")
     return value
+
+
+OPENAI_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+OPENAI_EXPIRY_SECONDS = (3600, 2592000)  # what OpenAI allows for expires_after[seconds]
+MAX_FILENAME_BYTES = 900  # an OpenAI file's key is "<id>/<filename>", which must fit a key
+
+
+def openai_purpose(value: Any) -> str:
+    if value not in OPENAI_PURPOSES:
+        raise InvalidInput(f"purpose must be one of {', '.join(OPENAI_PURPOSES)}", "invalid_purpose", param="purpose")
+    return value
+
+
+def openai_expiry(anchor: Any, seconds: Any) -> int | None:
+    """expires_after {anchor, seconds} -> seconds after creation, or None (never expires)."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise InvalidInput("expires_after[anchor] must be 'created_at'", "invalid_expires_after",
+                           param="expires_after[anchor]")
+    if isinstance(seconds, str) and seconds.isascii() and seconds.isdigit() and len(seconds) < 12:
+        seconds = int(seconds)
+    low, high = OPENAI_EXPIRY_SECONDS
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not low <= seconds <= high:
+        raise InvalidInput(f"expires_after[seconds] must be an integer from {low} to {high}", "invalid_expires_after",
+                           param="expires_after[seconds]")
+    return seconds
+
+
+def openai_filename(value: Any) -> str:
+    """A file's name as given (OpenAI shows it back): any text but control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("filename must be a non-empty string", "invalid_filename", param="filename")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
+        raise InvalidInput(f"filename must be at most {MAX_FILENAME_BYTES} bytes of UTF-8", "invalid_filename",
+                           param="filename")
+    if _CONTROL_RE.search(value) or not _encodes(value):
+        raise InvalidInput("filename must be UTF-8 without control characters", "invalid_filename", param="filename")
+    return value
+
+
+def key_name(filename: str) -> str:
+    """The last segment of a key made from a file name: its base name, never '', '.' or '..'."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name if name not in ("", ".", "..") else "file"
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False

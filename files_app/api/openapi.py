@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
+from ..openai import spec as openai_spec
 from .blueprints import api_bp
 
 
@@ -243,6 +244,11 @@ for _operations in SPEC["paths"].values():
                 _operation["responses"].setdefault("403", _error(
                     "From another site's page (`cross_site`: no bearer token, no same-origin `Origin`), or a "
                     "cookie without the page's CSRF token (`csrf_failed`), or not allowed for this token"))
+
+
+# The OpenAI-compatible routes, in their own error shape.
+SPEC["paths"].update(openai_spec.PATHS)
+SPEC["components"]["schemas"].update(openai_spec.SCHEMAS)
 
 
 @api_bp.get("/openapi.json")

@@ -7,11 +7,11 @@ from flask import request
 
 from .. import auth, validation
 from ..errors import InvalidInput, NotFound
-from ..request_io import RequestBody, uploads
+from ..request_io import RequestBody, read_json_object, uploads
 from ..services import ChunkRequest
 from ..tus import handler as tus
 from .blueprints import files_bp
-from .common import file_json, read_json_object, session_json
+from .common import file_json, session_json
 
 _FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
 

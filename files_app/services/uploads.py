@@ -102,7 +102,7 @@ class UploadService:
         if owner and self.max_sessions:
             self._check_session_cap(owner)
         if size is not None:
-            self._check_space(size)
+            self.check_space(size)
         if kind != SessionKind.PARTIAL and create_only and self._object_exists(bucket, key):
             raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
         now, session_id = self.clock(), uuid.uuid4().hex
@@ -135,7 +135,7 @@ class UploadService:
     def abort(self, session_id: str, owner: str | None = None) -> None:
         """Forget a session and free its bytes. A writer still streaming loses its lease."""
         self.get(session_id, owner)
-        self._discard(session_id)
+        self.discard(session_id)
 
     def put(self, *, bucket: Any, key: Any, body: Body, length: int, mime_type: Any = None, sha256: Any = None,
             create_only: bool = False, owner: str | None = None) -> ObjectInfo:
@@ -178,7 +178,7 @@ class UploadService:
         except BaseException:
             if with_creation:
                 with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
-                    self._discard(session_id)
+                    self.discard(session_id)
             raise
 
     def _write(self, session_id: str, chunk: ChunkRequest, *, refuse_final: bool,
@@ -308,7 +308,7 @@ class UploadService:
         size = validation.object_size(size, self.max_size)
         if size < record.offset:
             raise InvalidInput(f"length {size} is below the {record.offset} bytes already sent", "invalid_length")
-        self._check_space(size - record.offset)
+        self.check_space(size - record.offset)
         lease.save(size=size)
         return replace(record, size=size)
 
@@ -342,7 +342,7 @@ class UploadService:
             _check_digest(digest, target.expected_sha256)
         except DigestMismatch:
             if session_id:
-                self._discard(session_id)
+                self.discard(session_id)
             raise
         blob_id = source.place()
         try:
@@ -350,7 +350,7 @@ class UploadService:
         except PreconditionFailed:
             source.abandon(blob_id, for_good=True)
             if session_id:
-                self._discard(session_id)
+                self.discard(session_id)
             raise
         except CommitNotDurable:
             raise  # published all the same: its bytes stay
@@ -396,11 +396,11 @@ class UploadService:
             with _Concatenation(self.store, partial_ids) as body:
                 result = self._write(info.id, ChunkRequest(body, offset=0), refuse_final=False)
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
-            self._discard(partial_id)
+            self.discard(partial_id)
         return result
 
     # --- helpers -------------------------------------------------------------------------------
-    def _discard(self, session_id: str) -> None:
+    def discard(self, session_id: str) -> None:
         """Forget a session and free its bytes: its private ones, and the blob named after it
         unless an object owns that (a completed upload's)."""
         with transaction():
@@ -420,7 +420,7 @@ class UploadService:
             raise SessionExpired(f"upload session {record.id} has expired")
         return record
 
-    def _check_space(self, size: int) -> None:
+    def check_space(self, size: int) -> None:
         """Refuse at once an upload that cannot fit (507), rather than fail after filling the disk:
         free space, less FILES_RESERVED_SPACE, less what unfinished uploads were promised. A small
         file is not worth the query (a full disk still refuses it when written)."""

@@ -48,7 +48,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def security_headers(response):
         # Every response: pages get a CSP without inline script; anything else (JSON, errors) may
-        # not run or be framed at all; downloads keep the sandboxing CSP content.py gave them.
+        # not run or be framed at all; downloads keep the sandboxing CSP downloads.py gave them.
         csp = PAGE_CSP if response.mimetype == "text/html" else "default-src 'none'; frame-ancestors 'none'"
         response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
