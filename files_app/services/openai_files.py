@@ -248,8 +248,8 @@ class OpenAIService:
         """Join the parts, in the order given, into one file. The upload is claimed first, so a
         cancel or a second complete cannot free the parts while they are read."""
         upload = self._upload(upload_id, owner)
-        if upload.status == "completed":  # a retry whose first answer was lost: the same answer
-            return self._info(upload)
+        if upload.status == "completed" and self._completed_with(upload_id, part_ids):
+            return self._info(upload)  # a retry whose first answer was lost: the same answer
         self._pending(upload)
         sessions = self._parts_in_order(upload, part_ids)
         if md5 is not None and (not isinstance(md5, str) or not re.fullmatch(r"[0-9a-fA-F]{32}", md5)):
@@ -274,7 +274,9 @@ class OpenAIService:
                                    .values(status="completed", file_id=file_id))
                 unused = db.session.scalars(select(_parts.c.session_id).where(
                     _parts.c.upload_id == upload_id, _parts.c.session_id.not_in(sessions))).all()
-                db.session.execute(delete(_parts).where(_parts.c.upload_id == upload_id))
+                # The parts used stay listed (their bytes are the file's now), to know a retry.
+                db.session.execute(delete(_parts).where(_parts.c.upload_id == upload_id,
+                                                        _parts.c.session_id.not_in(sessions)))
         except BaseException:
             if file_id is not None:
                 self._forget_rows([file_id])
@@ -369,6 +371,13 @@ class OpenAIService:
             raise InvalidInput(f"the parts hold {total} bytes, not the {upload.bytes} the upload was created for",
                                "bytes_mismatch", param="part_ids")
         return [rows[p].session_id for p in part_ids]
+
+    @staticmethod
+    def _completed_with(upload_id: str, part_ids: Any) -> bool:
+        with transaction():
+            used = set(db.session.scalars(select(_parts.c.id).where(_parts.c.upload_id == upload_id)).all())
+        return (isinstance(part_ids, list) and all(isinstance(p, str) for p in part_ids)
+                and set(part_ids) == used and len(part_ids) == len(used))
 
     def _md5(self, sessions: list[str]) -> str:
         digest = hashlib.md5(usedforsecurity=False)
