@@ -79,6 +79,7 @@ def test_files_from_bytes_a_path_and_a_file_object(client, server, token, tmp_pa
     [stored] = [entry for entry in listing["data"] if entry["key"].startswith(file.id + "/")]
     assert stored["key"] == f"{file.id}/train.jsonl" and stored["bytes"] == len(content)
     assert stored["sha256"] == hashlib.sha256(content).hexdigest()
+    assert seed_api(server, token, f"/v1/files/openai/{file.id}/train.jsonl") == (200, stored)
 
     deleted = client.files.delete(file.id)
     assert (deleted.id, deleted.deleted) == (file.id, True)
@@ -278,3 +279,21 @@ def test_another_sites_page_cannot_create_or_delete(server):
         assert refused.value.code == 403
         assert set(json.loads(refused.value.read())["error"]) == {"message", "type", "param", "code"}
     assert client.files.retrieve(file.id).id == file.id
+
+
+def test_an_openai_file_shows_in_the_file_browser(page, server):
+    """An OpenAI file is an object like any other: its folder (its id) and its name in the browser,
+    and the file page downloads the same bytes."""
+    from playwright.sync_api import expect
+
+    file = sdk(server, "open").files.create(file=("report.csv", b"a,b\n1,2\n"), purpose="assistants")
+    page.goto(f"{server.url}/b/openai/")
+    page.click(f"[data-testid=folder-row][data-prefix='{file.id}/'] a")
+    row = page.locator(f"[data-testid=object-row][data-key='{file.id}/report.csv']")
+    expect(row).to_contain_text("report.csv")
+    expect(row).to_contain_text("8 B")
+    row.locator("a").click()
+    expect(page.locator("h1")).to_contain_text("report.csv")
+    with page.expect_download() as download:
+        page.click("[data-testid=download]")
+    assert Path(download.value.path()).read_bytes() == b"a,b\n1,2\n"
