@@ -24,7 +24,7 @@ MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
-# Groups: transfer, concurrency, listing, memory, slow, postgres, s3.
+# Groups: transfer, concurrency, listing, memory, slow, postgres, openai, s3.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
@@ -198,6 +198,29 @@ def memory_rows(ours) -> list[dict]:
                        "< 16 MiB", growth < 16, rss_mib=zip_peaks[SIZE])]
 
 
+def openai_rows(ours) -> list[dict]:
+    """The OpenAI-compatible API through the openai SDK, against the seed's single-request upload."""
+    path, megabytes = big_file(SIZE), SIZE / 1e6
+    rows = [
+        speed_row("openai_upload_1g", lambda: workloads.upload_openai_file(ours.url, path),
+                  lambda: workloads.upload_ours_single(ours.url, path), megabytes,
+                  "seed API, one request (curl)", 0.85),
+        # Every byte is written durably twice: as a part (in any order), then in the file, in the
+        # order the completion names (ext4 has no reflink to join files without a copy).
+        speed_row("openai_uploads_parts_1g", lambda: workloads.upload_openai_parts(ours.url, path),
+                  lambda: workloads.upload_ours_single(ours.url, path), megabytes,
+                  "seed API, one request (curl)", 0.5),
+    ]
+    peaks = {}  # the multipart part streams: a worker's peak is the same for 64 MiB and for SIZE
+    for size in (64 * MIB, SIZE):
+        ours.restart()
+        workloads.upload_openai_file(ours.url, big_file(size))
+        peaks[size] = ours.peak_rss_mib()
+    growth = peaks[SIZE] - peaks[64 * MIB]
+    return rows + [row("openai_rss_growth_64m_to_1g", growth, "MiB", "budget", 16.0, 16.0 / max(growth, 0.1),
+                       "< 16 MiB", growth < 16, rss_mib=peaks[SIZE])]
+
+
 def slow_client_rows(ours) -> list[dict]:
     """The serving model's rows: a normal client among slow attackers, and a thousand slow uploads."""
     ours.restart()
@@ -272,7 +295,8 @@ def main() -> None:
         groups = {"transfer": lambda: transfer_rows(ours, bare, peer),
                   "concurrency": lambda: concurrency_rows(ours, bare, peer),
                   "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours),
-                  "slow": lambda: slow_client_rows(ours), "postgres": lambda: postgres_rows(bare)}
+                  "slow": lambda: slow_client_rows(ours), "postgres": lambda: postgres_rows(bare),
+                  "openai": lambda: openai_rows(ours)}
         for name, rows_of in groups.items():
             if not ONLY or name in ONLY:
                 rows += rows_of()

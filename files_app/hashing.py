@@ -74,6 +74,22 @@ class ResumableSha256:
         return out.raw.hex()
 
 
+class NoDigest:
+    """For bytes whose digest nobody reads: a tus partial upload or an OpenAI Upload's part is
+    hashed once, with the rest of its file, when the parts are joined."""
+
+    __slots__ = ()
+
+    def update(self, data: bytes) -> None:
+        pass
+
+    def state(self) -> None:
+        return None
+
+    def hexdigest(self) -> str:
+        return ""
+
+
 def chunk_hasher(algorithm: str, data: bytes = b""):
     """A hashlib object for a per-chunk Upload-Checksum (sha256, sha1 or md5)."""
     return hashlib.new(algorithm, data, usedforsecurity=False)

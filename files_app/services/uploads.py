@@ -40,7 +40,7 @@ from ..errors import (
     TooLarge,
     TooManySessions,
 )
-from ..hashing import ResumableSha256, chunk_hasher
+from ..hashing import NoDigest, ResumableSha256, chunk_hasher
 from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
@@ -235,13 +235,13 @@ class UploadService:
         return position, SyncedPartial(self.store, record.id, record.size, writer.state()), hasher.hexdigest()
 
     def _stream(self, record: SessionRecord, lease: Lease, writer: PartialWriter, chunk: ChunkRequest,
-                limit: int) -> tuple[int, ResumableSha256]:
+                limit: int) -> tuple[int, ResumableSha256 | NoDigest]:
         """Copy the body to the writer while hashing; make progress durable every so often.
 
         A chunk with a checksum is all or nothing, so it is only made durable at its end.
         """
         assert_no_transaction("a chunk's body streams")
-        hasher = ResumableSha256.from_state(record.hash_state)
+        hasher = NoDigest() if record.kind == SessionKind.PARTIAL else ResumableSha256.from_state(record.hash_state)
         start_state = hasher.state()
         verifier = chunk_hasher(chunk.checksum[0]) if chunk.checksum else None
         pieces = WriteBehind(writer, hasher, verifier)

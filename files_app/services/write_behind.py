@@ -14,14 +14,14 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ..hashing import ResumableSha256
+from ..hashing import NoDigest, ResumableSha256
 from ..storage import PartialWriter
 
 IN_THREADS_FROM = 256 * 1024  # smaller pieces: a hand-off costs more than it saves
 
 
 class WriteBehind:
-    def __init__(self, writer: PartialWriter, hasher: ResumableSha256, verifier=None):
+    def __init__(self, writer: PartialWriter, hasher: ResumableSha256 | NoDigest, verifier=None):
         self.writer, self.hasher, self.verifier = writer, hasher, verifier
         self._pending: Future | None = None
 
