@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import re
 import time
 import uuid
@@ -25,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 
 from .. import validation
-from ..errors import Conflict, InvalidInput, NotFound, TooLarge
+from ..errors import ChecksumMismatch, Conflict, InvalidInput, NotFound, TooLarge
 from ..models import (
     Bucket,
     OpenAIFile,
@@ -258,8 +257,8 @@ class OpenAIService:
             raise Conflict(f"upload {upload_id} is being completed or cancelled")
         file_id = None
         try:
-            if md5 is not None and not hmac.compare_digest(self._md5(sessions), md5.lower()):
-                raise InvalidInput("the parts' md5 is not the md5 given", "md5_mismatch", param="md5")
+            if md5 is not None and not sessions and md5.lower() != hashlib.md5(b"", usedforsecurity=False).hexdigest():
+                raise _md5_mismatch()
             file_id = self._new_file_id()
             created_at = _created_at(file_id)
             key = f"{file_id}/{validation.key_name(upload.filename)}"
@@ -268,7 +267,11 @@ class OpenAIService:
                 db.session.execute(insert(_files), dict(id=file_id, bucket=self.bucket, key=key,
                                                         filename=upload.filename, purpose=upload.purpose,
                                                         created_at=created_at, expires_at=expires_at))
-            self.uploads.concatenate(sessions, bucket=self.bucket, key=key, mime_type=upload.mime_type, owner=owner)
+            try:  # the md5 is checked as the parts are joined, before the file is published
+                self.uploads.concatenate(sessions, bucket=self.bucket, key=key, mime_type=upload.mime_type,
+                                         owner=owner, checksum=("md5", bytes.fromhex(md5)) if md5 else None)
+            except ChecksumMismatch:
+                raise _md5_mismatch() from None
             with transaction():
                 db.session.execute(update(_uploads).where(_uploads.c.id == upload_id)
                                    .values(status="completed", file_id=file_id))
@@ -379,14 +382,6 @@ class OpenAIService:
         return (isinstance(part_ids, list) and all(isinstance(p, str) for p in part_ids)
                 and set(part_ids) == used and len(part_ids) == len(used))
 
-    def _md5(self, sessions: list[str]) -> str:
-        digest = hashlib.md5(usedforsecurity=False)
-        for session_id in sessions:
-            with self.uploads.store.open_blob(session_id) as blob:
-                while data := blob.read(1024 * 1024):
-                    digest.update(data)
-        return digest.hexdigest()
-
     def _claim(self, upload_id: str, status: str, new_status: str) -> bool:
         with transaction():
             return db.session.execute(update(_uploads).where(_uploads.c.id == upload_id, _uploads.c.status == status)
@@ -402,6 +397,10 @@ class OpenAIService:
         if file_ids:
             with transaction():
                 db.session.execute(delete(_files).where(_files.c.id.in_(file_ids)))
+
+
+def _md5_mismatch() -> InvalidInput:
+    return InvalidInput("the parts' md5 is not the md5 given", "md5_mismatch", param="md5")
 
 
 def _created_at(file_id: str) -> int:

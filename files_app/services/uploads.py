@@ -374,9 +374,12 @@ class UploadService:
     # --- tus concatenation -------------------------------------------------------------------
     def concatenate(self, partial_ids: list[str], *, bucket: Any, key: Any, mime_type: Any = None,
                     create_only: bool = False, tus_metadata: str | None = None,
-                    tus_concat: str | None = None, owner: str | None = None) -> WriteResult:
+                    tus_concat: str | None = None, owner: str | None = None,
+                    checksum: tuple[str, bytes] | None = None) -> WriteResult:
         """A final upload: the complete partial uploads' bytes, in order, as one object. It is
-        written like any upload, with the partials' blobs as its body."""
+        written like any upload, with the partials' blobs as its body; `checksum` (algorithm,
+        digest), if given, is the whole file's, checked before anything is published. If it fails,
+        the final session goes (nobody was given its URL) and the partials stay."""
         sizes = []
         for partial_id in partial_ids:
             try:
@@ -393,8 +396,13 @@ class UploadService:
         if info.completed:  # all partials were empty
             result = WriteResult(info, self.objects.get(info.bucket, info.key))
         else:
-            with _Concatenation(self.store, partial_ids) as body:
-                result = self._write(info.id, ChunkRequest(body, offset=0), refuse_final=False)
+            try:
+                with _Concatenation(self.store, partial_ids) as body:
+                    result = self._write(info.id, ChunkRequest(body, offset=0, checksum=checksum), refuse_final=False)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
+                    self.discard(info.id)
+                raise
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
             self.discard(partial_id)
         return result

@@ -169,3 +169,29 @@ def test_lists_walk_the_primary_key(services, openai_service):
     with db.engine.connect() as connection:
         plan = " ".join(str(row) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", ()))
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_wrong_md5_publishes_nothing_and_the_upload_stays_pending(services, openai_service):
+    pieces = [os.urandom(MIB), os.urandom(MIB)]
+    upload = openai_service.create_upload(filename="m.bin", purpose="batch", size=2 * MIB, mime_type="text/plain",
+                                          expires_after=None, owner=None)
+    parts = [part(openai_service, upload.id, piece) for piece in pieces]
+    with pytest.raises(InvalidInput) as refused:
+        openai_service.complete_upload(upload.id, part_ids=[p.id for p in parts], md5="0" * 32, owner=None)
+    assert refused.value.code == "md5_mismatch"
+    assert openai_service.list_files().files == []
+    with db.engine.connect() as connection:  # no session left of the attempt; the parts are kept
+        assert connection.execute(select(UploadSession.kind)).scalars().all() == ["partial", "partial"]
+    assert len(blob_ids(services.store)) == 2
+    done = openai_service.complete_upload(upload.id, part_ids=[p.id for p in parts],
+                                          md5=hashlib.md5(b"".join(pieces)).hexdigest(), owner=None)
+    assert done.status == "completed" and done.file.bytes == 2 * MIB
+
+
+def test_an_empty_upload_checks_its_md5_too(openai_service):
+    upload = openai_service.create_upload(filename="e", purpose="batch", size=0, mime_type="text/plain",
+                                          expires_after=None, owner=None)
+    with pytest.raises(InvalidInput):
+        openai_service.complete_upload(upload.id, part_ids=[], md5="0" * 32, owner=None)
+    done = openai_service.complete_upload(upload.id, part_ids=[], md5=hashlib.md5(b"").hexdigest(), owner=None)
+    assert done.file.bytes == 0
