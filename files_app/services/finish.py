@@ -1,8 +1,9 @@
 """The end of every upload: its bytes placed as a blob (or kept inline), then the one durable
 transaction that completes the session and makes the file visible.
 
-Where the bytes come from is a `BlobSource`: a session's synced partial file (chunked uploads and
-tus concatenation) or bytes in hand (a small whole file). `publish` is the same for all.
+Where the bytes come from is a `BlobSource`: a session's synced partial file (chunked uploads, and
+concatenation where the store must copy), blobs the store joins itself (concatenation on S3), or
+bytes in hand (a small whole file). `publish` is the same for all.
 """
 
 from __future__ import annotations
@@ -54,6 +55,25 @@ class SyncedPartial:
 
     def published(self) -> None:
         self.store.discard_partial(self.session_id, self.store_state)
+
+
+class JoinedBlobs:
+    """Blobs joined by the store itself into the blob named after the session (S3: part copies)."""
+
+    inline = None
+
+    def __init__(self, store: BlobStore, blob_ids: list[str], session_id: str):
+        self.store, self.blob_ids, self.session_id = store, blob_ids, session_id
+
+    def place(self) -> str:
+        return self.store.join_blobs(self.blob_ids, self.session_id)
+
+    def abandon(self, blob_id: str, for_good: bool) -> None:
+        if for_good:
+            self.store.delete_blob(blob_id)
+
+    def published(self) -> None:
+        pass
 
 
 class BytesInHand:

@@ -4,8 +4,10 @@ A write takes the session's lease (one statement that also reads the row), strea
 the session's partial file (or, for a small whole file, reads it into memory), and advances the
 offset only once the bytes are synced. The chunk that ends the upload hands its bytes, as a
 `BlobSource`, to `_finish`: check the digest, place the blob, publish (finish.py). Tus
-concatenation is the same path with the partials' blobs as its body. No transaction stays open
-while a body streams. Both dialects, the seed's JSON API and tus, come here as a `ChunkRequest`.
+concatenation (and an OpenAI Upload's completion) is the same path with the partials' blobs as its
+body or, where the store joins blobs itself (S3), with the partials read once to hash them. No
+transaction stays open while a body streams. Both dialects, the seed's JSON API and tus, come here
+as a `ChunkRequest`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ..hashing import NoDigest, ResumableSha256, chunk_hasher
 from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
-from .finish import BlobSource, BytesInHand, SyncedPartial, publish
+from .finish import BlobSource, BytesInHand, JoinedBlobs, SyncedPartial, publish
 from .housekeeping import collect_garbage
 from .leases import BUCKET_NAME, Lease
 from .objects import ObjectInfo, ObjectService, bucket_for_writing
@@ -52,6 +54,7 @@ from .records import Body, BytesBody, ChunkRequest, SessionInfo, SessionRecord, 
 from .write_behind import WriteBehind
 
 READ_SIZE = 1024 * 1024  # bodies are read in fixed chunks: memory stays flat
+JOIN_READ_SIZE = 8 * 1024 * 1024  # blobs joined by the store are read (to hash them) in larger pieces
 
 # Hot-path statements, built once (building one per call cost more than running it).
 _sessions = UploadSession.__table__
@@ -397,8 +400,12 @@ class UploadService:
             result = WriteResult(info, self.objects.get(info.bucket, info.key))
         else:
             try:
-                with _Concatenation(self.store, partial_ids) as body:
-                    result = self._write(info.id, ChunkRequest(body, offset=0, checksum=checksum), refuse_final=False)
+                if self.store.can_join(sizes):
+                    result = self._join(info.id, partial_ids, checksum)
+                else:
+                    with _Concatenation(self.store, partial_ids) as body:
+                        result = self._write(info.id, ChunkRequest(body, offset=0, checksum=checksum),
+                                             refuse_final=False)
             except BaseException:
                 with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
                     self.discard(info.id)
@@ -406,6 +413,29 @@ class UploadService:
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
             self.discard(partial_id)
         return result
+
+    def _join(self, session_id: str, partial_ids: list[str], checksum: tuple[str, bytes] | None) -> WriteResult:
+        """Concatenation where the store joins the blobs itself: the bytes are read once, to hash
+        them (and check `checksum`), and never written again through this process."""
+        taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock)
+        if taken is None:  # made a moment ago, and its URL given to nobody: only gc could have it
+            raise Conflict(f"upload {session_id} is no longer available; retry")
+        lease, record = taken
+        with lease:
+            assert_no_transaction("the partials are read to be hashed")
+            hasher = ResumableSha256()
+            verifier = chunk_hasher(checksum[0]) if checksum else None
+            with _Concatenation(self.store, partial_ids) as body:
+                while data := body.read(JOIN_READ_SIZE):
+                    hasher.update(data)
+                    if verifier is not None:
+                        verifier.update(data)
+                    lease.renew_if_due()
+            if verifier is not None and not _chunk_matches(checksum, verifier):
+                raise _checksum_mismatch(checksum, offset=0)
+            source = JoinedBlobs(self.store, partial_ids, record.id)
+            obj = self._finish(Target.of(record), source, hasher.hexdigest(), lease, record.id)
+            return WriteResult(self._after(record, offset=record.size, completed=True), obj)
 
     # --- helpers -------------------------------------------------------------------------------
     def discard(self, session_id: str) -> None:

@@ -110,6 +110,13 @@ class BlobStore(Protocol):
     def put_blob(self, blob_id: str, data: bytes) -> None:
         """Store a small file's bytes durably as blob `blob_id` in one go."""
 
+    def can_join(self, sizes: list[int]) -> bool:
+        """Whether `join_blobs` can join blobs of these sizes (else the caller copies their bytes)."""
+
+    def join_blobs(self, blob_ids: list[str], into: str) -> str:
+        """Make the blob `into` from the blobs `blob_ids`, in order, without their bytes passing
+        through this process (S3: a multipart upload of server-side part copies); its id."""
+
     def open_blob(self, blob_id: str) -> BlobReader: ...
 
     def delete_blob(self, blob_id: str) -> None: ...

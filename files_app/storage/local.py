@@ -173,6 +173,12 @@ class LocalBlobStore:
             os.close(fd)
         _fsync_dir(target.parent)
 
+    def can_join(self, sizes: list[int]) -> bool:
+        return False  # ext4 and most local file systems cannot share extents: the caller copies
+
+    def join_blobs(self, blob_ids: list[str], into: str) -> str:
+        raise NotImplementedError("a local disk joins blobs by copying them (can_join is False)")
+
     def open_blob(self, blob_id: str) -> BinaryIO:
         try:
             return FileBlobReader(self._blob_path(blob_id), "rb")

@@ -195,3 +195,28 @@ def test_an_empty_upload_checks_its_md5_too(openai_service):
         openai_service.complete_upload(upload.id, part_ids=[], md5="0" * 32, owner=None)
     done = openai_service.complete_upload(upload.id, part_ids=[], md5=hashlib.md5(b"").hexdigest(), owner=None)
     assert done.file.bytes == 0
+
+
+def test_big_parts_are_joined_by_the_object_store_itself(services, openai_service, deployment, monkeypatch):
+    """On S3, parts of at least 5 MiB become the parts of one multipart upload by server-side
+    copies (their bytes are read once, to hash them); a local disk copies them."""
+    joined = []
+    join = services.store.join_blobs
+    monkeypatch.setattr(services.store, "join_blobs", lambda ids, into: joined.append(ids) or join(ids, into))
+    pieces = [os.urandom(5 * MIB), os.urandom(5 * MIB + 3), os.urandom(1)]
+    upload = openai_service.create_upload(filename="big.bin", purpose="batch", size=sum(map(len, pieces)),
+                                          mime_type="application/octet-stream", expires_after=None, owner=None)
+    parts = [part(openai_service, upload.id, piece) for piece in pieces]
+    content = pieces[1] + pieces[0] + pieces[2]
+    with pytest.raises(InvalidInput):  # a wrong md5: nothing joined, nothing published
+        openai_service.complete_upload(upload.id, part_ids=[parts[1].id, parts[0].id, parts[2].id], md5="1" * 32,
+                                       owner=None)
+    assert joined == [] and len(blob_ids(services.store)) == 3
+    done = openai_service.complete_upload(upload.id, part_ids=[parts[1].id, parts[0].id, parts[2].id],
+                                          md5=hashlib.md5(content).hexdigest(), owner=None)
+    info, stream = services.objects.open("openai", done.file.key)
+    with stream:
+        assert stream.read() == content
+    assert info.sha256 == hashlib.sha256(content).hexdigest()
+    assert len(joined) == (1 if deployment.get("FILES_STORAGE") == "s3" else 0)
+    assert session_rows() == [] and len(blob_ids(services.store)) == 1

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import wait
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ...errors import StorageError
 from ..base import checked_id
-from .client import MISSING, S3Client, error_code, translate_errors
+from .client import MIN_PART_SIZE, MISSING, S3Client, error_code, translate_errors
 from .reader import S3BlobReader
 from .writer import S3PartialWriter
+
+MAX_PART_SIZE = 5 * 1024 ** 3
 
 
 class S3BlobStore(S3Client):
@@ -76,6 +79,35 @@ class S3BlobStore(S3Client):
     @translate_errors
     def put_blob(self, blob_id: str, data: bytes) -> None:
         self.put(self.blob_key(blob_id), data)
+
+    def can_join(self, sizes: list[int]) -> bool:
+        """S3's rules for a multipart upload's parts: at most 10,000, each at most 5 GiB, all but the
+        last at least 5 MiB (and none empty: a copy of nothing is refused)."""
+        return (0 < len(sizes) <= 10000 and all(0 < size <= MAX_PART_SIZE for size in sizes)
+                and all(size >= MIN_PART_SIZE for size in sizes[:-1]))
+
+    @translate_errors
+    def join_blobs(self, blob_ids: list[str], into: str) -> str:
+        """A multipart upload whose parts are UploadPartCopy's of the blobs, a few at a time: the
+        object store copies the bytes itself. Done again after a crash, it makes the same blob."""
+        key = self.blob_key(checked_id(into))
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        copies = [self.uploader.submit(self.client.upload_part_copy, Bucket=self.bucket, Key=key, UploadId=upload,
+                                       PartNumber=number, CopySource={"Bucket": self.bucket,
+                                                                      "Key": self.blob_key(blob_id)})
+                  for number, blob_id in enumerate(blob_ids, 1)]
+        try:
+            parts = [{"PartNumber": number, "ETag": copy.result()["CopyPartResult"]["ETag"]}
+                     for number, copy in enumerate(copies, 1)]
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload,
+                                                  MultipartUpload={"Parts": parts})
+        except BaseException:
+            for copy in copies:
+                copy.cancel()
+            wait(copies)
+            self._abort(into, upload)
+            raise
+        return into
 
     def open_blob(self, blob_id: str) -> S3BlobReader:
         return S3BlobReader(self, self.blob_key(blob_id))
