@@ -23,6 +23,9 @@ graceful_timeout = 30
 keepalive = 5
 limit_request_line = 8190  # keys are up to 1024 bytes, percent-encoded up to 3x
 accesslog = "-"
+# Where each upload request started and where it left the session: the log of durable offsets.
+access_log_format = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
+                     'offset=%({upload-offset}i)s->%({upload-offset}o)s')
 # gunicorn's control socket lives at one path per user: two servers on one host would fight over it.
 control_socket_disable = True
 

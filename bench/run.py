@@ -268,6 +268,10 @@ def s3_rows() -> list[dict]:
         rows = [speed_row("s3_upload_vs_boto3", lambda: workloads.upload_ours_single(ours.url, path),
                           lambda: workloads.s3_upload_file(client, bucket, path), megabytes,
                           "boto3 upload_file to SeaweedFS", 0.5, ours.peak_rss_mib)]
+        # Parts joined by SeaweedFS itself (server-side part copies), against the same one-request upload.
+        rows.append(speed_row("s3_openai_uploads_parts_1g", lambda: workloads.upload_openai_parts(ours.url, path),
+                              lambda: workloads.upload_ours_single(ours.url, path), megabytes,
+                              "seed API, one request (curl), same S3", 0.5))
         conn = workloads.connect(ours.url)
         workloads.curl("-X", "POST", "-T", str(path), ours.url + workloads.create_session(conn, "bench", "d.bin", SIZE))
         client.upload_file(str(path), bucket, "direct/download.bin")

@@ -15,7 +15,7 @@ from .services.accounts import Principal
 
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
 _PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi"}
-_ADMIN = {"files.delete_bucket", "web.create_bucket", "web.delete_bucket"}
+_ADMIN = {"files.create_bucket", "files.delete_bucket", "web.create_bucket", "web.delete_bucket"}
 
 
 def init_app(app: Flask) -> None:

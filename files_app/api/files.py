@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import request
+from werkzeug.exceptions import MethodNotAllowed
 
 from .. import auth, validation
 from ..errors import InvalidInput, LengthRequired
@@ -38,6 +39,14 @@ def list_files(bucket: str):
     if delimiter:
         body["prefixes"] = page.prefixes
     return body
+
+
+@files_bp.put("/<bucket>")
+def create_bucket(bucket: str):
+    """An empty bucket (uploads make theirs as needed); 409 if it exists."""
+    if bucket.startswith("session:"):  # a session's URL, which takes no PUT
+        raise MethodNotAllowed(valid_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"])
+    return bucket_json(objects().create_bucket(bucket)), 201
 
 
 @files_bp.delete("/<bucket>")

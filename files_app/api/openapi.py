@@ -69,13 +69,14 @@ _SCHEMAS = {
                        "created_at": {"type": "integer", "description": "Unix seconds"},
                        "url": {"type": "string", "format": "uri"}, "sha256": {"type": "string"}},
     },
+    "Bucket": {
+        "type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string"}, "created_at": {"type": "integer"},
+                       "files": {"type": "integer"}, "bytes": {"type": "integer"}, "updated_at": {"type": "integer"}},
+    },
     "BucketList": {
         "type": "object", "required": ["data"],
-        "properties": {"data": {"type": "array", "items": {
-            "type": "object", "required": ["name"],
-            "properties": {"name": {"type": "string"}, "created_at": {"type": "integer"},
-                           "files": {"type": "integer"}, "bytes": {"type": "integer"},
-                           "updated_at": {"type": "integer"}}}}},
+        "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Bucket"}}},
     },
     "FileList": {
         "type": "object", "required": ["data", "has_more", "next_cursor"],
@@ -118,7 +119,11 @@ SPEC = {
                                   "404": _error("Unknown session"), "410": _error("Expired")}},
             "post": {
                 "summary": "Send content (the whole file or the next chunk)", "operationId": "uploadContent",
-                "parameters": [_OFFSET_HEADER, _CHECKSUM_HEADER],
+                "parameters": [_OFFSET_HEADER, _CHECKSUM_HEADER,
+                               {"name": "X-Checksum-Sha256", "in": "header", "required": False,
+                                "schema": {"type": "string"},
+                                "description": "the whole file's sha256 (hex or base64), checked if this chunk "
+                                               "completes the upload: 422 and nothing stored if it differs"}],
                 "requestBody": {"required": True, "content": {"application/octet-stream": {
                     "schema": {"type": "string", "format": "binary"}}}},
                 "responses": {
@@ -167,6 +172,8 @@ SPEC = {
                 "responses": {"200": _json(_ref("FileList"), "One page of files"),
                               "400": _error("Bad query"), "404": _error("Unknown bucket")},
             },
+            "put": {"summary": "Create an empty bucket (admin)", "operationId": "createBucket",
+                    "responses": {"201": _json(_ref("Bucket"), "The new bucket"), "409": _error("It exists")}},
             "delete": {"summary": "Delete an empty bucket", "operationId": "deleteBucket",
                        "responses": {"204": {"description": "Deleted"}, "404": _error("Unknown bucket"),
                                      "409": _error("Not empty")}},

@@ -45,7 +45,8 @@ def session(session_id: str):
 def upload_content(session_id: str):
     chunk = ChunkRequest(RequestBody(request.stream), length=request.content_length,
                          offset=validation.offset_header(request.headers.get("Upload-Offset")),
-                         checksum=validation.checksum_header(request.headers.get("Upload-Checksum")))
+                         checksum=validation.checksum_header(request.headers.get("Upload-Checksum")),
+                         sha256=validation.sha256_hex(validation.sha256_header(request.headers.get("X-Checksum-Sha256"))))
     result = uploads().write(session_id, chunk, owner=auth.current().owner)
     headers = {"Upload-Offset": str(result.session.offset)}
     if result.object is not None:

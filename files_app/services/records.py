@@ -31,7 +31,8 @@ class ChunkRequest:
     `offset`: where the client thinks this chunk starts (None: wherever the session is);
     `length`: the declared body length (None when chunked); `checksum`: an (algorithm, digest) the
     chunk must match or be discarded; `declared_size`: the upload's length, when a tus client
-    deferred it until now.
+    deferred it until now; `sha256`: the whole file's, checked if this chunk completes the upload
+    (a client that hashes while it reads knows it only at the end).
     """
 
     body: Body
@@ -39,6 +40,7 @@ class ChunkRequest:
     length: int | None = None
     checksum: tuple[str, bytes] | None = None
     declared_size: int | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Target:
     expected_sha256: str | None = None
 
     @classmethod
-    def of(cls, record: SessionRecord) -> Target:
+    def of(cls, record: SessionRecord, sha256: str | None = None) -> Target:
+        """`sha256`: the whole file's, announced by the chunk that completes it (else at creation)."""
         return cls(record.bucket, record.bucket_id, record.key, record.mime_type, record.size, record.create_only,
-                   record.expected_sha256)
+                   sha256 or record.expected_sha256)

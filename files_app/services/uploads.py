@@ -207,7 +207,7 @@ class UploadService:
                     return WriteResult(self._after(record, offset=position), None)
                 if record.kind == SessionKind.PARTIAL:
                     return WriteResult(self._complete_partial(record, lease, source), None)
-            obj = self._finish(Target.of(record), source, digest, lease, record.id)
+            obj = self._finish(Target.of(record, chunk.sha256), source, digest, lease, record.id)
             return WriteResult(self._after(record, offset=record.size, completed=True), obj)
 
     def _whole_in_memory(self, record: SessionRecord, lease: Lease,

@@ -50,6 +50,8 @@ def test_scopes(client, runner):
     assert client.delete("/v1/files/b/k", headers=bearer(write)).status_code == 200
     assert_error(client.delete("/v1/files/b", headers=bearer(write)), 403, "forbidden")
     assert client.delete("/v1/files/b", headers=bearer(admin)).status_code == 204
+    assert_error(client.put("/v1/files/made", headers=bearer(write)), 403, "forbidden")
+    assert client.put("/v1/files/made", headers=bearer(admin)).status_code == 201
 
 
 def test_bucket_confinement(client, runner):

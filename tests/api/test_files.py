@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -207,3 +208,27 @@ def test_security_headers_on_every_response(client):
     content = client.get("/v1/content/h/page.html").headers
     assert content["Content-Security-Policy"].startswith("sandbox")
     assert content["Content-Disposition"].startswith("attachment")
+
+
+def test_put_on_a_bucket_creates_it_empty_and_once(client):
+    created = client.put("/v1/files/fresh")
+    assert created.status_code == 201 and created.get_json()["name"] == "fresh"
+    assert created.get_json()["files"] == 0
+    assert [b["name"] for b in client.get("/v1/files").get_json()["data"]] == ["fresh"]
+    assert_error(client.put("/v1/files/fresh"), 409, "conflict")
+    assert_error(client.put("/v1/files/no%20spaces"), 400, "invalid_bucket")
+
+
+def test_the_whole_files_sha256_may_come_with_its_last_chunk(client):
+    data = os.urandom(3000)
+    session = client.post("/v1/files", data=json.dumps({"bucket": "b", "key": "k", "size": 3000})).get_json()
+    path = session["url"].removeprefix("http://localhost")
+    wrong = client.post(path, data=data, headers={"X-Checksum-Sha256": "0" * 64})
+    assert_error(wrong, 422, "sha256_mismatch")
+    session = client.post("/v1/files", data=json.dumps({"bucket": "b", "key": "k", "size": 3000})).get_json()
+    path = session["url"].removeprefix("http://localhost")
+    assert client.post(path, data=data[:1000]).status_code == 200
+    done = client.post(path, data=data[1000:], headers={"Upload-Offset": "1000",
+                                                        "X-Checksum-Sha256": hashlib.sha256(data).hexdigest()})
+    assert done.status_code == 200 and done.get_json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert_error(client.post(path, data=b"x", headers={"X-Checksum-Sha256": "nothex"}), 400, "invalid_sha256")
