@@ -15,8 +15,10 @@ $(VENV)/.deps: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.test-deps: requirements-test.txt $(VENV)/.deps
+# The command-line client (client/, a package of its own) is installed editable for its tests.
+$(VENV)/.test-deps: requirements-test.txt client/pyproject.toml $(VENV)/.deps
 	$(BIN)/pip install --quiet -r requirements-test.txt
+	$(BIN)/pip install --quiet -e ./client
 	touch $@
 
 # JavaScript (tus-js-client, axe-core), exactly as package-lock.json pins it; the browser's copy of

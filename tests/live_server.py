@@ -44,8 +44,11 @@ class GunicornServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0, health_headers: dict | None = None) -> GunicornServer:
-        self.port = free_port()
+    def start(self, timeout: float = 30.0, health_headers: dict | None = None,
+              same_port: bool = False) -> GunicornServer:
+        """`same_port`: come back where clients know to find it (a restart)."""
+        if not (same_port and self.port):
+            self.port = free_port()
         env = {**os.environ, "FILES_DATA_DIR": str(self.data_dir), "FILES_HOST": "127.0.0.1",
                "FILES_PORT": str(self.port), "FILES_WORKERS": "2", **self.env}
         if "FILES_DATABASE_URL" not in self.env:
