@@ -19,7 +19,7 @@ from . import __version__
 from .api import Api, ApiError, content_path
 from .config import load_login, save_login
 from .progress import Reporter, human, reporter
-from .transfer import TransferFailed, download_file, upload_file, whole_sha256
+from .transfer import STOP, Stopped, TransferFailed, download_file, upload_file, whole_sha256
 
 MIB = 1024 * 1024
 
@@ -314,8 +314,17 @@ def _run(api: Api, jobs: list[Job], parallel: int, chunk_size: int, if_not_exist
     with show:
         for job in jobs:
             show.add_total(job.size)
-        with ThreadPoolExecutor(max(1, parallel)) as pool:
-            list(pool.map(lambda job: _one(api, job, show, chunk_size, if_not_exists), jobs))
+        pool = ThreadPoolExecutor(max(1, parallel))
+        try:
+            futures = [pool.submit(_one, api, job, show, chunk_size, if_not_exists) for job in jobs]
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            STOP.set()  # each transfer stops at its next chunk; what is durable stays for the next run
+            pool.shutdown(wait=True, cancel_futures=True)
+            show.finish()
+            sys.exit(130)
+        pool.shutdown()
         show.finish()
     failed = bool(show.summary.failures)
     if failed and exit_on_failure:
@@ -336,7 +345,7 @@ def _one(api: Api, job: Job, show: Reporter, chunk_size: int, if_not_exists: boo
         show.done(handle, job.label, done.bytes)
     except ApiError as error:
         show.failed(handle, job.label, f"{error.message} ({error.status} {error.code})")
-    except (TransferFailed, OSError, httpx.HTTPError) as error:
+    except (TransferFailed, Stopped, OSError, httpx.HTTPError) as error:
         show.failed(handle, job.label, str(error) or error.__class__.__name__)
 
 

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import mimetypes
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .api import Api, ApiError, content_path, file_path
 from .config import TransferState
 
 Progress = Callable[[int], None]  # called with each number of bytes moved (negative: taken back)
+STOP = threading.Event()  # set on Ctrl-C: transfers stop at their next chunk, resumable
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,15 @@ class Done:
 
 class TransferFailed(Exception):
     pass
+
+
+class Stopped(Exception):
+    """Ctrl-C: the transfer stopped between two chunks; the same command resumes it."""
+
+
+def _check_stop() -> None:
+    if STOP.is_set():
+        raise Stopped("stopped; run the same command again to resume")
 
 
 def upload_file(api: Api, source: Path, bucket: str, key: str, *, chunk_size: int, if_not_exists: bool,
@@ -52,6 +63,7 @@ def upload_file(api: Api, source: Path, bucket: str, key: str, *, chunk_size: in
     progress(offset)
     with open(source, "rb") as reader:
         while True:
+            _check_stop()
             reader.seek(offset)
             data = reader.read(chunk_size)
             last = offset + len(data) == stat.st_size
@@ -95,13 +107,7 @@ def _put_whole(api: Api, source: Path, bucket: str, key: str, if_not_exists: boo
     headers = {"X-Checksum-Sha256": digest, "Content-Type": _mime_type(key)}
     if if_not_exists:
         headers["If-None-Match"] = "*"
-    try:
-        stored = api.call("PUT", file_path(bucket, key), content=data, headers=headers).json()
-    except ApiError as error:
-        # A PUT retried after its answer was lost finds its own file there: that is success.
-        if error.status != 412 or api.info(bucket, key).get("sha256") != digest:
-            raise
-        stored = {"sha256": digest}
+    stored = api.call("PUT", file_path(bucket, key), content=data, headers=headers).json()
     progress(len(data))
     return Done(len(data), stored["sha256"])
 
@@ -170,6 +176,7 @@ def download_file(api: Api, bucket: str, key: str, target: Path, *, progress: Pr
                     for data in response.iter_bytes(1024 * 1024):
                         out.write(data)
                         progress(len(data))
+                        _check_stop()
                     out.flush()
                     os.fsync(out.fileno())
         return response

@@ -1,0 +1,367 @@
+"""The `files` command: log in, list, make and remove buckets, copy and sync files both ways.
+
+Remote paths are written `bucket` or `bucket/key` (`bucket/prefix/` for a folder). In `cp` and
+`sync`, the side that exists on this machine is the local one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import click
+import httpx
+
+from . import __version__
+from .api import Api, ApiError, content_path
+from .config import load_login, save_login
+from .progress import Reporter, human, reporter
+from .transfer import STOP, Stopped, TransferFailed, download_file, upload_file, whole_sha256
+
+MIB = 1024 * 1024
+
+
+class Remote:
+    """`bucket[/key-or-prefix]`."""
+
+    def __init__(self, text: str):
+        bucket, _, rest = text.strip().partition("/")
+        if not bucket:
+            raise click.BadParameter(f"{text!r} names no bucket (write bucket/key)")
+        self.bucket, self.path = bucket, rest
+
+    def __str__(self) -> str:
+        return f"{self.bucket}/{self.path}"
+
+
+def connect() -> Api:
+    login = load_login()
+    if login is None:
+        raise click.ClickException("not logged in: run `files login URL` (or set FILES_URL and FILES_TOKEN)")
+    return Api(login.url, login.token)
+
+
+def fail_on_api_errors(function):
+    """An API error or an unreachable server is a one-line message and exit code 1, not a traceback."""
+    import functools
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ApiError as error:
+            raise click.ClickException(error.message + f" ({error.status} {error.code})") from None
+        except httpx.TransportError as error:
+            raise click.ClickException(f"cannot reach the service: {error}") from None
+    return run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="files")
+def main() -> None:
+    """The files service from the command line: resumable, parallel uploads and downloads with
+    progress bars, sha256-checked.
+
+    Remote paths are `bucket` or `bucket/key` (`bucket/folder/` for a folder). FILES_URL and
+    FILES_TOKEN override what `files login` saved."""
+
+
+@main.command()
+@click.argument("url")
+@click.option("--token", help="An API token (`flask files token create`); asked for if not given on a terminal.")
+def login(url: str, token: str | None) -> None:
+    """Save the service's URL and a token (in the user's config dir, readable by you alone)."""
+    if token is None and sys.stdin.isatty():
+        token = click.prompt("Token (empty for an open service)", default="", hide_input=True,
+                             show_default=False) or None
+    api = Api(url, token, retries=1)
+    try:
+        api.buckets()
+    except ApiError as error:
+        raise click.ClickException(f"the service refused: {error.message} ({error.status})") from None
+    except httpx.TransportError as error:
+        raise click.ClickException(f"cannot reach {url}: {error}") from None
+    finally:
+        api.close()
+    click.echo(f"Logged in to {url.rstrip('/')}; saved in {save_login(url, token)}")
+
+
+@main.command("ls")
+@click.argument("path", required=False)
+@click.option("-r", "--recursive", is_flag=True, help="Every file under the folder, not one level.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@fail_on_api_errors
+def list_command(path: str | None, recursive: bool, as_json: bool) -> None:
+    """List buckets, or a bucket's (or folder's) files and folders."""
+    api = connect()
+    if not path:
+        for bucket in api.buckets():
+            if as_json:
+                click.echo(json.dumps(bucket))
+            else:
+                click.echo(f"{_when(bucket.get('updated_at') or bucket['created_at'])}  "
+                           f"{bucket.get('files', 0):>9} files  {human(bucket.get('bytes', 0)):>10}  {bucket['name']}/")
+        return
+    remote = Remote(path)
+    for entry in api.list(remote.bucket, remote.path, None if recursive else "/"):
+        if as_json:
+            click.echo(json.dumps(entry))
+        elif "prefix" in entry:
+            click.echo(f"{'':16}  {'PRE':>10}  {entry['prefix']}")
+        else:
+            click.echo(f"{_when(entry['created_at'])}  {human(entry['bytes']):>10}  {entry['key']}")
+
+
+@main.command("mb")
+@click.argument("bucket")
+@fail_on_api_errors
+def make_bucket(bucket: str) -> None:
+    """Make an empty bucket (admin token)."""
+    connect().create_bucket(bucket)
+    click.echo(f"made {bucket}/")
+
+
+@main.command("rb")
+@click.argument("bucket")
+@fail_on_api_errors
+def remove_bucket(bucket: str) -> None:
+    """Remove an empty bucket (admin token)."""
+    connect().delete_bucket(bucket)
+    click.echo(f"removed {bucket}/")
+
+
+@main.command("rm")
+@click.argument("path")
+@click.option("-r", "--recursive", is_flag=True, help="Every file under a folder (asks first, with the count).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+@click.option("--parallel", default=8, show_default=True, help="Deletes at once.")
+@fail_on_api_errors
+def remove(path: str, recursive: bool, yes: bool, parallel: int) -> None:
+    """Delete a file, or with -r every file under a folder."""
+    api, remote = connect(), Remote(path)
+    if not recursive:
+        api.delete(remote.bucket, remote.path)
+        click.echo(f"deleted {remote}")
+        return
+    prefix = remote.path if not remote.path or remote.path.endswith("/") else remote.path + "/"
+    keys = [entry["key"] for entry in api.list(remote.bucket, prefix)]
+    if not keys:
+        click.echo(f"nothing under {remote.bucket}/{prefix}")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(f"{len(keys)} files would be deleted; pass --yes to do it without asking")
+        click.confirm(f"Delete {len(keys)} files under {remote.bucket}/{prefix}?", abort=True)
+    failures = []
+
+    def delete(key: str) -> None:
+        try:
+            api.delete(remote.bucket, key)
+        except ApiError as error:
+            if error.status != 404:  # gone already is what was asked
+                failures.append(f"{key}: {error.message}")
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(delete, keys))
+    for failure in failures:
+        click.echo(f"files: {failure}", err=True)
+    click.echo(f"deleted {len(keys) - len(failures)} files under {remote.bucket}/{prefix}")
+    if failures:
+        sys.exit(1)
+
+
+@main.command("cat")
+@click.argument("path")
+@fail_on_api_errors
+def cat(path: str) -> None:
+    """Write a file's bytes to standard output."""
+    api, remote = connect(), Remote(path)
+    out = click.get_binary_stream("stdout")
+    with api.http.stream("GET", content_path(remote.bucket, remote.path)) as response:
+        api.checked(response)
+        for data in response.iter_bytes(MIB):
+            out.write(data)
+    out.flush()
+
+
+@main.command("info")
+@click.argument("path")
+@fail_on_api_errors
+def info(path: str) -> None:
+    """A file's metadata (size, type, sha256, dates) as JSON."""
+    remote = Remote(path)
+    click.echo(json.dumps(connect().info(remote.bucket, remote.path), indent=2))
+
+
+def transfer_options(function):
+    for option in reversed([
+        click.option("--parallel", default=4, show_default=True, help="Files in flight at once."),
+        click.option("--chunk-size", default=8, show_default=True, help="MiB per request of an upload; files "
+                     "up to this size go in one request."),
+        click.option("--if-not-exists", is_flag=True, help="Never replace a file that exists (it fails with 412)."),
+        click.option("--json", "json_events", is_flag=True, help="JSON events on stdout instead of progress bars."),
+    ]):
+        function = option(function)
+    return function
+
+
+@main.command("cp")
+@click.argument("source")
+@click.argument("target")
+@click.option("-r", "--recursive", is_flag=True, help="A directory (or a remote folder) and everything in it.")
+@transfer_options
+@fail_on_api_errors
+def copy(source: str, target: str, recursive: bool, parallel: int, chunk_size: int, if_not_exists: bool,
+         json_events: bool) -> None:
+    """Copy files up (SOURCE exists here) or down (SOURCE is bucket/key).
+
+    Run the same command again after Ctrl-C, a crash or a broken network: unfinished uploads carry on
+    from the server's durable offset, downloads from the bytes already on disk."""
+    api, local = connect(), Path(source)
+    if not local.exists() and source.startswith(("/", "./", "../", "~")):
+        raise click.ClickException(f"{source}: no such file or directory")
+    if local.exists():
+        jobs = _upload_jobs(local, Remote(target), recursive)
+    else:
+        jobs = _download_jobs(api, Remote(source), Path(target), recursive)
+    _run(api, jobs, parallel, chunk_size * MIB, if_not_exists, json_events)
+
+
+@main.command("sync")
+@click.argument("source")
+@click.argument("target")
+@click.option("--delete", is_flag=True, help="Also remove what is not in SOURCE.")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be done, do nothing.")
+@transfer_options
+@fail_on_api_errors
+def sync(source: str, target: str, delete: bool, dry_run: bool, parallel: int, chunk_size: int,
+         if_not_exists: bool, json_events: bool) -> None:
+    """Make TARGET hold what SOURCE holds: a directory up to bucket/prefix, or down from it.
+    Only what is new or changed (size, then sha256) is sent."""
+    api, local = connect(), Path(source)
+    up = local.is_dir()
+    remote = Remote(target if up else source)
+    folder = local if up else Path(target)
+    prefix = remote.path if not remote.path or remote.path.endswith("/") else remote.path + "/"
+    remote_files = {entry["key"][len(prefix):]: entry for entry in api.list(remote.bucket, prefix)}
+    local_files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()} \
+        if folder.is_dir() else {}
+    changed = [name for name in (local_files if up else remote_files)
+               if not _same(local_files.get(name), remote_files.get(name))]
+    extra = sorted(set(remote_files) - set(local_files)) if up else sorted(set(local_files) - set(remote_files))
+    if up:
+        jobs = [Job("up", local_files[name], remote.bucket, prefix + name) for name in changed]
+    else:
+        jobs = [Job("down", folder / _safe(name), remote.bucket, prefix + name, remote_files[name]["bytes"])
+                for name in changed]
+    if dry_run:
+        for job in jobs:
+            click.echo(f"would {'upload' if up else 'download'} {job.label}")
+        for name in extra if delete else ():
+            click.echo(f"would delete {remote.bucket}/{prefix}{name}" if up else f"would delete {folder / name}")
+        return
+    failed = _run(api, jobs, parallel, chunk_size * MIB, if_not_exists, json_events, exit_on_failure=False)
+    if delete:
+        for name in extra:
+            if up:
+                api.delete(remote.bucket, prefix + name)
+            else:
+                (folder / name).unlink()
+    if failed:
+        sys.exit(1)
+
+
+# --- the engine ------------------------------------------------------------------------------
+class Job:
+    def __init__(self, direction: str, local: Path, bucket: str, key: str, size: int | None = None):
+        self.direction, self.local, self.bucket, self.key = direction, local, bucket, key
+        self.size = local.stat().st_size if size is None else size
+
+    @property
+    def label(self) -> str:
+        remote = f"{self.bucket}/{self.key}"
+        return f"{self.local} -> {remote}" if self.direction == "up" else f"{remote} -> {self.local}"
+
+
+def _upload_jobs(local: Path, remote: Remote, recursive: bool) -> list[Job]:
+    if local.is_dir():
+        if not recursive:
+            raise click.UsageError(f"{local} is a directory: use -r")
+        prefix = remote.path if not remote.path or remote.path.endswith("/") else remote.path + "/"
+        return [Job("up", path, remote.bucket, prefix + path.relative_to(local).as_posix())
+                for path in sorted(local.rglob("*")) if path.is_file()]
+    key = remote.path + local.name if not remote.path or remote.path.endswith("/") else remote.path
+    return [Job("up", local, remote.bucket, key)]
+
+
+def _download_jobs(api: Api, remote: Remote, target: Path, recursive: bool) -> list[Job]:
+    if recursive:
+        prefix = remote.path if not remote.path or remote.path.endswith("/") else remote.path + "/"
+        return [Job("down", target / _safe(entry["key"][len(prefix):]), remote.bucket, entry["key"], entry["bytes"])
+                for entry in api.list(remote.bucket, prefix)]
+    size = api.info(remote.bucket, remote.path)["bytes"]
+    local = target / PurePosixPath(remote.path).name if target.is_dir() else target
+    return [Job("down", local, remote.bucket, remote.path, size)]
+
+
+def _run(api: Api, jobs: list[Job], parallel: int, chunk_size: int, if_not_exists: bool, json_events: bool,
+         exit_on_failure: bool = True) -> bool:
+    """Every job, `parallel` at a time, with progress and a summary; exit code 1 if any failed."""
+    show = reporter(json_events)
+    with show:
+        for job in jobs:
+            show.add_total(job.size)
+        pool = ThreadPoolExecutor(max(1, parallel))
+        try:
+            futures = [pool.submit(_one, api, job, show, chunk_size, if_not_exists) for job in jobs]
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            STOP.set()  # each transfer stops at its next chunk; what is durable stays for the next run
+            pool.shutdown(wait=True, cancel_futures=True)
+            show.finish()
+            sys.exit(130)
+        pool.shutdown()
+        show.finish()
+    failed = bool(show.summary.failures)
+    if failed and exit_on_failure:
+        sys.exit(1)
+    return failed
+
+
+def _one(api: Api, job: Job, show: Reporter, chunk_size: int, if_not_exists: bool) -> None:
+    handle = show.start(job.label, job.size)
+    try:
+        if job.direction == "up":
+            done = upload_file(api, job.local, job.bucket, job.key, chunk_size=chunk_size, if_not_exists=if_not_exists,
+                               progress=lambda n: show.advance(handle, n),
+                               on_resume=lambda offset: show.resumed(handle, offset))
+        else:
+            done = download_file(api, job.bucket, job.key, job.local, progress=lambda n: show.advance(handle, n),
+                                 on_resume=lambda offset: show.resumed(handle, offset))
+        show.done(handle, job.label, done.bytes)
+    except ApiError as error:
+        show.failed(handle, job.label, f"{error.message} ({error.status} {error.code})")
+    except (TransferFailed, Stopped, OSError, httpx.HTTPError) as error:
+        show.failed(handle, job.label, str(error) or error.__class__.__name__)
+
+
+def _same(local: Path | None, remote: dict | None) -> bool:
+    if local is None or remote is None or local.stat().st_size != remote["bytes"]:
+        return False
+    return whole_sha256(local) == remote["sha256"]
+
+
+def _safe(relative: str) -> Path:
+    """A key as a path under the target directory: never outside it."""
+    parts = PurePosixPath(relative).parts
+    if not parts or any(part in ("", ".", "..") for part in parts) or relative.startswith("/"):
+        raise click.ClickException(f"refusing to write {relative!r} outside the target directory")
+    return Path(*parts)
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
