@@ -24,7 +24,7 @@ MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
-# Groups: transfer, concurrency, listing, memory, slow, postgres, openai, s3.
+# Groups: transfer, concurrency, listing, memory, slow, postgres, openai, cli, s3.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
@@ -221,6 +221,23 @@ def openai_rows(ours) -> list[dict]:
                        "< 16 MiB", growth < 16, rss_mib=peaks[SIZE])]
 
 
+def cli_rows(ours) -> list[dict]:
+    """The `files` client against curl, on the same server."""
+    path, megabytes, state = big_file(SIZE), SIZE / 1e6, WORK / "cli"
+    rows = [speed_row("cli_upload_1g", lambda: workloads.cli_copy(ours.url, path, f"cli/{uuid.uuid4().hex}", state),
+                      lambda: workloads.upload_ours_single(ours.url, path), megabytes,
+                      "curl, the seed API's one-request upload", 0.95)]
+    folder = WORK / "cli-small"
+    for index in range(1000):
+        (folder / f"d{index % 10}").mkdir(parents=True, exist_ok=True)
+        (folder / f"d{index % 10}" / f"f{index:04}.bin").write_bytes(os.urandom(4096))
+    return rows + [rate_row("cli_small_files_1000",
+                            lambda: workloads.cli_copy(ours.url, folder, f"small/{uuid.uuid4().hex}/", state,
+                                                       "-r", "--parallel", "8"),
+                            lambda: workloads.curl_put_loop(ours.url, folder, f"{uuid.uuid4().hex}/"), 1000,
+                            "a sequential curl -T loop", 3.0)]
+
+
 def slow_client_rows(ours) -> list[dict]:
     """The serving model's rows: a normal client among slow attackers, and a thousand slow uploads."""
     ours.restart()
@@ -300,7 +317,7 @@ def main() -> None:
                   "concurrency": lambda: concurrency_rows(ours, bare, peer),
                   "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours),
                   "slow": lambda: slow_client_rows(ours), "postgres": lambda: postgres_rows(bare),
-                  "openai": lambda: openai_rows(ours)}
+                  "openai": lambda: openai_rows(ours), "cli": lambda: cli_rows(ours)}
         for name, rows_of in groups.items():
             if not ONLY or name in ONLY:
                 rows += rows_of()

@@ -212,3 +212,27 @@ def upload_openai_parts(base: str, path: Path, part_size: int = 64 * MIB, parall
         assert client.uploads.complete(upload_id, part_ids=part_ids).status == "completed"
     upload_id = ""
     return timed(send)
+
+
+# --- the command-line client (client/) ----------------------------------------------------------
+def _cli_env(base: str, state: Path) -> dict:
+    import os
+
+    return {"PATH": os.environ["PATH"], "HOME": str(state), "XDG_CONFIG_HOME": str(state / "config"),
+            "XDG_STATE_HOME": str(state / "state"), "FILES_URL": base}
+
+
+def cli_copy(base: str, source: Path, target: str, state: Path, *extra: str) -> float:
+    """`files cp` (with `extra` options), as a user runs it."""
+    import sys
+
+    files = str(Path(sys.executable).with_name("files"))
+    return timed(lambda: subprocess.run([files, "cp", *extra, str(source), target], env=_cli_env(base, state),
+                                        check=True, capture_output=True))
+
+
+def curl_put_loop(base: str, folder: Path, prefix: str) -> float:
+    """One `curl -T` per file, one after the other: what a shell script does."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    return timed(lambda: [curl("-T", str(path), f"{base}/v1/files/small/{prefix}{uuid.uuid4().hex}")
+                          for path in files])

@@ -74,12 +74,12 @@ class Reporter:
 
 
 class JsonReporter(Reporter):
-    """One JSON object per line on stdout: start, resume, progress (at most 2 a second per file),
-    done, error, and the summary."""
+    """One JSON object per line on stdout: start, resume, progress (every 4 MiB or half second per
+    file, whichever comes first), done, error, and the summary."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._last: dict[str, float] = {}
+        self._last: dict[str, tuple[float, int]] = {}
         self._moved: dict[str, int] = {}
 
     def _emit(self, **event) -> None:
@@ -97,8 +97,9 @@ class JsonReporter(Reporter):
     def advance(self, handle: object, moved: int) -> None:
         self._moved[handle] = self._moved.get(handle, 0) + moved
         now = time.monotonic()
-        if now - self._last.get(handle, 0) >= 0.5:
-            self._last[handle] = now
+        last_time, last_moved = self._last.get(handle, (0.0, 0))
+        if now - last_time >= 0.5 or self._moved[handle] - last_moved >= 4 * 1024 * 1024:
+            self._last[handle] = (now, self._moved[handle])
             self._emit(event="progress", name=handle, moved=self._moved[handle])
 
     def done(self, handle: object, name: str, size: int) -> None:

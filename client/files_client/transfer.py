@@ -1,7 +1,8 @@
 """One file up or down, resumable.
 
 Up: a file that fits in one chunk is one PUT with its sha256; a larger one goes through an upload
-session, chunk by chunk, each with its own checksum and the last with the whole file's sha256.
+session, chunk by chunk, each read from the file (and hashed) as it is sent, the last with the whole
+file's sha256, which the server checks before it stores anything.
 The session's URL is kept in the state dir (keyed by the source's path, size and mtime and the
 destination), so the same command after Ctrl-C, a kill or a broken network asks the server where
 the session stands and sends only the rest. Down: into `<name>.part`, resumed with Range and
@@ -10,12 +11,11 @@ If-Range (the file's ETag is its sha256), checked against the sha256, then renam
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import mimetypes
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,22 +64,28 @@ def upload_file(api: Api, source: Path, bucket: str, key: str, *, chunk_size: in
     with open(source, "rb") as reader:
         while True:
             _check_stop()
-            reader.seek(offset)
-            data = reader.read(chunk_size)
-            last = offset + len(data) == stat.st_size
-            if last:
+            length = min(chunk_size, stat.st_size - offset)
+            headers = {"Upload-Offset": str(offset), "Content-Type": "application/octet-stream",
+                       "Content-Length": str(length)}
+            last, data = offset + length == stat.st_size, b""
+            if last:  # its headers carry the whole file's sha256: hash it before it goes
+                reader.seek(offset)
+                data = reader.read(length)
                 whole = hasher.copy()
                 whole.update(data)
-            headers = {"Upload-Offset": str(offset), "Content-Type": "application/octet-stream",
-                       "Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode()}
-            if last:
                 headers["X-Checksum-Sha256"] = whole.hexdigest()
+            sent = hasher
+
+            def attempt(offset=offset, length=length, headers=headers, last=last, data=data, base=hasher):
+                nonlocal sent
+                sent = base.copy()  # a retry hashes its bytes again, from the chunk's start
+                body = data if last else _pieces(reader, offset, length, sent)
+                return api.checked(api.http.post(session_url, content=body, headers=headers))
             try:
-                response = api.patiently(lambda data=data, headers=headers: api.checked(
-                    api.http.post(session_url, content=data, headers=headers)))
+                response = api.patiently(attempt)
             except (ApiError, httpx.TransportError) as error:
                 # The server knows where the session stands (a lost answer may have stored this chunk).
-                if isinstance(error, ApiError) and (error.status not in (409, 460) or refused == 5):
+                if isinstance(error, ApiError) and (error.status != 409 or refused == 5):
                     if error.status in (404, 410, 422):
                         state.forget(identity)
                     raise
@@ -90,15 +96,28 @@ def upload_file(api: Api, source: Path, bucket: str, key: str, *, chunk_size: in
                 if offset == stat.st_size:
                     return _finished(api, state, identity, bucket, key, whole_sha256(source), resumed_from)
                 continue
-            hasher.update(data)
-            progress(len(data))
-            offset, refused = offset + len(data), 0
-            if last:
-                stored = response.json()
-                state.forget(identity)
-                if stored.get("sha256") != whole.hexdigest():
-                    raise TransferFailed(f"the server stored sha256 {stored.get('sha256')}, not {whole.hexdigest()}")
-                return Done(stat.st_size, stored["sha256"], resumed_from)
+            progress(length)
+            offset, refused = offset + length, 0
+            if not last:
+                hasher = sent
+                continue
+            stored = response.json()
+            state.forget(identity)
+            if stored.get("sha256") != whole.hexdigest():
+                raise TransferFailed(f"the server stored sha256 {stored.get('sha256')}, not {whole.hexdigest()}")
+            return Done(stat.st_size, stored["sha256"], resumed_from)
+
+
+def _pieces(reader, offset: int, length: int, hasher) -> Iterator[bytes]:
+    """A chunk's bytes read from the file as they are sent, hashed on the way (no chunk in memory)."""
+    reader.seek(offset)
+    while length > 0:
+        data = reader.read(min(length, 1024 * 1024))
+        if not data:
+            raise TransferFailed("the file shrank while it was being sent")
+        hasher.update(data)
+        length -= len(data)
+        yield data
 
 
 def _put_whole(api: Api, source: Path, bucket: str, key: str, if_not_exists: bool, progress: Progress) -> Done:

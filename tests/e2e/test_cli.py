@@ -325,3 +325,30 @@ def test_the_client_installs_without_the_servers_packages(tmp_path):
     for server_package in ("flask", "sqlalchemy", "werkzeug", "gunicorn", "boto3"):
         probe = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {server_package}"], capture_output=True)
         assert probe.returncode != 0, f"{server_package} came with the client"
+
+
+def test_progress_bars_on_a_terminal(env, tmp_path):
+    """With a terminal on stderr: a bar per file in flight and a total, then the summary."""
+    import pty
+
+    big = tmp_path / "bars.bin"
+    big.write_bytes(os.urandom(24 * MIB))
+    controller, terminal = pty.openpty()
+    client = subprocess.Popen([FILES, "cp", str(big), "bars/", "--chunk-size", "1"], env={**env, "COLUMNS": "120"},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the client is done
+            break
+        if not data:
+            break
+        shown += data
+    os.close(controller)
+    assert client.wait(timeout=60) == 0
+    text = shown.decode("utf-8", "replace")
+    assert "total" in text and "bars.bin" in text and "━" in text  # the bars, drawn
+    assert "24.0/24.0 MB" in text or "25.2/25.2 MB" in text  # rich counts in SI units: the whole file
+    assert "1 files, 24.0 MiB in " in text
