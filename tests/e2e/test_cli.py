@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -318,8 +319,10 @@ def test_the_client_installs_without_the_servers_packages(tmp_path):
     """A fresh venv, `pip install ./client`: the command works and none of the server's packages came."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(root / "client")], check=True, timeout=600)
+    source = tmp_path / "client"  # a copy: building writes next to the sources
+    shutil.copytree(Path(__file__).resolve().parents[2] / "client", source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(source)], check=True, timeout=600)
     assert subprocess.run([str(venv / "bin" / "files"), "--version"], capture_output=True, text=True,
                           check=True).stdout.strip() == "files, version 0.1.0"
     for server_package in ("flask", "sqlalchemy", "werkzeug", "gunicorn", "boto3"):
