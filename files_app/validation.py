@@ -59,6 +59,18 @@ def object_key(value: Any, *, new: bool = True) -> str:
     return value
 
 
+MAX_SEARCH = 256
+
+
+def search_query(value: Any) -> str:
+    """A fragment of a key to search for: some text, no control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("q must be a non-empty fragment of a key", "invalid_q")
+    if len(value) > MAX_SEARCH or _CONTROL_RE.search(value):
+        raise InvalidInput(f"q must be at most {MAX_SEARCH} characters, none of them control characters", "invalid_q")
+    return value
+
+
 def header_safe_mime(value: str) -> str:
     """A stored type as a Content-Type header: one stored before the rule above was strict (a
     value no header can carry) is served as bytes, never a 500."""

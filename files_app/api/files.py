@@ -20,10 +20,17 @@ def list_buckets():
 @files_bp.get("/<bucket>")
 def list_files(bucket: str):
     args = request.args
-    for name in ("limit", "cursor", "prefix", "delimiter"):
+    for name in ("limit", "cursor", "prefix", "delimiter", "q"):
         if len(args.getlist(name)) > 1:
             raise InvalidInput(f"give {name!r} once", f"invalid_{name}")
     delimiter = validation.list_delimiter(args.get("delimiter"))
+    if "q" in args:  # a search: every file under the prefix whose key holds q, flat (no folders)
+        if delimiter:
+            raise InvalidInput("a search (q) lists files, not folders: leave out delimiter", "invalid_delimiter")
+        page = objects().search(bucket, args["q"], prefix=validation.list_prefix(args.get("prefix")),
+                                limit=validation.list_limit(args.get("limit")), cursor=args.get("cursor"))
+        return {"data": [file_json(info) for info in page.objects], "has_more": page.next_cursor is not None,
+                "next_cursor": page.next_cursor}
     page = objects().list(
         bucket,
         prefix=validation.list_prefix(args.get("prefix")),

@@ -168,6 +168,8 @@ SPEC = {
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                     {"name": "prefix", "in": "query", "schema": {"type": "string"}},
                     {"name": "delimiter", "in": "query", "schema": {"type": "string"}},
+                    {"name": "q", "in": "query", "schema": {"type": "string"},
+                     "description": "search: files whose key holds this fragment (any case), from an index"},
                 ],
                 "responses": {"200": _json(_ref("FileList"), "One page of files"),
                               "400": _error("Bad query"), "404": _error("Unknown bucket")},

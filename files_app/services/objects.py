@@ -16,6 +16,7 @@ from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFou
 from ..models import Bucket, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
+from . import search
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,16 @@ class ObjectService:
                     if len(rows) < batch:
                         break  # the range is exhausted
         return ObjectPage(objects, prefixes, encode_cursor(start_at) if has_more else None)
+
+    def search(self, bucket: str, q: str, *, prefix: str = "", limit: int = 1000,
+               cursor: str | None = None) -> ObjectPage:
+        """Files under `prefix` whose keys hold the fragment `q` (any case), a page in key order."""
+        bucket_id, fragment = self.bucket_id(bucket), validation.search_query(q)
+        start_at = max(decode_cursor(cursor) or "", prefix)
+        rows = search.find(bucket_id, fragment, start=start_at, upper=key_successor_bound(prefix) if prefix else None,
+                           limit=limit + 1)
+        found = [ObjectInfo.from_row(bucket, row) for row in rows[:limit]]
+        return ObjectPage(found, [], encode_cursor(found[-1].key + "\x01") if len(rows) > limit else None)
 
     def previous_cursor(self, bucket: str, *, prefix: str = "", delimiter: str | None = None, limit: int = 1000,
                         cursor: str | None = None) -> str | None:
