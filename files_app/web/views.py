@@ -70,13 +70,19 @@ def folder_or_file(bucket: str, path: str):
 
 def _folder(bucket: str, prefix: str):
     info = objects().get_bucket(bucket)
-    where = dict(prefix=validation.list_prefix(prefix), delimiter="/",
-                 limit=validation.list_limit(request.args.get("limit"), default=PAGE_SIZE),
-                 cursor=request.args.get("cursor"))
-    page = objects().list(bucket, **where)
-    previous = objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
+    limit = validation.list_limit(request.args.get("limit"), default=PAGE_SIZE)
+    q = request.args.get("q")
+    if q:  # the whole bucket (or folder) searched, from the index: files only, by key
+        page = objects().search(bucket, q, prefix=validation.list_prefix(prefix), limit=limit,
+                                cursor=request.args.get("cursor"))
+        previous = "" if request.args.get("cursor") else None  # back to the first results only
+    else:
+        where = dict(prefix=validation.list_prefix(prefix), delimiter="/", limit=limit,
+                     cursor=request.args.get("cursor"))
+        page = objects().list(bucket, **where)
+        previous = objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
     return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
-                           limit=request.args.get("limit"), previous=previous)
+                           limit=request.args.get("limit"), previous=previous, q=q or None)
 
 
 def _file(bucket: str, key: str):

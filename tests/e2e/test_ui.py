@@ -528,7 +528,8 @@ def test_uploaded_html_and_svg_never_run(page, server, api):
     assert page.dialogs == []
 
 
-PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt")]
+PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt"),
+         ("search", "/b/look/?q=cat")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -594,3 +595,43 @@ def test_sign_in_upload_and_sign_out(page, server, tmp_path):
     expect(page.locator("[data-testid=object-row][data-key='secret.txt']")).to_have_count(1)
     page.click("[data-testid=sign-out]")
     expect(page).to_have_url(re.compile("/login"))
+
+
+def test_search_finds_files_in_every_folder(page, server, api):
+    for key in ("2024/Beach-Day.jpg", "2024/city.png", "trips/x/beach_notes.txt", "beach.md", "other.txt"):
+        api.put("finds", key, key.encode())
+    page.goto(server.url + "/b/finds/")
+    page.fill("[data-testid=search]", "BEACH")
+    page.press("[data-testid=search]", "Enter")
+    rows = page.locator("[data-testid=object-row]")
+    expect(rows).to_have_count(3)
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.key)") == [
+        "2024/Beach-Day.jpg", "beach.md", "trips/x/beach_notes.txt"]
+    expect(page.locator("[data-testid=search-status]")).to_contain_text("BEACH")
+    expect(page.locator("[data-testid=folder-row]")).to_have_count(0)
+    expect(page.locator("[data-testid=search]")).to_have_value("BEACH")
+    # Within a folder, the folder alone; and nothing found says so.
+    page.goto(server.url + "/b/finds/2024/")
+    page.fill("[data-testid=search]", "beach")
+    page.press("[data-testid=search]", "Enter")
+    expect(page.locator("[data-testid=object-row]")).to_have_count(1)
+    page.fill("[data-testid=search]", "nothing-like-it")
+    page.press("[data-testid=search]", "Enter")
+    expect(page.locator("[data-testid=no-results]")).to_contain_text("nothing-like-it")
+    page.click("[data-testid=clear-search]")
+    expect(page.locator("[data-testid=object-row]")).to_have_count(2)
+
+
+def test_search_results_page_on(page, server, api):
+    for index in range(5):
+        api.put("many", f"f/hit-{index}.txt", b"x")
+        api.put("many", f"g/miss-{index}.txt", b"x")
+    page.goto(server.url + "/b/many/?q=hit&limit=2")
+    keys = []
+    for _ in range(3):
+        keys += page.locator("[data-testid=object-row]").evaluate_all("rows => rows.map(r => r.dataset.key)")
+        if page.locator("[data-testid=next-page]").count() == 0:
+            break
+        page.click("[data-testid=next-page]")
+    assert keys == [f"f/hit-{index}.txt" for index in range(5)]
+    expect(page.locator("[data-testid=first-page]")).to_be_visible()
