@@ -23,6 +23,7 @@ from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
 from .services import ObjectService, UploadService
 from .services.accounts import AccountService
+from .services.folders import FolderService
 from .services.openai_files import OpenAIService
 from .storage import BlobStore, make_store
 
@@ -36,6 +37,7 @@ class FilesExtension:
     uploads: UploadService
     accounts: AccountService
     openai: OpenAIService
+    folders: FolderService
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
@@ -69,7 +71,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     objects = ObjectService(store)
     uploads = UploadService(store, objects, settings)
     app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
-                                             OpenAIService(uploads, objects, settings))
+                                             OpenAIService(uploads, objects, settings), FolderService(store, objects))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)

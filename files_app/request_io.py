@@ -12,6 +12,7 @@ from flask import Response, current_app, request, stream_with_context
 
 from .errors import IncompleteBody, InvalidInput
 from .services import ObjectService, UploadService
+from .services.folders import FolderService
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024  # read past a refused JSON body this far, so that the 400 reaches the client
@@ -23,6 +24,10 @@ def uploads() -> UploadService:
 
 def objects() -> ObjectService:
     return current_app.extensions["files"].objects
+
+
+def folders() -> FolderService:
+    return current_app.extensions["files"].folders
 
 
 def filename_params(name: str) -> str:

@@ -198,7 +198,7 @@ class ObjectService:
             raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress") from None
 
     # --- objects -------------------------------------------------------------------------
-    def _row(self, bucket: str, key: str, with_bytes: bool = False):
+    def row(self, bucket: str, key: str, with_bytes: bool = False):
         """The object's columns (and an inline file's bytes, if asked); one query for the bucket and
         the key together."""
         params = {"bucket": validation.bucket_name(bucket), "key": validation.object_key(key, new=False)}
@@ -210,14 +210,14 @@ class ObjectService:
         return row
 
     def get(self, bucket: str, key: str) -> ObjectInfo:
-        return ObjectInfo.from_row(bucket, self._row(bucket, key))
+        return ObjectInfo.from_row(bucket, self.row(bucket, key))
 
     def open(self, bucket: str, key: str) -> tuple[ObjectInfo, BinaryIO]:
         """The file's metadata and its bytes. Once open, a replace or delete that commits
         afterwards cannot take them away (POSIX keeps open files); one that committed between the
         lookup and the open took the blob: look again, and find the new file or none (404)."""
         for _ in range(5):
-            row = self._row(bucket, key, with_bytes=True)
+            row = self.row(bucket, key, with_bytes=True)
             if row.inline_data is not None:
                 return ObjectInfo.from_row(bucket, row), MemoryBlobReader(row.inline_data)
             try:
@@ -234,7 +234,7 @@ class ObjectService:
             return info, stream.read(limit)
 
     def delete(self, bucket: str, key: str) -> ObjectInfo:
-        row = self._row(bucket, key)
+        row = self.row(bucket, key)
         info, blob_id, row_id, bucket_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id, row.bucket_id
         with transaction(durable=True):  # the blob goes next: the row must not come back after power loss
             gone = db.session.execute(

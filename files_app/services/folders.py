@@ -1,0 +1,138 @@
+"""Rename and move files and whole folders, and delete folders: rows change, bytes never move.
+
+A file's move is one durable transaction (its row takes the new bucket and key; a file it replaces
+is deleted in the same transaction), so readers see it at the old name or the new one, never both
+or neither. A folder is moved or deleted file by file, in batches, in key order: interrupted, the
+same request again carries on with what is left. A folder delete takes only files that existed when
+the caller counted them (`before`), so it never deletes more than the person who confirmed it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import validation
+from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from ..models import StoredObject, db, transaction
+from ..storage import BlobStore
+from .objects import ObjectInfo, ObjectService, bucket_for_writing, count_in_bucket, key_successor_bound
+
+BATCH = 500
+_objects = StoredObject.__table__
+_UNDER = (_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bindparam("prefix"),
+          _objects.c.key < bindparam("upper"))
+_KEYS_UNDER = select(_objects.c.key).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
+_COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0)).where(*_UNDER)
+_OLD_UNDER = (select(_objects.c.id, _objects.c.blob_id, _objects.c.size)
+              .where(*_UNDER, _objects.c.created_at <= bindparam("before")).order_by(_objects.c.key).limit(BATCH))
+_AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
+    _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
+
+
+@dataclass(frozen=True)
+class FolderMove:
+    moved: int
+    skipped: list[str]  # keys left where they were: their new name was taken
+
+
+class FolderService:
+    def __init__(self, store: BlobStore, objects: ObjectService):
+        self.store, self.objects = store, objects
+
+    def move(self, bucket: str, key: str, to_bucket: str, to_key: str, *, replace: bool = False) -> ObjectInfo:
+        """One file to a new name (and bucket, made if missing). 412 if the name is taken, unless `replace`."""
+        to_bucket, to_key = validation.bucket_name(to_bucket), validation.object_key(to_key)
+        source = self.objects.row(bucket, key)
+        if (bucket, key) == (to_bucket, to_key):
+            return ObjectInfo.from_row(bucket, source)
+        now = int(time.time())
+        for _ in range(3):
+            try:
+                with transaction(durable=True):
+                    target_bucket = bucket_for_writing(to_bucket)
+                    taken = db.session.execute(_AT, {"bucket_id": target_bucket, "key": to_key}).first()
+                    if taken is not None and not replace:
+                        raise PreconditionFailed(f"{to_key!r} already exists in bucket {to_bucket!r}")
+                    if taken is not None:
+                        db.session.execute(delete(_objects).where(_objects.c.id == taken.id))
+                        count_in_bucket(target_bucket, -1, -taken.size, now)
+                    moved = db.session.execute(
+                        update(_objects).where(_objects.c.id == source.id, _objects.c.blob_id == source.blob_id)
+                        .values(bucket_id=target_bucket, key=to_key)).rowcount
+                    if moved != 1:
+                        raise Conflict(f"{key!r} changed while it was being moved; look again and retry")
+                    count_in_bucket(source.bucket_id, -1, -source.size, now)
+                    count_in_bucket(target_bucket, 1, source.size, now)
+                break
+            except IntegrityError:  # the name was taken (or its bucket made) at the same moment
+                continue
+        else:
+            raise Conflict(f"{to_key!r} is being written at the same time; retry")
+        if taken is not None:
+            self.store.release_blob(taken.blob_id)
+        return ObjectInfo(to_bucket, to_key, source.mime_type, source.size, source.sha256, source.created_at)
+
+    def move_folder(self, bucket: str, prefix: str, to_bucket: str, to_prefix: str, *,
+                    replace: bool = False) -> FolderMove:
+        """Every file under `prefix` to the same name under `to_prefix`, a file at a time."""
+        prefix, to_prefix = _folder(prefix, "prefix"), _folder(to_prefix, "to_prefix")
+        to_bucket = validation.bucket_name(to_bucket)
+        if bucket == to_bucket and to_prefix.startswith(prefix):
+            raise InvalidInput("a folder cannot move into itself", "invalid_to_prefix")
+        bucket_id = self.objects.bucket_id(bucket)
+        moved, skipped, start = 0, [], prefix
+        while True:
+            with transaction():
+                keys = db.session.scalars(_KEYS_UNDER, {"bucket_id": bucket_id, "prefix": start,
+                                                         "upper": key_successor_bound(prefix)}).all()
+            for key in keys:
+                try:
+                    self.move(bucket, key, to_bucket, to_prefix + key[len(prefix):], replace=replace)
+                    moved += 1
+                except PreconditionFailed:
+                    skipped.append(key)
+                except NotFound:
+                    pass  # deleted meanwhile
+            if len(keys) < BATCH:
+                return FolderMove(moved, skipped)
+            start = keys[-1] + "\x01"
+
+    def count(self, bucket: str, prefix: str) -> tuple[int, int]:
+        """(files, bytes) under the folder: what a confirmation shows."""
+        prefix = _folder(prefix, "prefix")
+        with transaction():
+            files, size = db.session.execute(_COUNT_UNDER, {"bucket_id": self.objects.bucket_id(bucket),
+                                                            "prefix": prefix,
+                                                            "upper": key_successor_bound(prefix)}).one()
+        return int(files), int(size)  # PostgreSQL sums to a Decimal
+
+    def delete_folder(self, bucket: str, prefix: str, before: int) -> int:
+        """Delete the files under `prefix` made at or before `before` (Unix seconds), a batch per
+        durable transaction; files made later stay. Returns how many went."""
+        prefix = _folder(prefix, "prefix")
+        bucket_id, deleted = self.objects.bucket_id(bucket), 0
+        params = {"bucket_id": bucket_id, "prefix": prefix, "upper": key_successor_bound(prefix), "before": before}
+        while True:
+            with transaction(durable=True):
+                rows = db.session.execute(_OLD_UNDER, params).all()
+                if rows:
+                    db.session.execute(delete(_objects).where(_objects.c.id.in_([row.id for row in rows])))
+                    count_in_bucket(bucket_id, -len(rows), -sum(row.size for row in rows), int(time.time()))
+            for row in rows:  # after the commit: a crash here leaves orphans for gc
+                self.store.release_blob(row.blob_id)
+            deleted += len(rows)
+            if len(rows) < BATCH:
+                return deleted
+
+
+def _folder(prefix: str, name: str) -> str:
+    """A folder is a non-empty prefix ending in '/'."""
+    prefix = validation.list_prefix(prefix)
+    if not prefix.endswith("/"):
+        raise InvalidInput(f"{name} must be a folder: a prefix ending in '/'", f"invalid_{name}")
+    validation.object_key(prefix + "x")  # the folder's names are a key's
+    return prefix

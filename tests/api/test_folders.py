@@ -1,0 +1,98 @@
+"""Rename and move files and folders, count and delete folders, in both configurations: rows move,
+bytes stay (the same blob), counts follow, search follows, and nothing beyond what was counted goes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from files_app.models import StoredObject, db
+from tests.helpers import assert_error, blob_ids, put
+
+
+def move(client, **fields):
+    return client.post("/v1/move", data=json.dumps(fields))
+
+
+def keys(client, bucket: str) -> list[str]:
+    return [entry["key"] for entry in client.get(f"/v1/files/{bucket}").get_json()["data"]]
+
+
+def test_a_file_is_renamed_without_copying_its_bytes(client, services):
+    put(client, "b", "old/name.txt", b"some bytes " * 10000)  # a blob, not inline
+    blobs = blob_ids(services.store)
+    moved = move(client, bucket="b", key="old/name.txt", to_key="new/name.txt")
+    assert moved.status_code == 200 and moved.get_json()["key"] == "new/name.txt"
+    assert keys(client, "b") == ["new/name.txt"] and blob_ids(services.store) == blobs
+    assert client.get("/v1/content/b/new/name.txt").data == b"some bytes " * 10000
+    assert_error(client.get("/v1/files/b/old/name.txt"), 404, "not_found")
+    assert [e["key"] for e in client.get("/v1/files/b?q=new/na").get_json()["data"]] == ["new/name.txt"]
+    assert client.get("/v1/files/b?q=old/").get_json()["data"] == []
+
+
+def test_moving_onto_a_file_needs_replace_and_frees_the_replaced_bytes(client, services):
+    put(client, "b", "a.bin", b"a" * 100000)
+    put(client, "b", "b.bin", b"b" * 100000)
+    assert_error(move(client, bucket="b", key="a.bin", to_key="b.bin"), 412, "precondition_failed")
+    assert move(client, bucket="b", key="a.bin", to_key="b.bin", replace=True).status_code == 200
+    assert keys(client, "b") == ["b.bin"] and client.get("/v1/content/b/b.bin").data == b"a" * 100000
+    services.uploads.collect_garbage(grace=0)  # S3 frees a replaced blob in gc's sweep (a local disk at once)
+    assert len(blob_ids(services.store)) == 1
+    bucket = client.get("/v1/files").get_json()["data"][0]
+    assert (bucket["files"], bucket["bytes"]) == (1, 100000)
+
+
+def test_across_buckets_the_counts_follow(client):
+    put(client, "from", "x.txt", b"12345")
+    move(client, bucket="from", key="x.txt", to_bucket="to", to_key="y/x.txt")
+    counts = {b["name"]: (b["files"], b["bytes"]) for b in client.get("/v1/files").get_json()["data"]}
+    assert counts == {"from": (0, 0), "to": (1, 5)}
+
+
+def test_a_folder_moves_file_by_file_and_skips_taken_names(client):
+    for key in ("photos/a.jpg", "photos/2024/b.jpg", "photos/2024/c.jpg", "photosX/d.jpg", "archive/2024/c.jpg"):
+        put(client, "b", key, key.encode())
+    result = move(client, bucket="b", prefix="photos/", to_prefix="archive/").get_json()
+    assert result == {"moved": 2, "skipped": ["photos/2024/c.jpg"]}
+    assert keys(client, "b") == ["archive/2024/b.jpg", "archive/2024/c.jpg", "archive/a.jpg", "photos/2024/c.jpg",
+                                 "photosX/d.jpg"]
+    assert client.get("/v1/content/b/archive/2024/c.jpg").data == b"archive/2024/c.jpg"  # not replaced
+    assert_error(move(client, bucket="b", prefix="archive/", to_prefix="archive/old/"), 400, "invalid_to_prefix")
+    assert_error(move(client, bucket="b", prefix="archive", to_prefix="x/"), 400, "invalid_prefix")
+
+
+def test_a_folder_delete_takes_what_was_counted_and_no_more(client, services):
+    for index in range(7):
+        put(client, "b", f"old/{index}.txt", b"x" * index)
+    put(client, "b", "older/keep.txt", b"not in the folder")
+    counted = client.get("/v1/folders/b/old/").get_json()
+    assert (counted["files"], counted["bytes"]) == (7, 21)
+    # A file that arrives after the count is not deleted (its creation time is moved later, as if
+    # it had come a few seconds after the person confirmed).
+    put(client, "b", "old/late.txt", b"arrived after the confirmation")
+    with db.engine.begin() as connection:
+        connection.execute(StoredObject.__table__.update().where(StoredObject.key == "old/late.txt")
+                           .values(created_at=counted["counted_at"] + 5))
+    deleted = client.delete(f"/v1/folders/b/old/?before={counted['counted_at']}").get_json()
+    assert deleted == {"deleted": 7}
+    assert keys(client, "b") == ["old/late.txt", "older/keep.txt"]
+    assert client.get("/v1/files").get_json()["data"][0]["files"] == 2
+
+
+@pytest.mark.parametrize("path", ["/v1/folders/b/old", "/v1/folders/b/old/?before=soon", "/v1/folders/none/x/"])
+def test_bad_folder_requests(client, path):
+    put(client, "b", "old/x.txt", b"x")
+    response = client.delete(path)
+    assert response.status_code in (400, 404) and response.get_json()["error"]["code"]
+    assert keys(client, "b") == ["old/x.txt"]
+
+
+def test_a_token_confined_to_a_bucket_cannot_move_out_of_it(client, runner):
+    from tests.helpers import bearer, make_token
+
+    put(client, "mine", "x.txt", b"x")
+    token = make_token(runner, "write", bucket="mine")
+    response = client.post("/v1/move", data=json.dumps({"bucket": "mine", "key": "x.txt", "to_bucket": "theirs",
+                                                        "to_key": "x.txt"}), headers=bearer(token))
+    assert_error(response, 403, "forbidden")
