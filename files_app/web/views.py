@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from urllib.parse import urlsplit
 
 from flask import (
@@ -18,7 +19,7 @@ from flask import (
 
 from .. import auth, validation
 from ..errors import FilesError
-from ..request_io import objects, zip_response
+from ..request_io import folders, objects, zip_response
 from ..services import archive
 from .pages import bp, csrf_token, folder_url
 
@@ -132,6 +133,49 @@ def delete_files(bucket: str):
     for message in failed:
         flash(message, "error")
     return redirect(folder_url(bucket, back))
+
+
+@bp.post("/b/<bucket>/move")
+def move(bucket: str):
+    """Rename or move a file (`key` -> `to_key`) or a folder (`prefix` -> `to_prefix`); no bytes move."""
+    form = request.form
+    try:
+        if form.get("key"):
+            moved = folders().move(bucket, form["key"], bucket, form.get("to_key", "").strip())
+            flash(f"Moved to {moved.key}.", "ok")
+            return redirect(folder_url(bucket, moved.key))
+        to_prefix = form.get("to_prefix", "").strip().strip("/") + "/"
+        result = folders().move_folder(bucket, form.get("prefix", ""), bucket, to_prefix)
+    except FilesError as error:
+        flash(error.message, "error")
+        return redirect(folder_url(bucket, form.get("key") or form.get("prefix", "")))
+    flash(f"Moved {result.moved} file{'s' if result.moved != 1 else ''} to {to_prefix}.", "ok")
+    if result.skipped:
+        flash(f"{len(result.skipped)} stayed: a file of the same name is already there "
+              f"({', '.join(result.skipped[:3])}{'…' if len(result.skipped) > 3 else ''}).", "error")
+    return redirect(folder_url(bucket, to_prefix))
+
+
+@bp.get("/b/<bucket>/delete-folder")
+def confirm_delete_folder(bucket: str):
+    """The confirmation: what the folder holds now. The delete takes no file made after this count."""
+    prefix = request.args.get("prefix", "")
+    files, size = folders().count(bucket, prefix)
+    return render_template("delete_folder.html", bucket=bucket, prefix=prefix, files=files, size=size,
+                           before=int(time.time()), crumbs=_crumbs(prefix))
+
+
+@bp.post("/b/<bucket>/delete-folder")
+def delete_folder(bucket: str):
+    """The folder's files that the confirmation counted (made at or before `before`), and no others."""
+    prefix, before = request.form.get("prefix", ""), request.form.get("before", "")
+    if not before.isdigit():
+        flash("Count the folder's files first.", "error")
+        return redirect(folder_url(bucket, prefix))
+    deleted = folders().delete_folder(bucket, prefix, int(before))
+    flash(f"Deleted {deleted} file{'s' if deleted != 1 else ''} in {prefix}.", "ok")
+    return redirect(folder_url(bucket, prefix.rstrip("/").rpartition("/")[0] + "/" if "/" in prefix.rstrip("/")
+                               else ""))
 
 
 @bp.get("/favicon.ico")

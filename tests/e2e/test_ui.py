@@ -529,7 +529,7 @@ def test_uploaded_html_and_svg_never_run(page, server, api):
 
 
 PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt"),
-         ("search", "/b/look/?q=cat")]
+         ("search", "/b/look/?q=cat"), ("delete-folder", "/b/look/delete-folder?prefix=photos/")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -635,3 +635,29 @@ def test_search_results_page_on(page, server, api):
         page.click("[data-testid=next-page]")
     assert keys == [f"f/hit-{index}.txt" for index in range(5)]
     expect(page.locator("[data-testid=first-page]")).to_be_visible()
+
+
+def test_rename_a_file_move_a_folder_and_delete_a_folder(page, server, api):
+    api.put("org", "inbox/report.txt", b"the report")
+    api.put("org", "inbox/scans/a.pdf", b"%PDF-1.4 a")
+    api.put("org", "inbox/scans/b.pdf", b"%PDF-1.4 b")
+    page.goto(server.url + "/b/org/inbox/report.txt")
+    page.fill("[data-testid=move-to]", "done/report-2024.txt")
+    page.click("[data-testid=move]")
+    expect(page).to_have_url(re.compile("/b/org/done/report-2024.txt$"))
+    expect(page.locator("h1")).to_have_text("report-2024.txt")
+    assert api.keys("org") == ["done/report-2024.txt", "inbox/scans/a.pdf", "inbox/scans/b.pdf"]
+
+    page.goto(server.url + "/b/org/inbox/")
+    page.fill("[data-testid=move-folder-to]", "archive/scans/")
+    page.click("[data-testid=move-folder]")  # inbox/ (its scans/ folder) becomes archive/scans/
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Moved 2 files")
+    assert api.keys("org") == ["archive/scans/scans/a.pdf", "archive/scans/scans/b.pdf", "done/report-2024.txt"]
+
+    page.goto(server.url + "/b/org/archive/")
+    page.click("[data-testid=delete-folder]")
+    expect(page.locator("[data-testid=folder-count]")).to_contain_text("2 files")
+    page.click("[data-testid=confirm-delete-folder]")
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted")
+    assert "done/report-2024.txt" in api.keys("org")
+    assert not any(key.startswith("archive/scans/") for key in api.keys("org"))
