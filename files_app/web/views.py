@@ -16,11 +16,13 @@ from flask import (
     session,
     url_for,
 )
+from markupsafe import Markup
 
 from .. import auth, validation
 from ..errors import FilesError
 from ..request_io import folders, objects, zip_response
 from ..services import archive
+from . import markdown
 from .pages import bp, csrf_token, folder_url
 
 PAGE_SIZE = 100
@@ -28,7 +30,9 @@ MAX_ZIP_SELECTION = 10_000  # files in one "download selected"
 CSV_PREVIEW_ROWS = 100  # rows of a CSV file shown as a table
 PREVIEW_TEXT_BYTES = 256 * 1024
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-ndjson",
-               "application/yaml", "application/toml", "application/x-sh")
+               "application/yaml", "application/x-yaml", "application/toml", "application/x-sh")
+_TEXT_EXTENSIONS = {"log", "txt", "yaml", "yml", "toml", "ini", "cfg", "conf", "env", "properties", "csv", "tsv",
+                    "rs", "go", "java", "c", "h", "cpp", "hpp", "rb", "sql", "jsonl", "ndjson", "lock", "gradle"}
 
 
 @bp.get("/")
@@ -88,15 +92,19 @@ def _folder(bucket: str, prefix: str):
 
 def _file(bucket: str, key: str):
     info = objects().get(bucket, key)
-    preview, text, truncated = _preview_kind(info.mime_type), None, False
-    if preview == "text":  # the only preview the page itself holds; the others load from /v1/content
+    preview, text, truncated, rendered = _preview_kind(info.mime_type, key), None, False, None
+    if preview in ("text", "markdown"):  # the previews the page itself holds; the others load from /v1/content
         info, raw = objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
         text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
         truncated = len(raw) > PREVIEW_TEXT_BYTES
+    if preview == "markdown":
+        bucket_root = url_for("api.content", bucket=bucket, key="x")[:-1]
+        rendered = Markup(markdown.render(text, bucket_root, key.rpartition("/")[0] + "/" if "/" in key else ""))
     table, table_cut = (_csv_rows(text, truncated) if preview == "text" and _base_type(info.mime_type) == "text/csv"
                         else (None, False))
     folder = key.rpartition("/")[0]
     return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated, table=table,
+                           rendered=rendered,
                            table_cut=table_cut,
                            crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
                            folder=folder + "/" if folder else "")
@@ -209,8 +217,13 @@ def _csv_rows(text: str, truncated: bool, limit: int = CSV_PREVIEW_ROWS) -> tupl
     return rows or None, truncated or len(lines) > limit
 
 
-def _preview_kind(mime_type: str) -> str | None:
+def _preview_kind(mime_type: str, key: str = "") -> str | None:
     base = _base_type(mime_type)
+    extension = key.rpartition(".")[2].lower() if "." in key.rpartition("/")[2] else ""
+    if base == "text/markdown" or extension in ("md", "markdown"):
+        return "markdown"
+    if base == "application/octet-stream" and extension in _TEXT_EXTENSIONS:
+        return "text"  # types no registry names (logs, YAML, TOML...): shown as text all the same
     if base == "image/svg+xml" or base.startswith("image/"):
         return "image"  # in <img>, even an SVG's script never runs
     if base.startswith(("audio/", "video/")):

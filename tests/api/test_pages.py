@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tests.helpers import put
+
 
 def test_a_csv_file_is_previewed_as_a_table_of_its_first_rows_escaped(client):
     rows = ["name,note"] + [f"row{index},<b>n{index}</b>" for index in range(150)]
@@ -39,3 +41,28 @@ def test_download_selected_needs_the_pages_own_form(client):
     assert answer.status_code == 200 and answer.mimetype == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(answer.data))
     assert archive.namelist() == ["two.txt"] and archive.read("two.txt") == b"2"  # the missing one left out
+
+
+def test_markdown_is_rendered_safely_with_its_source(client):
+    text = ("# Notes\n\n<script>alert(1)</script>\n\n[bad](javascript:alert(1)) [good](https://example.com)\n\n"
+            "![remote](https://tracker.example/p.png) ![local](pics/cat.png) ![out](../../../../v1/x.png)\n\n"
+            "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    put(client, "b", "docs/readme.md", text.encode())
+    page = client.get("/b/b/docs/readme.md").get_data(as_text=True)
+    rendered = page.split('data-testid="markdown-preview">', 1)[1].split("</div>", 1)[0]
+    assert "<h1>Notes</h1>" in rendered and "<td>1</td>" in rendered
+    assert "<script>" not in rendered and "&lt;script&gt;" in rendered
+    assert "javascript:" not in rendered.replace("[bad](javascript:alert(1))", "")
+    assert '<a href="https://example.com" rel="noopener noreferrer nofollow">good</a>' in rendered
+    assert "tracker.example/p.png" in rendered and '<img src="https://tracker' not in rendered
+    assert '<img src="/v1/content/b/docs/pics/cat.png" alt="local">' in rendered
+    assert "/v1/x.png" not in rendered
+    assert 'data-testid="markdown-source"' in page and "&lt;script&gt;alert(1)" in page.split("markdown-source")[1]
+
+
+def test_text_files_of_unregistered_types_are_previewed_as_text(client):
+    put(client, "b", "logs/app.log", b"2026-11-27 started\n<b>not bold</b>\n", mime_type="application/octet-stream")
+    page = client.get("/b/b/logs/app.log").get_data(as_text=True)
+    assert "2026-11-27 started" in page and "&lt;b&gt;not bold&lt;/b&gt;" in page
+    put(client, "b", "data.bin", b"\x00\x01binary", mime_type="application/octet-stream")
+    assert "No preview for application/octet-stream" in client.get("/b/b/data.bin").get_data(as_text=True)

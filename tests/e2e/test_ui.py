@@ -529,7 +529,8 @@ def test_uploaded_html_and_svg_never_run(page, server, api):
 
 
 PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt"),
-         ("search", "/b/look/?q=cat"), ("delete-folder", "/b/look/delete-folder?prefix=photos/")]
+         ("search", "/b/look/?q=cat"), ("delete-folder", "/b/look/delete-folder?prefix=photos/"),
+         ("markdown", "/b/look/readme.md")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -537,6 +538,8 @@ def test_pages_are_accessible_and_clean(browser, server, api, scheme):
     from pathlib import Path
 
     api.put("look", "notes.txt", b"Plain text, shown as a preview.\n" * 5)
+    api.put("look", "readme.md", b"# Read me\n\nSome *text*, a [link](https://example.com) and a list:\n\n"
+                                 b"- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     api.put("look", "photos/cat.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="9"/></svg>', "image/svg+xml")
     axe = (Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js").read_text()
     context = browser.new_context(color_scheme=scheme, viewport={"width": 1200, "height": 800})

@@ -1,0 +1,43 @@
+"""A Markdown file rendered for its preview, safely: markdown-it-py with raw HTML off (tags show as
+text), then nh3's allow-list as a second wall. Relative images load from the file's own folder;
+remote ones are never fetched (they become links), so a file cannot make the browser call out."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urljoin, urlsplit
+
+import nh3
+from markdown_it import MarkdownIt
+
+_TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+         "i", "img", "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead",
+         "tr", "ul"}
+_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "th": {"align"}, "td": {"align"}}
+
+
+def render(text: str, bucket_root: str, folder: str) -> str:
+    """HTML for the Markdown `text`. `bucket_root`: the bucket's URL under /v1/content/ (ending in
+    '/'); `folder`: the file's folder in it ('' or ending in '/'), where relative images are found."""
+    parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+    parser.add_render_rule("image", _image(bucket_root, folder))
+    return nh3.clean(parser.render(text), tags=_TAGS, attributes=_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer nofollow")
+
+
+def _image(bucket_root: str, folder: str):
+    def rule(renderer, tokens, index, options, env):
+        token = tokens[index]
+        source, alt = token.attrGet("src") or "", renderer.renderInlineAsText(token.children or [], options, env)
+        if urlsplit(source).scheme or source.startswith(("//", "/")):
+            # Remote (or elsewhere on this host): not loaded; a link the reader may follow.
+            token.tag, token.nesting = "a", 0
+            return f'<a href="{_escape(source)}">{_escape(alt or source)} (image not loaded)</a>'
+        resolved = urljoin(bucket_root + folder, quote(source, safe="/%"))
+        if not resolved.startswith(bucket_root):
+            return _escape(alt)  # "../" past the bucket: nothing to show
+        return f'<img src="{_escape(resolved)}" alt="{_escape(alt)}">'
+    return rule
+
+
+def _escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
