@@ -139,3 +139,17 @@ def test_the_previous_page_is_the_one_walked_before(services, bucket, limit, que
         assert [o.key for o in page.objects] + page.prefixes == pages[index - 1][1], (index, back)
         if index == 1:  # and from there, no page before it
             assert services.objects.previous_cursor(bucket, limit=limit, cursor=None, **query) is None
+
+
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)  # EXPLAIN QUERY PLAN is SQLite's
+def test_a_search_reads_the_index_first(services):
+    """Matches first, then their rows: never a walk of the bucket's keys testing each (the plan
+    SQLite picks for an IN subquery when it has no statistics)."""
+    from files_app.services.search import _SQLITE_INDEXED
+
+    with db.engine.connect() as connection:
+        plan = connection.execute(db.text("EXPLAIN QUERY PLAN " + _SQLITE_INDEXED.text),
+                                  {"phrase": '"abc"', "bucket_id": 1, "start": "", "upper": "z", "n": 10}).all()
+    steps = [row[3] for row in plan]
+    assert steps[0].startswith("SCAN f VIRTUAL TABLE"), steps
+    assert any("INTEGER PRIMARY KEY" in step for step in steps), steps
