@@ -542,7 +542,7 @@ def test_pages_are_accessible_and_clean(browser, server, api, scheme):
                                  b"- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     api.put("look", "photos/cat.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="9"/></svg>', "image/svg+xml")
     axe = (Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js").read_text()
-    context = browser.new_context(color_scheme=scheme, viewport={"width": 1200, "height": 800})
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
@@ -558,6 +558,17 @@ def test_pages_are_accessible_and_clean(browser, server, api, scheme):
     wait_all_done(page, 1)
     page.screenshot(path=str(SCREENSHOTS / f"uploads-{scheme}.png"), full_page=True)
     context.close()
+    # A phone: the same pages at 390x844, still clean for axe.
+    phone = browser.new_context(color_scheme=scheme, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = phone.new_page()
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    for name, path in (("bucket", "/b/look/"), ("file", "/b/look/readme.md")):
+        page.goto(server.url + path)
+        page.evaluate(axe)
+        violations = page.evaluate("async () => (await axe.run()).violations.map(v => v.id + ': ' + v.help)")
+        assert violations == [], (name, "phone", violations)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-phone-{scheme}.png"), full_page=True)
+    phone.close()
     assert errors == []
 
 
