@@ -84,6 +84,7 @@ _DELETE_EMPTY_BUCKET = delete(Bucket.__table__).where(
     ~exists().where(_objects.c.bucket_id == Bucket.__table__.c.id),
     ~exists().where(UploadSession.__table__.c.bucket_id == Bucket.__table__.c.id),
 )
+_ABOVE_EVERY_KEY = "\U0010ffff"  # keys hold no code point above it (and it alone is no key)
 _FOLDER_BATCH = 16  # rows per query when folders may be skipped: small, since a folder's rest is seeked past
 
 
@@ -331,6 +332,15 @@ class ObjectService:
                     if entries == limit:
                         return encode_cursor(before) if keys_before(before, 1) else ""
             return ""  # a page's worth or less before this one: the first page
+
+
+    def last_cursor(self, bucket: str, *, prefix: str = "", delimiter: str | None = None,
+                    limit: int = 1000) -> str | None:
+        """The cursor of the last `limit` entries (None when they all fit on the first page): the
+        page before the end of the range, walked back as `previous_cursor` walks."""
+        end = key_successor_bound(prefix) if prefix else _ABOVE_EVERY_KEY
+        return self.previous_cursor(bucket, prefix=prefix, delimiter=delimiter, limit=limit,
+                                    cursor=encode_cursor(end)) or None
 
 
 def _common_prefix(key: str, prefix: str, delimiter: str | None) -> str | None:

@@ -81,13 +81,17 @@ def _folder(bucket: str, prefix: str):
         page = objects().search(bucket, q, prefix=validation.list_prefix(prefix), limit=limit,
                                 cursor=request.args.get("cursor"))
         previous = "" if request.args.get("cursor") else None  # back to the first results only
+        last = None
     else:
         where = dict(prefix=validation.list_prefix(prefix), delimiter="/", limit=limit,
                      cursor=request.args.get("cursor"))
         page = objects().list(bucket, **where)
         previous = objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
+        del where["cursor"]
+        last = objects().last_cursor(bucket, **where) if page.next_cursor else None
     return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
-                           limit=request.args.get("limit"), previous=previous, q=q or None)
+                           limit=request.args.get("limit"), previous=previous, q=q or None,
+                           last=last)
 
 
 def _file(bucket: str, key: str):

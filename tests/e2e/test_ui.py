@@ -474,6 +474,11 @@ def test_browse_sort_filter_and_page(page, server, api):
     page.click("[data-testid=next-page]")
     page.click("[data-testid=first-page]")
     expect(rows).to_have_count(99)
+    page.click("[data-testid=last-page]")  # the last 100 entries, straight from the first page
+    expect(rows).to_have_count(100)
+    expect(rows.last).to_have_attribute("data-key", "f249.txt")
+    expect(page.locator("[data-testid=next-page]")).to_have_count(0)
+    page.click("[data-testid=first-page]")
     page.click("[data-testid=next-page]")
     page.click("[data-testid=next-page]")  # the last page again, for what follows
     expect(rows).to_have_count(51)

@@ -141,6 +141,27 @@ def test_the_previous_page_is_the_one_walked_before(services, bucket, limit, que
             assert services.objects.previous_cursor(bucket, limit=limit, cursor=None, **query) is None
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 1000])
+@pytest.mark.parametrize("query", [{}, {"delimiter": "/"}, {"prefix": "docs/", "delimiter": "/"}, {"prefix": "d"}])
+def test_the_last_page_holds_the_last_entries(services, bucket, limit, query):
+    """`last_cursor` opens a page of the last `limit` entries (folders whole), and nothing follows
+    it; when everything fits on the first page there is no last page of its own."""
+    entries, cursor = [], None
+    while True:
+        page = services.objects.list(bucket, limit=limit, cursor=cursor, **query)
+        entries += sorted([o.key for o in page.objects] + page.prefixes)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    last = services.objects.last_cursor(bucket, limit=limit, **query)
+    if len(entries) <= limit:
+        assert last is None
+        return
+    page = services.objects.list(bucket, limit=limit, cursor=last, **query)
+    assert sorted([o.key for o in page.objects] + page.prefixes) == entries[-limit:]
+    assert page.next_cursor is None
+
+
 @pytest.mark.parametrize("deployment", ["local"], indirect=True)  # EXPLAIN QUERY PLAN is SQLite's
 def test_a_search_reads_the_index_first(services):
     """Matches first, then their rows: never a walk of the bucket's keys testing each (the plan
