@@ -25,6 +25,7 @@ from .services import ObjectService, UploadService
 from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.openai_files import OpenAIService
+from .services.thumbnails import ThumbnailService
 from .storage import BlobStore, make_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ class FilesExtension:
     accounts: AccountService
     openai: OpenAIService
     folders: FolderService
+    thumbnails: ThumbnailService
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
@@ -71,7 +73,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     objects = ObjectService(store)
     uploads = UploadService(store, objects, settings)
     app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
-                                             OpenAIService(uploads, objects, settings), FolderService(store, objects))
+                                             OpenAIService(uploads, objects, settings), FolderService(store, objects),
+                                             ThumbnailService(objects))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)

@@ -231,3 +231,15 @@ class OpenAIUploadPart(db.Model):
     session_id: Mapped[str] = mapped_column(String(32))
     bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Thumbnail(db.Model):
+    """A small image made once from an image file, kept beside its row and gone with it (the
+    foreign key cascades). `data` is empty when none can be made (too big, not readable)."""
+
+    __tablename__ = "thumbnails"
+
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_sha256: Mapped[str] = mapped_column(String(64))  # a replaced file's thumbnail is made again
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request
+from flask import Response, current_app, request
 
 from .. import validation
 from ..downloads import send_object
@@ -14,6 +14,19 @@ from .blueprints import api_bp
 @api_bp.route("/content/<bucket>/<path:key>", methods=["GET", "HEAD"])
 def content(bucket: str, key: str):
     return send_object(bucket, key, attachment=bool(request.args.get("download")))
+
+
+@api_bp.get("/thumbnails/<bucket>/<path:key>")
+def thumbnail(bucket: str, key: str):
+    """An image file's thumbnail (WebP, at most `size` pixels a side: 128, 256 or 512), made once."""
+    size = request.args.get("size", "256")
+    data, sha256 = current_app.extensions["files"].thumbnails.get(bucket, key, int(size) if size.isascii() and size.isdigit() else 0)
+    etag = f"{sha256}-{size}"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "sandbox; default-src 'none'"}
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    return Response(data, mimetype="image/webp", headers=headers)
 
 
 @api_bp.get("/zip/<bucket>")

@@ -1,0 +1,93 @@
+"""Thumbnails of image files: made once by Pillow, kept in the `thumbnails` table (gone with their
+file, made again for a replaced one).
+
+Uploaded images are untrusted: only files up to MAX_SOURCE bytes are read, only the raster formats
+below are opened, an image of more than MAX_PIXELS pixels (a decompression bomb) is refused before
+it is decoded, JPEGs are decoded at a reduced scale, and at most DECODERS decode at once per process.
+What cannot be made is remembered as such (an empty row), so a bad file is read once.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import InvalidInput, NotFound
+from ..models import Thumbnail, db, transaction
+from .objects import ObjectService
+
+SIZES = (128, 256, 512)
+MAX_SOURCE = 64 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+DECODERS = threading.BoundedSemaphore(2)
+_FORMATS = ["PNG", "JPEG", "GIF", "WEBP", "BMP"]
+_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+_thumbs = Thumbnail.__table__
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # past twice this Pillow refuses outright; past it, it warns (an error here)
+
+
+def can_have_one(mime_type: str) -> bool:
+    return mime_type.split(";")[0].strip().lower() in _TYPES
+
+
+class ThumbnailService:
+    def __init__(self, objects: ObjectService):
+        self.objects = objects
+
+    def get(self, bucket: str, key: str, size: int) -> tuple[bytes, str]:
+        """(the WebP thumbnail, the source's sha256); 404 when the file is no image we read."""
+        if size not in SIZES:
+            raise InvalidInput(f"size must be one of {', '.join(map(str, SIZES))}", "invalid_size")
+        row = self.objects.row(bucket, key)
+        if not can_have_one(row.mime_type):
+            raise NotFound(f"{key!r} is not an image with a thumbnail")
+        with transaction():
+            kept = db.session.execute(select(_thumbs.c.data, _thumbs.c.source_sha256).where(
+                _thumbs.c.object_id == row.id, _thumbs.c.size == size)).first()
+        if kept is not None and kept.source_sha256 == row.sha256:
+            data = kept.data
+        else:
+            data = self._make(bucket, key, size) if row.size <= MAX_SOURCE else b""
+            self._keep(row.id, size, row.sha256, data)
+        if not data:
+            raise NotFound(f"no thumbnail can be made of {key!r}")
+        return data, row.sha256
+
+    def _make(self, bucket: str, key: str, size: int) -> bytes:
+        _, stream = self.objects.open(bucket, key)
+        with stream:
+            source = stream.read(MAX_SOURCE + 1)
+        with DECODERS:
+            try:
+                return _thumbnail(source, size)
+            except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
+                    ValueError, SyntaxError, EOFError):
+                return b""  # not an image Pillow reads safely: remembered, never retried
+
+    @staticmethod
+    def _keep(object_id: int, size: int, sha256: str, data: bytes) -> None:
+        try:
+            with transaction():
+                db.session.execute(delete(_thumbs).where(_thumbs.c.object_id == object_id, _thumbs.c.size == size))
+                db.session.execute(insert(_thumbs), dict(object_id=object_id, size=size, source_sha256=sha256,
+                                                         data=data))
+        except IntegrityError:
+            pass  # made by another request at once, or the file deleted meanwhile: nothing to keep
+
+
+def _thumbnail(source: bytes, size: int) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(source), formats=_FORMATS) as image:  # reads the header only
+            if image.width * image.height > MAX_PIXELS:
+                raise Image.DecompressionBombError("too many pixels")
+            image.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            image.thumbnail((size, size))
+            out = io.BytesIO()
+            image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, "WEBP", quality=80)
+            return out.getvalue()

@@ -1,0 +1,86 @@
+"""Thumbnails of image files, in both configurations: made once and kept, made again for a replaced
+file, gone with their file, and safe against what an attacker uploads (a decompression bomb, bytes
+that only claim to be an image, a vector image)."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from files_app.models import Thumbnail, db
+from tests.helpers import assert_error, put
+
+
+def image_bytes(width: int, height: int, kind: str = "PNG", color=(200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, kind)
+    return out.getvalue()
+
+
+def thumbnail_rows() -> list:
+    with db.engine.connect() as connection:
+        return connection.execute(select(Thumbnail.size, Thumbnail.data)).all()
+
+
+def test_a_thumbnail_is_made_once_and_kept(client, services):
+    put(client, "pics", "wide.png", image_bytes(1000, 500), "image/png")
+    response = client.get("/v1/thumbnails/pics/wide.png?size=256")
+    assert response.status_code == 200 and response.mimetype == "image/webp"
+    assert Image.open(io.BytesIO(response.data)).size == (256, 128)
+    assert response.headers["X-Content-Type-Options"] == "nosniff" and "sandbox" in response.headers[
+        "Content-Security-Policy"]
+    assert [(size, len(data) > 0) for size, data in thumbnail_rows()] == [(256, True)]
+    again = client.get("/v1/thumbnails/pics/wide.png?size=256", headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    jpeg = put(client, "pics", "photo.jpg", image_bytes(3000, 2000, "JPEG"), "image/jpeg")
+    assert jpeg and Image.open(io.BytesIO(client.get("/v1/thumbnails/pics/photo.jpg?size=128").data)).size == (128, 85)
+
+
+def test_a_replaced_file_gets_a_new_thumbnail_and_a_deleted_one_takes_it_along(client, services):
+    put(client, "pics", "a.png", image_bytes(300, 300, color=(255, 0, 0)), "image/png")
+    red = client.get("/v1/thumbnails/pics/a.png?size=128").data
+    put(client, "pics", "a.png", image_bytes(300, 300, color=(0, 0, 255)), "image/png")
+    blue = client.get("/v1/thumbnails/pics/a.png?size=128").data
+    assert Image.open(io.BytesIO(blue)).getpixel((5, 5))[2] > 200 and red != blue
+    client.delete("/v1/files/pics/a.png")
+    assert thumbnail_rows() == []
+
+
+def bomb() -> bytes:
+    """A PNG that claims 50,000 x 50,000 pixels (2.5 gigapixels): refused from its header, before
+    a byte of it is decoded."""
+    width = height = 50_000
+    raw = zlib.compress(b"\x00" * (width // 8 + 1), 9)  # its first row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("name, data, mime", [
+    ("bomb.png", bomb(), "image/png"),
+    ("fake.png", b"\x89PNG\r\n\x1a\nnot really", "image/png"),
+    ("script.jpg", b"<script>alert(1)</script>", "image/jpeg"),
+])
+def test_what_cannot_be_read_safely_has_no_thumbnail_and_is_read_once(client, services, name, data, mime):
+    put(client, "pics", name, data, mime)
+    assert_error(client.get(f"/v1/thumbnails/pics/{name}"), 404, "not_found")
+    assert [(size, data) for size, data in thumbnail_rows()] == [(256, b"")]  # remembered: never decoded again
+    assert_error(client.get(f"/v1/thumbnails/pics/{name}"), 404, "not_found")
+
+
+def test_other_files_and_sizes(client):
+    put(client, "pics", "v.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml")
+    put(client, "pics", "t.txt", b"text", "text/plain")
+    put(client, "pics", "ok.png", image_bytes(10, 10), "image/png")
+    assert_error(client.get("/v1/thumbnails/pics/v.svg"), 404, "not_found")
+    assert_error(client.get("/v1/thumbnails/pics/t.txt"), 404, "not_found")
+    assert_error(client.get("/v1/thumbnails/pics/missing.png"), 404, "not_found")
+    for size in ("100", "²", "-1"):
+        assert_error(client.get(f"/v1/thumbnails/pics/ok.png?size={size}"), 400, "invalid_size")
+    assert Image.open(io.BytesIO(client.get("/v1/thumbnails/pics/ok.png?size=512").data)).size == (10, 10)
