@@ -20,7 +20,8 @@ def content(bucket: str, key: str):
 def thumbnail(bucket: str, key: str):
     """An image file's thumbnail (WebP, at most `size` pixels a side: 128, 256 or 512), made once."""
     size = request.args.get("size", "256")
-    data, sha256 = current_app.extensions["files"].thumbnails.get(bucket, key, int(size) if size.isascii() and size.isdigit() else 0)
+    pixels = int(size) if size.isascii() and size.isdigit() and len(size) < 6 else 0  # else refused as a size
+    data, sha256 = current_app.extensions["files"].thumbnails.get(bucket, key, pixels)
     etag = f"{sha256}-{size}"
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "sandbox; default-src 'none'"}
