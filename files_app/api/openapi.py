@@ -217,6 +217,15 @@ SPEC = {
             "head": {"summary": "A file's content headers", "operationId": "headContent",
                      "responses": {"200": {"description": "Headers only"}, "404": {"description": "Unknown"}}},
         },
+        "/v1/thumbnails/{bucket}/{key}": {
+            "parameters": [_BUCKET, _KEY],
+            "get": {"summary": "An image file's thumbnail (WebP), made once", "operationId": "getThumbnail",
+                    "parameters": [{"name": "size", "in": "query",
+                                    "schema": {"type": "integer", "enum": [128, 256, 512]}}],
+                    "responses": {"200": {"description": "image/webp"}, "304": {"description": "Not modified"},
+                                  "400": _error("Bad size"),
+                                  "404": _error("No such file, or no image a thumbnail can be made of")}},
+        },
         "/v1/zip/{bucket}": {
             "parameters": [_BUCKET],
             "get": {
