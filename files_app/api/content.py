@@ -6,8 +6,10 @@ from flask import Response, current_app, request
 
 from .. import validation
 from ..downloads import send_object
+from ..errors import NotFound
 from ..request_io import objects, zip_response
 from ..services import archive
+from ..services.thumbnails import PLACEHOLDER
 from .blueprints import api_bp
 
 
@@ -21,7 +23,14 @@ def thumbnail(bucket: str, key: str):
     """An image file's thumbnail (WebP, at most `size` pixels a side: 128, 256 or 512), made once."""
     size = request.args.get("size", "256")
     pixels = int(size) if size.isascii() and size.isdigit() and len(size) < 6 else 0  # else refused as a size
-    data, sha256 = current_app.extensions["files"].thumbnails.get(bucket, key, pixels)
+    try:
+        data, sha256 = current_app.extensions["files"].thumbnails.get(bucket, key, pixels)
+    except NotFound:
+        if not request.args.get("fallback"):
+            raise
+        # For pages: an empty picture rather than a 404 (which a browser reports as an error).
+        return Response(PLACEHOLDER, mimetype="image/webp", headers={"Cache-Control": "private, max-age=300",
+                                                                     "X-Content-Type-Options": "nosniff"})
     etag = f"{sha256}-{size}"
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "sandbox; default-src 'none'"}

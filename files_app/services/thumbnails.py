@@ -31,6 +31,15 @@ _thumbs = Thumbnail.__table__
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # past twice this Pillow refuses outright; past it, it warns (an error here)
 
 
+def _placeholder() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (1, 1), (0, 0, 0, 0)).save(out, "WEBP")
+    return out.getvalue()
+
+
+PLACEHOLDER = _placeholder()  # a transparent pixel, where a page asked not to be told "none"
+
+
 def can_have_one(mime_type: str) -> bool:
     return mime_type.split(";")[0].strip().lower() in _TYPES
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, render_template, request, session
 
 from .. import auth
-from .pages import bp, count, csrf_token, folder_url, human_bytes, when
+from .pages import bp, count, csrf_token, folder_url, human_bytes, kind, when
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             "media-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -32,6 +32,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["bytes"] = human_bytes
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["count"] = count
+    app.jinja_env.filters["kind"] = kind
 
     @app.context_processor
     def who():

@@ -40,6 +40,17 @@ def when(timestamp: int) -> Markup | str:
     return Markup('<time datetime="{}">{}</time>').format(moment.isoformat(), moment.strftime("%Y-%m-%d %H:%M UTC"))
 
 
+_KINDS = (("image/", "image"), ("video/", "video"), ("audio/", "audio"), ("application/pdf", "pdf"),
+          ("text/", "text"), ("application/json", "text"), ("application/zip", "archive"),
+          ("application/x-tar", "archive"), ("application/gzip", "archive"), ("application/x-7z", "archive"))
+
+
+def kind(mime_type: str) -> str:
+    """What icon a file's row shows: image, video, audio, pdf, text, archive or file."""
+    base = mime_type.split(";")[0].strip().lower()
+    return next((name for start, name in _KINDS if base.startswith(start)), "file")
+
+
 def count(number: int) -> str:
     """1234567 -> "1,234,567"."""
     return f"{number:,}"

@@ -178,3 +178,67 @@ export function rebind () {
   updateSelection()
   localTimes()
 }
+
+// Grid or list, remembered: the same rows, as cards with bigger thumbnails.
+const listing = document.getElementById('listing')
+const viewToggle = document.querySelector('[data-testid=view-toggle]')
+function showGrid (grid) {
+  if (!listing || !viewToggle) return
+  listing.classList.toggle('grid', grid)
+  viewToggle.setAttribute('aria-pressed', String(grid))
+  viewToggle.textContent = grid ? 'List view' : 'Grid view'
+  for (const image of listing.querySelectorAll('img.thumb[data-large]')) {
+    if (grid && !image.dataset.small) {
+      image.dataset.small = image.src
+      image.src = image.dataset.large
+    }
+  }
+  try { localStorage.setItem('files.view', grid ? 'grid' : 'list') } catch { /* private mode: not remembered */ }
+}
+if (viewToggle) {
+  let remembered = 'list'
+  try { remembered = localStorage.getItem('files.view') || 'list' } catch { /* as above */ }
+  showGrid(remembered === 'grid')
+  viewToggle.addEventListener('click', () => showGrid(!listing.classList.contains('grid')))
+}
+
+// The viewer: an image or video of this page opens over it; previous and next walk through the
+// page's images and videos (also with the arrow keys); Escape closes it.
+const viewer = document.querySelector('[data-testid=lightbox]')
+if (viewer && listing) {
+  const stage = viewer.querySelector('[data-testid=lightbox-stage]')
+  const name = viewer.querySelector('[data-testid=lightbox-name]')
+  let shown = -1
+  const items = () => [...listing.querySelectorAll('a[data-view]')].filter((link) => !link.closest('tr').hidden)
+  const show = (index) => {
+    const all = items()
+    if (!all.length) return
+    shown = (index + all.length) % all.length
+    const link = all[shown]
+    const media = document.createElement(link.dataset.view === 'video' ? 'video' : 'img')
+    media.src = link.dataset.src
+    if (link.dataset.view === 'video') media.controls = true
+    else media.alt = link.textContent.trim()
+    media.dataset.testid = 'lightbox-media'
+    stage.replaceChildren(media)
+    name.textContent = link.textContent.trim()
+    if (!viewer.open) viewer.showModal()
+  }
+  listing.addEventListener('click', (event) => {
+    const link = event.target.closest('a[data-view]')
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return // a new tab: the file's page
+    event.preventDefault()
+    show(items().indexOf(link))
+  })
+  viewer.addEventListener('click', (event) => {
+    const action = event.target.closest('[data-lightbox]')?.dataset.lightbox
+    if (action === 'previous') show(shown - 1)
+    else if (action === 'next') show(shown + 1)
+    else if (action === 'close' || event.target === viewer) viewer.close()
+  })
+  viewer.addEventListener('keydown', (event) => {
+    if (event.key === 'ArrowLeft') show(shown - 1)
+    else if (event.key === 'ArrowRight') show(shown + 1)
+  })
+  viewer.addEventListener('close', () => stage.replaceChildren())
+}

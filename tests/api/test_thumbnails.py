@@ -84,3 +84,11 @@ def test_other_files_and_sizes(client):
     for size in ("100", "²", "-1"):
         assert_error(client.get(f"/v1/thumbnails/pics/ok.png?size={size}"), 400, "invalid_size")
     assert Image.open(io.BytesIO(client.get("/v1/thumbnails/pics/ok.png?size=512").data)).size == (10, 10)
+
+
+def test_pages_may_ask_for_a_placeholder_instead_of_a_404(client):
+    put(client, "pics", "fake.png", b"not an image", "image/png")
+    placeholder = client.get("/v1/thumbnails/pics/fake.png?fallback=1")
+    assert placeholder.status_code == 200 and Image.open(io.BytesIO(placeholder.data)).size == (1, 1)
+    assert client.get("/v1/thumbnails/pics/none.png?fallback=1").status_code == 200
+    assert_error(client.get("/v1/thumbnails/pics/fake.png?fallback=1&size=3"), 400, "invalid_size")

@@ -680,3 +680,50 @@ def test_rename_a_file_move_a_folder_and_delete_a_folder(page, server, api):
     expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted")
     assert "done/report-2024.txt" in api.keys("org")
     assert not any(key.startswith("archive/scans/") for key in api.keys("org"))
+
+
+def png(color: tuple, size=(64, 48)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_icons_thumbnails_grid_and_the_viewer(page, server, api):
+    api.put("gallery", "a.png", png((255, 0, 0)), "image/png")
+    api.put("gallery", "b.png", png((0, 255, 0)), "image/png")
+    api.put("gallery", "broken.png", b"not an image at all", "image/png")  # a placeholder, no console error
+    api.put("gallery", "notes.txt", b"text", "text/plain")
+    api.put("gallery", "sub/c.png", png((0, 0, 255)), "image/png")
+    page.goto(server.url + "/b/gallery/")
+    thumbs = page.locator("[data-testid=thumbnail]")
+    expect(thumbs).to_have_count(3)
+    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every((i) => i.complete)")
+    assert page.evaluate("() => document.querySelector('img.thumb').naturalWidth") == 64  # the thumbnail, 64 px
+    expect(page.locator("[data-testid=object-row][data-key='notes.txt'] .icon-text")).to_have_count(1)
+    expect(page.locator("[data-testid=folder-row] .icon-folder")).to_have_count(1)
+
+    page.click("[data-testid=view-toggle]")  # grid, remembered
+    expect(page.locator("#listing.grid")).to_have_count(1)
+    page.reload()
+    expect(page.locator("#listing.grid")).to_have_count(1)
+    expect(page.locator("[data-testid=view-toggle]")).to_have_text("List view")
+
+    page.click("[data-testid=object-row][data-key='a.png'] a[data-view]")
+    viewer = page.locator("[data-testid=lightbox]")
+    expect(viewer).to_be_visible()
+    expect(page.locator("[data-testid=lightbox-name]")).to_have_text("a.png")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("[data-testid=lightbox-name]")).to_have_text("b.png")
+    page.click("[data-testid=lightbox-next]")
+    expect(page.locator("[data-testid=lightbox-name]")).to_have_text("broken.png")
+    page.keyboard.press("ArrowRight")  # round to the first
+    expect(page.locator("[data-testid=lightbox-name]")).to_have_text("a.png")
+    page.wait_for_function("() => document.querySelector('[data-testid=lightbox-media]').naturalWidth === 64")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    page.click("[data-testid=view-toggle]")  # back to the list for the next test's eyes
+    expect(page.locator("#listing.grid")).to_have_count(0)
