@@ -177,68 +177,116 @@ document.addEventListener('keydown', (event) => {
 export function rebind () {
   updateSelection()
   localTimes()
+  if (viewToggle) showGrid(wantsGrid())
+  rovingStart()
 }
 
-// Grid or list, remembered: the same rows, as cards with bigger thumbnails.
-const listing = document.getElementById('listing')
+// Grid or list, remembered: the same rows, as cards with bigger thumbnails. (The listing may be
+// swapped in anew after uploads: everything below looks it up when it acts.)
+const listingTable = () => document.getElementById('listing')
 const viewToggle = document.querySelector('[data-testid=view-toggle]')
+const wantsGrid = () => { try { return localStorage.getItem('files.view') === 'grid' } catch { return false } }
 function showGrid (grid) {
-  if (!listing || !viewToggle) return
-  listing.classList.toggle('grid', grid)
+  const listing = listingTable()
+  if (!viewToggle) return
   viewToggle.setAttribute('aria-pressed', String(grid))
   viewToggle.textContent = grid ? 'List view' : 'Grid view'
+  if (!listing) return
+  listing.classList.toggle('grid', grid)
   for (const image of listing.querySelectorAll('img.thumb[data-large]')) {
     if (grid && !image.dataset.small) {
       image.dataset.small = image.src
       image.src = image.dataset.large
     }
   }
-  try { localStorage.setItem('files.view', grid ? 'grid' : 'list') } catch { /* private mode: not remembered */ }
 }
 if (viewToggle) {
-  let remembered = 'list'
-  try { remembered = localStorage.getItem('files.view') || 'list' } catch { /* as above */ }
-  showGrid(remembered === 'grid')
-  viewToggle.addEventListener('click', () => showGrid(!listing.classList.contains('grid')))
+  showGrid(wantsGrid())
+  viewToggle.addEventListener('click', () => {
+    const grid = !wantsGrid()
+    try { localStorage.setItem('files.view', grid ? 'grid' : 'list') } catch { /* private mode: not remembered */ }
+    showGrid(grid)
+  })
 }
 
 // The viewer: an image or video of this page opens over it; previous and next walk through the
 // page's images and videos (also with the arrow keys); Escape closes it.
 const viewer = document.querySelector('[data-testid=lightbox]')
-if (viewer && listing) {
-  const stage = viewer.querySelector('[data-testid=lightbox-stage]')
-  const name = viewer.querySelector('[data-testid=lightbox-name]')
-  let shown = -1
-  const items = () => [...listing.querySelectorAll('a[data-view]')].filter((link) => !link.closest('tr').hidden)
-  const show = (index) => {
-    const all = items()
-    if (!all.length) return
-    shown = (index + all.length) % all.length
-    const link = all[shown]
-    const media = document.createElement(link.dataset.view === 'video' ? 'video' : 'img')
-    media.src = link.dataset.src
-    if (link.dataset.view === 'video') media.controls = true
-    else media.alt = link.textContent.trim()
-    media.dataset.testid = 'lightbox-media'
-    stage.replaceChildren(media)
-    name.textContent = link.textContent.trim()
-    if (!viewer.open) viewer.showModal()
-  }
-  listing.addEventListener('click', (event) => {
-    const link = event.target.closest('a[data-view]')
+let shown = -1
+const viewable = () => [...document.querySelectorAll('#listing a[data-view]')].filter((link) => !link.closest('tr').hidden)
+function view (index) {
+  const all = viewable()
+  if (!viewer || !all.length) return
+  shown = (index + all.length) % all.length
+  const link = all[shown]
+  const media = document.createElement(link.dataset.view === 'video' ? 'video' : 'img')
+  media.src = link.dataset.src
+  if (link.dataset.view === 'video') media.controls = true
+  else media.alt = link.textContent.trim()
+  media.dataset.testid = 'lightbox-media'
+  viewer.querySelector('[data-testid=lightbox-stage]').replaceChildren(media)
+  viewer.querySelector('[data-testid=lightbox-name]').textContent = link.textContent.trim()
+  if (!viewer.open) viewer.showModal()
+}
+if (viewer) {
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest('#listing a[data-view]')
     if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return // a new tab: the file's page
     event.preventDefault()
-    show(items().indexOf(link))
+    view(viewable().indexOf(link))
   })
   viewer.addEventListener('click', (event) => {
     const action = event.target.closest('[data-lightbox]')?.dataset.lightbox
-    if (action === 'previous') show(shown - 1)
-    else if (action === 'next') show(shown + 1)
+    if (action === 'previous') view(shown - 1)
+    else if (action === 'next') view(shown + 1)
     else if (action === 'close' || event.target === viewer) viewer.close()
   })
   viewer.addEventListener('keydown', (event) => {
-    if (event.key === 'ArrowLeft') show(shown - 1)
-    else if (event.key === 'ArrowRight') show(shown + 1)
+    if (event.key === 'ArrowLeft') view(shown - 1)
+    else if (event.key === 'ArrowRight') view(shown + 1)
   })
-  viewer.addEventListener('close', () => stage.replaceChildren())
+  viewer.addEventListener('close', () => viewer.querySelector('[data-testid=lightbox-stage]').replaceChildren())
 }
+
+// The keyboard in the list: ↑/↓ (or k/j) move between rows, Home/End to the ends, Enter opens the
+// row (an image or video in the viewer), Space selects it, Delete asks to delete the selection (or
+// the row in hand, when none is selected). Rows take focus one at a time (a roving tabindex).
+const listRows = () => [...document.querySelectorAll('#listing tbody tr')].filter((row) => !row.hidden)
+function focusRow (row) {
+  if (!row) return
+  for (const other of listRows()) other.tabIndex = -1
+  row.tabIndex = 0
+  row.focus()
+}
+function rovingStart () {
+  const rows = listRows()
+  const current = rows.find((row) => row.getAttribute('tabindex') === '0') || rows[0]
+  for (const row of rows) row.tabIndex = row === current ? 0 : -1
+}
+rovingStart()
+document.addEventListener('keydown', (event) => {
+  const row = event.target.closest && event.target.closest('#listing tbody tr')
+  if (!row || event.target !== row || event.ctrlKey || event.metaKey || event.altKey) return
+  const all = listRows()
+  const at = all.indexOf(row)
+  const moves = { ArrowDown: at + 1, j: at + 1, ArrowUp: at - 1, k: at - 1, Home: 0, End: all.length - 1 }
+  const box = row.querySelector('[data-testid=select-row]')
+  if (event.key in moves) {
+    event.preventDefault()
+    focusRow(all[Math.max(0, Math.min(all.length - 1, moves[event.key]))])
+  } else if (event.key === 'Enter') {
+    event.preventDefault()
+    row.querySelector('td a').click()
+  } else if (event.key === ' ' && box) {
+    event.preventDefault()
+    box.checked = !box.checked
+    updateSelection()
+  } else if (event.key === 'Delete' && box && visibleBoxes().every((other) => !other.checked)) {
+    box.checked = true // nothing selected: the row in hand (the page-wide Delete then asks)
+    updateSelection()
+  }
+}, true)
+document.addEventListener('click', (event) => {
+  const row = event.target.closest('#listing tbody tr')
+  if (row && !event.target.closest('a, input, button')) focusRow(row)
+})

@@ -727,3 +727,35 @@ def test_icons_thumbnails_grid_and_the_viewer(page, server, api):
     expect(viewer).to_be_hidden()
     page.click("[data-testid=view-toggle]")  # back to the list for the next test's eyes
     expect(page.locator("#listing.grid")).to_have_count(0)
+
+
+def test_the_list_works_from_the_keyboard(page, server, api):
+    for name in ("a.txt", "b.txt", "c.txt"):
+        api.put("keys", name, name.encode())
+    api.put("keys", "sub/d.txt", b"d")
+    page.goto(server.url + "/b/keys/")
+    page.focus("#listing tbody tr")  # the first row takes focus (Tab reaches it too)
+    focused = "() => document.activeElement.dataset.key || document.activeElement.dataset.prefix"
+    assert page.evaluate(focused) == "sub/"
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(focused) == "a.txt"
+    page.keyboard.press("End")
+    assert page.evaluate(focused) == "c.txt"
+    page.keyboard.press("k")
+    assert page.evaluate(focused) == "b.txt"
+    page.keyboard.press(" ")  # select b.txt
+    expect(page.locator("#selection-count")).to_have_text("1 selected")
+    page.keyboard.press("Home")
+    page.keyboard.press("j")
+    page.keyboard.press("Delete")  # the selection (b.txt), not the row in hand
+    page.click("[data-testid=confirm-delete]")
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted 1 file")
+    assert api.keys("keys") == ["a.txt", "c.txt", "sub/d.txt"]
+    page.focus("#listing tbody tr[data-key='c.txt']")
+    page.keyboard.press("Delete")  # nothing selected: the row in hand
+    page.click("[data-testid=confirm-delete]")
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted 1 file")
+    assert api.keys("keys") == ["a.txt", "sub/d.txt"]
+    page.focus("#listing tbody tr[data-key='a.txt']")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile("/b/keys/a.txt$"))
