@@ -55,6 +55,14 @@ def test_cross_site_writes_are_refused_on_an_open_service(client, headers):
                        headers=headers)
     assert form.status_code == 403
     assert client.post("/buckets", data={"name": "new"}, headers=headers).status_code == 403
+    # The routes that move and delete many files at once, as API calls and as the pages' forms.
+    assert_error(client.post("/v1/move", data=json.dumps({"bucket": "b", "key": "victim.txt", "to_key": "x"}),
+                             headers=headers), 403, "cross_site")
+    assert_error(client.delete("/v1/folders/b/", headers=headers), 403, "cross_site")
+    csrf = csrf_of(client.get("/"))
+    for path, form in (("/b/b/move", {"key": "victim.txt", "to_key": "stolen.txt"}),
+                       ("/b/b/delete-folder", {"prefix": "", "before": "9999999999"})):
+        assert client.post(path, data={**form, "csrf_token": csrf}, headers=headers).status_code == 403
     assert client.get("/v1/content/b/victim.txt").data == b"precious"
     assert [b["name"] for b in client.get("/v1/files").get_json()["data"]] == ["b"]
 
@@ -305,3 +313,15 @@ def test_no_room_is_507_at_creation_in_both_dialects_and_put(app, client, monkey
     assert client.get("/v1/files/b").status_code == 404  # no bucket was made for any of them
     fits = client.post("/v1/files", data=json.dumps({"bucket": "b", "key": "k", "size": 512 * 1024}))
     assert fits.status_code == 201
+
+
+def test_the_pages_move_and_folder_forms_need_their_csrf_token(client):
+    put(client, "b", "keep/victim.txt", b"precious")
+    client.get("/")  # a session, with its token
+    for path, form in (("/b/b/move", {"key": "keep/victim.txt", "to_key": "stolen.txt"}),
+                       ("/b/b/move", {"prefix": "keep/", "to_prefix": "gone/"}),
+                       ("/b/b/delete-folder", {"prefix": "keep/", "before": "9999999999"})):
+        assert client.post(path, data=form).status_code == 403  # no token
+        assert client.post(path, data={**form, "csrf_token": "forged"}).status_code == 403
+    assert client.get("/v1/content/b/keep/victim.txt").data == b"precious"
+
