@@ -290,3 +290,43 @@ document.addEventListener('click', (event) => {
   const row = event.target.closest('#listing tbody tr')
   if (row && !event.target.closest('a, input, button')) focusRow(row)
 })
+
+// A row's menu: Delete asks for that file alone (the selection is set to it); Info shows the
+// file's details beside the list; a menu closes when another opens or on a click elsewhere.
+document.addEventListener('click', (event) => {
+  const remove = event.target.closest('[data-delete-key]')
+  if (remove) {
+    for (const box of visibleBoxes()) box.checked = box.value === remove.dataset.deleteKey
+    updateSelection()
+    remove.closest('details').open = false
+    deleteButton().click()
+    return
+  }
+  for (const menu of document.querySelectorAll('details.row-menu[open]')) {
+    if (!menu.contains(event.target)) menu.open = false
+  }
+})
+
+const infoPanel = document.getElementById('info-panel')
+const formatBytes = (size) => {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = size
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++ }
+  return `${unit ? value.toFixed(1) : value} ${units[unit]} (${size.toLocaleString()} bytes)`
+}
+document.addEventListener('click', async (event) => {
+  const button = event.target.closest('[data-info]')
+  if (event.target.closest('[data-info-close]') && infoPanel) infoPanel.hidden = true
+  if (!button || !infoPanel) return
+  button.closest('details').open = false
+  const response = await fetch(button.dataset.info, { headers: { Accept: 'application/json' } })
+  if (!response.ok) return
+  const file = await response.json()
+  infoPanel.querySelector('[data-testid=info-name]').textContent = file.key.split('/').pop()
+  const fields = { key: file.key, size: formatBytes(file.bytes), mime_type: file.mime_type, sha256: file.sha256,
+    created_at: new Date(file.created_at * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }) }
+  for (const [name, value] of Object.entries(fields)) infoPanel.querySelector(`[data-field=${name}]`).textContent = value
+  infoPanel.hidden = false
+  infoPanel.querySelector('[data-info-close]').focus()
+})

@@ -748,14 +748,47 @@ def test_the_list_works_from_the_keyboard(page, server, api):
     page.keyboard.press("Home")
     page.keyboard.press("j")
     page.keyboard.press("Delete")  # the selection (b.txt), not the row in hand
-    page.click("[data-testid=confirm-delete]")
+    with page.expect_navigation():
+        page.click("[data-testid=confirm-delete]")
     expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted 1 file")
     assert api.keys("keys") == ["a.txt", "c.txt", "sub/d.txt"]
     page.focus("#listing tbody tr[data-key='c.txt']")
     page.keyboard.press("Delete")  # nothing selected: the row in hand
-    page.click("[data-testid=confirm-delete]")
+    with page.expect_navigation():  # (the last page's message says the same: wait for the new one)
+        page.click("[data-testid=confirm-delete]")
     expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted 1 file")
     assert api.keys("keys") == ["a.txt", "sub/d.txt"]
     page.focus("#listing tbody tr[data-key='a.txt']")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile("/b/keys/a.txt$"))
+
+
+def test_a_rows_menu_and_the_info_panel(page, server, api):
+    import hashlib
+
+    api.put("menu", "one.txt", b"first file")
+    api.put("menu", "two.txt", b"second")
+    page.goto(server.url + "/b/menu/")
+    page.check("[data-testid=object-row][data-key='one.txt'] [data-testid=select-row]")  # another file selected
+    row = page.locator("[data-testid=object-row][data-key='two.txt']")
+    row.locator("summary").click()
+    row.locator("[data-testid=row-info]").click()
+    panel = page.locator("[data-testid=info-panel]")
+    expect(panel).to_be_visible()
+    expect(panel.locator("[data-field=sha256]")).to_have_text(hashlib.sha256(b"second").hexdigest())
+    expect(panel.locator("[data-field=size]")).to_contain_text("6 B")
+    page.click("[data-testid=info-close]")
+    expect(panel).to_be_hidden()
+    assert row.locator("[data-testid=row-download]").get_attribute("href").endswith("/v1/content/menu/two.txt?download=1")
+    row.locator("summary").click()
+    row.locator("[data-testid=row-delete]").click()  # this row alone, whatever else was selected
+    expect(page.locator("#confirm-message")).to_contain_text("Delete 1 selected file")
+    with page.expect_navigation():
+        page.click("[data-testid=confirm-delete]")
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Deleted 1 file")
+    assert api.keys("menu") == ["one.txt"]
+    row = page.locator("[data-testid=object-row][data-key='one.txt']")
+    row.locator("summary").click()
+    row.locator("[data-testid=row-move]").click()
+    expect(page).to_have_url(re.compile("/b/menu/one.txt#move$"))
+    expect(page.locator("[data-testid=move-to]")).to_have_value("one.txt")
