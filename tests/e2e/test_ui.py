@@ -779,7 +779,8 @@ def test_a_rows_menu_and_the_info_panel(page, server, api):
     expect(panel.locator("[data-field=size]")).to_contain_text("6 B")
     page.click("[data-testid=info-close]")
     expect(panel).to_be_hidden()
-    assert row.locator("[data-testid=row-download]").get_attribute("href").endswith("/v1/content/menu/two.txt?download=1")
+    download = row.locator("[data-testid=row-download]").get_attribute("href")
+    assert download.endswith("/v1/content/menu/two.txt?download=1")
     row.locator("summary").click()
     row.locator("[data-testid=row-delete]").click()  # this row alone, whatever else was selected
     expect(page.locator("#confirm-message")).to_contain_text("Delete 1 selected file")
