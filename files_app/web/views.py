@@ -168,6 +168,22 @@ def move(bucket: str):
     return redirect(folder_url(bucket, to_prefix))
 
 
+@bp.get("/b/<bucket>/new-folder")
+def new_folder(bucket: str):
+    """A folder is the keys that share a prefix: a new one is a page to upload into (it lists once a
+    file is in it)."""
+    prefix, name = request.args.get("prefix", ""), request.args.get("name", "").strip().strip("/")
+    try:
+        folder = validation.list_prefix(prefix) + name + "/"
+        validation.object_key(folder + "x")  # its names must make keys
+        objects().bucket_id(bucket)
+    except FilesError as error:
+        flash(f"That folder name cannot be used: {error.message}", "error")
+        return redirect(folder_url(bucket, prefix))
+    flash(f"New folder {name}/: drop files here to fill it (it lists once it holds a file).", "ok")
+    return redirect(folder_url(bucket, folder))
+
+
 @bp.get("/b/<bucket>/delete-folder")
 def confirm_delete_folder(bucket: str):
     """The confirmation: what the folder holds now. The delete takes no file made after this count."""

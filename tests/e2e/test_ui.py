@@ -793,3 +793,19 @@ def test_a_rows_menu_and_the_info_panel(page, server, api):
     row.locator("[data-testid=row-move]").click()
     expect(page).to_have_url(re.compile("/b/menu/one.txt#move$"))
     expect(page.locator("[data-testid=move-to]")).to_have_value("one.txt")
+
+
+def test_a_new_folder_is_a_page_to_upload_into(page, server, api):
+    api.put("nf", "top.txt", b"top")
+    page.goto(server.url + "/b/nf/")
+    page.click("[data-testid=new-folder]")
+    page.fill("[data-testid=new-folder-name]", "reports 2024")
+    page.click("[data-testid=create-folder]")
+    expect(page).to_have_url(re.compile("/b/nf/reports%202024/$"))
+    expect(page.locator("[data-testid=dropzone]")).to_have_attribute("data-prefix", "reports 2024/")
+    drop(page, DROP_FILES, ["q1.csv"], [10])
+    wait_all_done(page, 1)
+    assert api.keys("nf") == ["reports 2024/q1.csv", "top.txt"]
+    page.goto(server.url + "/b/nf/new-folder?prefix=&name=..")  # not a name a key can hold
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("cannot be used")
+    expect(page).to_have_url(re.compile("/b/nf/$"))
