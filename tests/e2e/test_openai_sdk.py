@@ -292,7 +292,7 @@ def test_an_openai_file_shows_in_the_file_browser(page, server):
     row = page.locator(f"[data-testid=object-row][data-key='{file.id}/report.csv']")
     expect(row).to_contain_text("report.csv")
     expect(row).to_contain_text("8 B")
-    row.locator("a").click()
+    row.locator("td a").first.click()  # its name
     expect(page.locator("h1")).to_contain_text("report.csv")
     with page.expect_download() as download:
         page.click("[data-testid=download]")
