@@ -105,21 +105,59 @@ const selectAllBox = () => document.querySelector('[data-testid=select-all]')
 const deleteButton = () => document.querySelector('[data-testid=delete-selected]')
 const visibleBoxes = () => [...document.querySelectorAll('[data-testid=select-row]')].filter((box) => !box.closest('tr').hidden)
 
+// The selection outlives the page: files chosen on one page stay chosen on the next (kept per
+// folder in sessionStorage), and "Delete selected" or "Download selected" take them all.
+const listingForm = document.getElementById('listing-form')
+const selectionKey = listingForm && `files.selection:${listingForm.action}:${listingForm.elements.back.value}`
+const kept = () => { try { return new Set(JSON.parse(sessionStorage.getItem(selectionKey) || '[]')) } catch { return new Set() } }
+const keep = (keys) => { try { sessionStorage.setItem(selectionKey, JSON.stringify([...keys])) } catch { /* not kept */ } }
+const elsewhere = () => {
+  const here = new Set([...document.querySelectorAll('[data-testid=select-row]')].map((box) => box.value))
+  return [...kept()].filter((key) => !here.has(key))
+}
+
 function updateSelection () {
   const deleteSelected = deleteButton()
   const selectAll = selectAllBox()
   if (!deleteSelected) return
   const boxes = visibleBoxes()
   const chosen = boxes.filter((box) => box.checked).length
-  deleteSelected.disabled = chosen === 0
+  if (selectionKey) {
+    const keys = kept()
+    for (const box of document.querySelectorAll('[data-testid=select-row]')) {
+      if (box.checked && !box.closest('tr').hidden) keys.add(box.value)
+      else keys.delete(box.value)
+    }
+    keep(keys)
+  }
+  const others = selectionKey ? elsewhere().length : 0
+  const total = chosen + others
+  deleteSelected.disabled = total === 0
   const zipSelected = document.querySelector('[data-testid=zip-selected]')
-  if (zipSelected) zipSelected.disabled = chosen === 0
-  deleteSelected.dataset.count = String(chosen)
-  document.getElementById('selection-count').textContent = chosen ? `${chosen} selected` : ''
+  if (zipSelected) zipSelected.disabled = total === 0
+  deleteSelected.dataset.count = String(total)
+  document.getElementById('selection-count').textContent =
+    total ? `${total} selected` + (others ? ` (${others} on other pages)` : '') : ''
+  const clear = document.querySelector('[data-testid=clear-selection]')
+  if (clear) clear.hidden = total === 0
   if (selectAll) {
     selectAll.checked = chosen > 0 && chosen === boxes.length
     selectAll.indeterminate = chosen > 0 && chosen < boxes.length
   }
+}
+
+// What was chosen on other pages goes with the form, as hidden keys.
+function addOtherPages (form) {
+  return elsewhere().map((key) => form.appendChild(
+    Object.assign(document.createElement('input'), { type: 'hidden', name: 'key', value: key })))
+}
+if (listingForm) {
+  const stored = kept()
+  for (const box of document.querySelectorAll('[data-testid=select-row]')) box.checked = stored.has(box.value)
+  listingForm.addEventListener('submit', () => { // "Download selected": the page stays, and so does the selection
+    const added = addOtherPages(listingForm)
+    setTimeout(() => added.forEach((input) => input.remove()))
+  })
 }
 
 document.addEventListener('change', (event) => {
@@ -127,6 +165,12 @@ document.addEventListener('change', (event) => {
     for (const box of visibleBoxes()) box.checked = event.target.checked
   }
   if (event.target.matches('[data-testid=select-all], [data-testid=select-row]')) updateSelection()
+})
+document.addEventListener('click', (event) => {
+  if (!event.target.closest('[data-testid=clear-selection]')) return
+  keep([])
+  for (const box of document.querySelectorAll('[data-testid=select-row]')) box.checked = false
+  updateSelection()
 })
 updateSelection()
 
@@ -145,6 +189,10 @@ document.addEventListener('click', (event) => {
     // Hidden (filtered out) rows are never deleted by accident.
     for (const box of button.form.querySelectorAll('[data-testid=select-row]')) {
       if (box.closest('tr').hidden) box.checked = false
+    }
+    if (button.form === listingForm) {
+      addOtherPages(button.form)
+      keep([]) // what is deleted is selected no more
     }
     button.form.submit()
   }, { once: true })
@@ -281,8 +329,8 @@ document.addEventListener('keydown', (event) => {
     event.preventDefault()
     box.checked = !box.checked
     updateSelection()
-  } else if (event.key === 'Delete' && box && visibleBoxes().every((other) => !other.checked)) {
-    box.checked = true // nothing selected: the row in hand (the page-wide Delete then asks)
+  } else if (event.key === 'Delete' && box && deleteButton().disabled) {
+    box.checked = true // nothing selected anywhere: the row in hand (the page-wide Delete then asks)
     updateSelection()
   }
 }, true)
@@ -296,6 +344,7 @@ document.addEventListener('click', (event) => {
 document.addEventListener('click', (event) => {
   const remove = event.target.closest('[data-delete-key]')
   if (remove) {
+    keep([]) // that file alone, whatever was selected here or on other pages
     for (const box of visibleBoxes()) box.checked = box.value === remove.dataset.deleteKey
     updateSelection()
     remove.closest('details').open = false

@@ -809,3 +809,25 @@ def test_a_new_folder_is_a_page_to_upload_into(page, server, api):
     page.goto(server.url + "/b/nf/new-folder?prefix=&name=..")  # not a name a key can hold
     expect(page.locator("[data-testid=flash]").first).to_contain_text("cannot be used")
     expect(page).to_have_url(re.compile("/b/nf/$"))
+
+
+def test_a_selection_spans_pages(page, server, api):
+    for name in ("a", "b", "c", "d", "e"):
+        api.put("span", f"{name}.txt", name.encode())
+    page.goto(server.url + "/b/span/?limit=2")
+    page.check("[data-testid=object-row][data-key='a.txt'] [data-testid=select-row]")
+    page.click("[data-testid=next-page]")
+    page.check("[data-testid=object-row][data-key='d.txt'] [data-testid=select-row]")
+    expect(page.locator("#selection-count")).to_have_text("2 selected (1 on other pages)")
+    page.click("[data-testid=previous-page]")  # still chosen when the page comes back
+    expect(page.locator("[data-testid=object-row][data-key='a.txt'] [data-testid=select-row]")).to_be_checked()
+    page.click("[data-testid=next-page]")
+    page.click("[data-testid=delete-selected]")
+    expect(page.locator("#confirm-message")).to_contain_text("Delete 2 selected")
+    with page.expect_navigation():
+        page.click("[data-testid=confirm-delete]")
+    assert api.keys("span") == ["b.txt", "c.txt", "e.txt"]
+    expect(page.locator("#selection-count")).to_have_text("")  # what was deleted is selected no more
+    page.check("[data-testid=select-row] >> nth=0")
+    page.click("[data-testid=clear-selection]")
+    expect(page.locator("#selection-count")).to_have_text("")
