@@ -13,6 +13,7 @@ from flask import Response, current_app, request, stream_with_context
 from .errors import IncompleteBody, InvalidInput
 from .services import ObjectService, UploadService
 from .services.folders import FolderService
+from .services.thumbnails import ThumbnailService
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024  # read past a refused JSON body this far, so that the 400 reaches the client
@@ -28,6 +29,10 @@ def objects() -> ObjectService:
 
 def folders() -> FolderService:
     return current_app.extensions["files"].folders
+
+
+def thumbnails() -> ThumbnailService:
+    return current_app.extensions["files"].thumbnails
 
 
 def filename_params(name: str) -> str:

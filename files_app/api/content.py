@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import Response, request
 
 from .. import validation
 from ..downloads import send_object
 from ..errors import NotFound
-from ..request_io import objects, zip_response
+from ..request_io import objects, thumbnails, zip_response
 from ..services import archive
 from ..services.thumbnails import PLACEHOLDER
 from .blueprints import api_bp
@@ -24,7 +24,7 @@ def thumbnail(bucket: str, key: str):
     size = request.args.get("size", "256")
     pixels = int(size) if size.isascii() and size.isdigit() and len(size) < 6 else 0  # else refused as a size
     try:
-        data, sha256 = current_app.extensions["files"].thumbnails.get(bucket, key, pixels)
+        data, sha256 = thumbnails().get(bucket, key, pixels)
     except NotFound:
         if not request.args.get("fallback"):
             raise

@@ -126,7 +126,7 @@ class OpenAIService:
         ends). Nothing is visible yet; a failure leaves nothing behind."""
         filename = validation.openai_filename(filename)
         file_id = self._new_file_id()
-        key = f"{file_id}/{validation.key_name(filename)}"
+        key = _key(file_id, filename)
         mime_type = _known_type(mime_type, key)
         session = self.uploads.create(bucket=self.bucket, key=key, size=None, mime_type=mime_type, defer_length=True,
                                       owner=owner)
@@ -135,14 +135,9 @@ class OpenAIService:
 
     def commit_file(self, staged: StagedFile, *, purpose: Any, expires_after: int | None) -> OpenAIFileInfo:
         """The staged bytes become the file: its row, then its object (one durable publish)."""
-        created_at = _created_at(staged.file_id)
-        expires_at = created_at + expires_after if expires_after else None
         try:
             purpose = validation.openai_purpose(purpose)
-            with transaction():
-                db.session.execute(insert(_files), dict(
-                    id=staged.file_id, bucket=self.bucket, key=staged.key, filename=staged.filename, purpose=purpose,
-                    created_at=created_at, expires_at=expires_at))
+            created_at, expires_at = self._insert_row(staged.file_id, staged.filename, purpose, expires_after)
         except BaseException:
             self.discard(staged)
             raise
@@ -260,13 +255,8 @@ class OpenAIService:
             if md5 is not None and not sessions and md5.lower() != hashlib.md5(b"", usedforsecurity=False).hexdigest():
                 raise _md5_mismatch()
             file_id = self._new_file_id()
-            created_at = _created_at(file_id)
-            key = f"{file_id}/{validation.key_name(upload.filename)}"
-            expires_at = created_at + upload.file_expires_after if upload.file_expires_after else None
-            with transaction():
-                db.session.execute(insert(_files), dict(id=file_id, bucket=self.bucket, key=key,
-                                                        filename=upload.filename, purpose=upload.purpose,
-                                                        created_at=created_at, expires_at=expires_at))
+            key = _key(file_id, upload.filename)
+            self._insert_row(file_id, upload.filename, upload.purpose, upload.file_expires_after)
             try:  # the md5 is checked as the parts are joined, before the file is published
                 self.uploads.concatenate(sessions, bucket=self.bucket, key=key, mime_type=upload.mime_type,
                                          owner=owner, checksum=("md5", bytes.fromhex(md5)) if md5 else None)
@@ -329,6 +319,17 @@ class OpenAIService:
         """file-<creation time in microseconds, 14 hex><18 random hex>: ids sort in the order files
         were made (to the microsecond), and cannot be guessed all the same."""
         return f"file-{int(self.clock() * 1_000_000):014x}{uuid.uuid4().hex[:18]}"
+
+    def _insert_row(self, file_id: str, filename: str, purpose: str,
+                    expires_after: int | None) -> tuple[int, int | None]:
+        """The file's row, written before its object is published; (created_at, expires_at)."""
+        created_at = _created_at(file_id)
+        expires_at = created_at + expires_after if expires_after else None
+        with transaction():
+            db.session.execute(insert(_files), dict(id=file_id, bucket=self.bucket, key=_key(file_id, filename),
+                                                    filename=filename, purpose=purpose, created_at=created_at,
+                                                    expires_at=expires_at))
+        return created_at, expires_at
 
     def _upload(self, upload_id: str, owner: str | None):
         row = None
@@ -401,6 +402,11 @@ class OpenAIService:
 
 def _md5_mismatch() -> InvalidInput:
     return InvalidInput("the parts' md5 is not the md5 given", "md5_mismatch", param="md5")
+
+
+def _key(file_id: str, filename: str) -> str:
+    """Where a file's bytes live in the bucket: its id, then the base of its name."""
+    return f"{file_id}/{validation.key_name(filename)}"
 
 
 def _created_at(file_id: str) -> int:
