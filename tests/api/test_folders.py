@@ -96,3 +96,21 @@ def test_a_token_confined_to_a_bucket_cannot_move_out_of_it(client, runner):
     response = client.post("/v1/move", data=json.dumps({"bucket": "mine", "key": "x.txt", "to_bucket": "theirs",
                                                         "to_key": "x.txt"}), headers=bearer(token))
     assert_error(response, 403, "forbidden")
+
+
+def test_scopes_and_confined_tokens_on_moves_and_folder_deletes(client, runner):
+    from tests.helpers import bearer, make_token
+
+    put(client, "mine", "d/x.txt", b"x")
+    put(client, "theirs", "d/y.txt", b"y")
+    read, mine = make_token(runner, "read"), make_token(runner, "write", bucket="mine")
+    assert client.get("/v1/folders/mine/d/", headers=bearer(read)).get_json()["files"] == 1  # counting is reading
+    assert_error(client.delete("/v1/folders/mine/d/", headers=bearer(read)), 403, "forbidden")
+    assert_error(client.post("/v1/move", data=json.dumps({"bucket": "mine", "key": "d/x.txt", "to_key": "z"}),
+                             headers=bearer(read)), 403, "forbidden")
+    assert_error(client.delete("/v1/folders/theirs/d/", headers=bearer(mine)), 403, "forbidden")
+    assert_error(client.post("/v1/move", data=json.dumps({"bucket": "theirs", "prefix": "d/", "to_prefix": "e/"}),
+                             headers=bearer(mine)), 403, "forbidden")
+    assert_error(client.get("/v1/thumbnails/theirs/d/y.txt", headers=bearer(mine)), 403, "forbidden")
+    assert [e["key"] for e in client.get("/v1/files/theirs", headers=bearer(read)).get_json()["data"]] == ["d/y.txt"]
+    assert client.delete("/v1/folders/mine/d/", headers=bearer(mine)).get_json() == {"deleted": 1}

@@ -127,12 +127,14 @@ def test_every_command_and_a_tree_of_300_files(env, tmp_path):
 
 
 def session_lines(server, session_url: str) -> list[tuple[int, int]]:
-    """(offset in, offset out) of every POST to the session, from the server's access log."""
+    """(offset in, offset out) of every POST to the session that stored its chunk (200), from the
+    server's access log. (A chunk cut off by a killed client is logged when the server is done
+    with it, which may be after the test looked.)"""
     path = session_url.removeprefix(server.url)
     lines = []
     for line in server.log.read_text().splitlines():
         match = re.search(r'"POST (\S+) HTTP/1\.1" (\d+) .* offset=(\d+)->(\d+|-)$', line)
-        if match and match.group(1) == path and match.group(4) != "-":
+        if match and match.group(1) == path and match.group(2) == "200" and match.group(4) != "-":
             lines.append((int(match.group(3)), int(match.group(4))))
     return lines
 
@@ -181,11 +183,13 @@ def test_an_upload_killed_twice_resumes_from_the_durable_offset(env, server, tmp
     assert durable >= 96 * MIB
 
     result = run(env, *args, "--json")
-    resumed = [e for e in events(result.stdout) if e["event"] == "resume"]
-    assert resumed == [{"event": "resume", "name": resumed[0]["name"], "offset": durable}]
+    # The server may still have been keeping what arrived of the chunk cut off by the kill: the
+    # client resumes from the server's offset when it asks, at least the one read above.
+    [resumed] = [e["offset"] for e in events(result.stdout) if e["event"] == "resume"]
+    assert resumed >= durable
     after = session_lines(server, session)[posts_before:]
-    assert after[0][0] == durable  # the first chunk sent again starts at the durable offset, not before
-    assert all(start >= durable for start, _ in after) and after[-1][1] == 256 * MIB
+    assert after[0][0] == resumed  # the first chunk sent again starts at the durable offset, not before
+    assert all(start >= resumed for start, _ in after) and after[-1][1] == 256 * MIB
     stored = json.loads(run(env, "info", "resume/big.bin").stdout)
     assert stored["sha256"] == hashlib.sha256(content).hexdigest()
     assert not list((Path(env["XDG_STATE_HOME"]) / "files" / "uploads").glob("*.json"))
