@@ -73,8 +73,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     objects = ObjectService(store)
     uploads = UploadService(store, objects, settings)
     app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
-                                             OpenAIService(uploads, objects, settings), FolderService(store, objects),
-                                             ThumbnailService(objects))
+                                             OpenAIService(uploads, objects, settings),
+                                             FolderService(store, objects, uploads), ThumbnailService(objects))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)

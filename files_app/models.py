@@ -91,6 +91,8 @@ class StoredObject(db.Model):
     # A file of at most FILES_INLINE_MAX bytes is kept here, not in the blob store: storing it costs
     # one durable commit. `blob_id` then names no blob (files are immutable: none ever moves out).
     inline_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Who uploaded it ("user:<id>", "token:<id>", as a session's owner); None while the service is open.
+    owner: Mapped[str | None] = mapped_column(String(64))
 
 
 class SessionKind(StrEnum):
@@ -141,6 +143,7 @@ class ApiToken(db.Model):
     """A bearer token for the API. Only its sha256 is kept; the token itself is shown once."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids name owners: never used again
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -154,6 +157,7 @@ class User(db.Model):
     """A person who signs in to the web UI (werkzeug password hash)."""
 
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids name owners: never used again
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)

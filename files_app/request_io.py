@@ -31,6 +31,10 @@ def folders() -> FolderService:
     return current_app.extensions["files"].folders
 
 
+def uploader_name(owner: str | None) -> str | None:
+    return current_app.extensions["files"].accounts.uploader_name(owner)
+
+
 def thumbnails() -> ThumbnailService:
     return current_app.extensions["files"].thumbnails
 

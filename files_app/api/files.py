@@ -7,7 +7,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from .. import auth, validation
 from ..errors import InvalidInput, LengthRequired
-from ..request_io import RequestBody, is_chunked, objects, uploads
+from ..request_io import RequestBody, is_chunked, objects, uploader_name, uploads
 from .blueprints import files_bp
 from .common import bucket_json, file_json
 
@@ -64,7 +64,8 @@ def delete_bucket(bucket: str):
 
 @files_bp.get("/<bucket>/<path:key>")
 def file_info(bucket: str, key: str):
-    return file_json(objects().get(bucket, key))
+    info = objects().get(bucket, key)
+    return {**file_json(info), "uploaded_by": uploader_name(info.owner)}
 
 
 @files_bp.put("/<bucket>/<path:key>")

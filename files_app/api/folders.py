@@ -1,7 +1,8 @@
-"""Moving files and folders, and counting and deleting folders: rows change, bytes stay."""
+"""Moving and copying files and folders, and counting and deleting folders."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 from flask import request
@@ -17,6 +18,19 @@ from .common import file_json
 def move():
     """{bucket, key, to_key} or {bucket, prefix, to_prefix}, with `to_bucket` (default: the same)
     and `replace` (default false: a taken name is 412 for a file, skipped in a folder)."""
+    return _file_or_folder(folders().move, folders().move_folder, "moved")
+
+
+@api_bp.post("/copy")
+def copy():
+    """As /move, but the source stays: its bytes are written again under the new name, uploaded by
+    the caller."""
+    owner = auth.current().owner
+    return _file_or_folder(functools.partial(folders().copy, owner=owner),
+                           functools.partial(folders().copy_folder, owner=owner), "copied")
+
+
+def _file_or_folder(one_file, folder, done: str):
     fields = read_json_object(request.stream)
     bucket = validation.bucket_name(fields.get("bucket"))
     to_bucket = fields.get("to_bucket", bucket)
@@ -26,12 +40,11 @@ def move():
     auth.check_bucket(bucket)
     auth.check_bucket(to_bucket)
     if "key" in fields:
-        return file_json(folders().move(bucket, validation.object_key(fields["key"], new=False), to_bucket,
-                                        fields.get("to_key"), replace=replace))
+        return file_json(one_file(bucket, validation.object_key(fields["key"], new=False), to_bucket,
+                                  fields.get("to_key"), replace=replace))
     if "prefix" in fields:
-        result = folders().move_folder(bucket, _text(fields, "prefix"), to_bucket, _text(fields, "to_prefix"),
-                                       replace=replace)
-        return {"moved": result.moved, "skipped": result.skipped}
+        result = folder(bucket, _text(fields, "prefix"), to_bucket, _text(fields, "to_prefix"), replace=replace)
+        return {done: result.moved, "skipped": result.skipped}
     raise InvalidInput("give key and to_key (a file) or prefix and to_prefix (a folder)", "missing_field")
 
 

@@ -16,6 +16,22 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _relocation(summary: str, operation: str, counted: str, more_responses: dict | None = None) -> dict:
+    """/v1/move and /v1/copy: the same body, a file or a folder's count back."""
+    return {"post": {
+        "summary": summary, "operationId": operation,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["bucket"],
+            "properties": {"bucket": {"type": "string"}, "key": {"type": "string"}, "to_key": {"type": "string"},
+                           "prefix": {"type": "string"}, "to_prefix": {"type": "string"},
+                           "to_bucket": {"type": "string"}, "replace": {"type": "boolean"}}}}}},
+        "responses": {"200": _json({"oneOf": [_ref("File"), {"type": "object", "required": [counted, "skipped"]}]},
+                                   f"The file at its new name, or how many of the folder's files were {counted}"),
+                      "404": _error("Unknown bucket or file"), "409": _error("Changed meanwhile"),
+                      "412": _error("The new name is taken"), **(more_responses or {})},
+    }}
+
+
 def _error(description: str) -> dict:
     return _json(_ref("Error"), description)
 
@@ -67,7 +83,9 @@ _SCHEMAS = {
         "properties": {"key": {"type": "string"}, "bucket": {"type": "string"},
                        "mime_type": {"type": "string"}, "bytes": {"type": "integer"},
                        "created_at": {"type": "integer", "description": "Unix seconds"},
-                       "url": {"type": "string", "format": "uri"}, "sha256": {"type": "string"}},
+                       "url": {"type": "string", "format": "uri"}, "sha256": {"type": "string"},
+                       "uploaded_by": {"type": ["string", "null"],
+                                       "description": "a user's name or \"token <name>\"; only in GET of one file"}},
     },
     "Bucket": {
         "type": "object", "required": ["name"],
@@ -239,23 +257,11 @@ SPEC = {
                               "400": _error("Bad prefix"), "404": _error("Unknown bucket")},
             },
         },
-        "/v1/move": {
-            "post": {
-                "summary": "Rename or move a file ({bucket, key, to_key}) or a folder ({bucket, prefix, to_prefix}); "
-                           "no bytes are copied", "operationId": "move",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["bucket"],
-                    "properties": {"bucket": {"type": "string"}, "key": {"type": "string"},
-                                   "to_key": {"type": "string"}, "prefix": {"type": "string"},
-                                   "to_prefix": {"type": "string"}, "to_bucket": {"type": "string"},
-                                   "replace": {"type": "boolean"}}}}}},
-                "responses": {"200": _json({"oneOf": [_ref("File"), {"type": "object",
-                                                                    "required": ["moved", "skipped"]}]},
-                                           "The moved file, or how many of the folder's files moved"),
-                              "404": _error("Unknown bucket or file"), "409": _error("Changed meanwhile"),
-                              "412": _error("The new name is taken")},
-            },
-        },
+        "/v1/move": _relocation("Rename or move a file ({bucket, key, to_key}) or a folder ({bucket, prefix, "
+                                "to_prefix}); no bytes are copied", "move", "moved"),
+        "/v1/copy": _relocation("Copy a file ({bucket, key, to_key}) or a folder ({bucket, prefix, to_prefix}): "
+                                "the bytes are written again, checked against the source's sha256", "copy", "copied",
+                                {"507": _error("Not enough space for the copy")}),
         "/v1/folders/{bucket}/{prefix}": {
             "parameters": [_BUCKET, {"name": "prefix", "in": "path", "required": True,
                                      "description": "a folder: ends in '/'", "schema": {"type": "string"}}],

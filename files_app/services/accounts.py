@@ -85,6 +85,19 @@ class AccountService:
             row = db.session.execute(_FIND_TOKEN, {"digest": _digest(token)}).first()
         return Principal(f"token:{row.id}", row.scope, row.bucket) if row else None
 
+    def uploader_name(self, owner: str | None) -> str | None:
+        """Who a file's `owner` is, as people read it: a user's name, or a token's ("token <name>");
+        None when nobody signed it (an open service)."""
+        kind, _, number = (owner or "").partition(":")
+        if kind not in ("user", "token") or not number.isdigit():
+            return None
+        model, column = (User, User.username) if kind == "user" else (ApiToken, ApiToken.name)
+        with transaction():
+            name = db.session.scalar(select(column).where(model.id == int(number)))
+        if name is None:
+            return f"a deleted {kind}"
+        return name if kind == "user" else f"token {name}"
+
     def create_user(self, username: str, password: str) -> None:
         if not _USERNAME_RE.fullmatch(username):
             raise InvalidInput("a user name is 1 to 100 letters, digits, '_', '.', '@' or '-'", "invalid_username")

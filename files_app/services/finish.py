@@ -113,7 +113,7 @@ _SWAP_BLOB = (
     .where(_objects.c.id == bindparam("object_id"), _objects.c.blob_id == bindparam("old_blob"))
     .values(blob_id=bindparam("new_blob_id"), mime_type=bindparam("new_mime_type"), size=bindparam("new_size"),
             sha256=bindparam("new_sha256"), created_at=bindparam("new_created_at"),
-            inline_data=bindparam("new_inline_data"))
+            inline_data=bindparam("new_inline_data"), owner=bindparam("new_owner"))
 )
 _INSERT = insert(_objects)
 
@@ -124,7 +124,7 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
     insert the object or swap its blob. `inline`: the file's bytes, kept in its row (then `blob_id`
     names no blob). Returns the object and the blob it replaced, if any."""
     values = dict(blob_id=blob_id, mime_type=target.mime_type, size=target.size, sha256=digest, created_at=now,
-                  inline_data=inline)
+                  inline_data=inline, owner=target.owner)
     for _ in range(5):
         try:
             with transaction(durable=True):
@@ -147,7 +147,7 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
             continue  # replaced, created or its bucket made concurrently: read it again
         if lease:
             lease.completed()
-        obj = ObjectInfo(target.bucket, target.key, target.mime_type, target.size, digest, now)
+        obj = ObjectInfo(target.bucket, target.key, target.mime_type, target.size, digest, now, target.owner)
         return obj, existing.blob_id if existing else None
     raise LeaseLost("too many concurrent replacements of this key; retry")
 

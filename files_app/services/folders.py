@@ -1,9 +1,12 @@
-"""Rename and move files and whole folders, and delete folders: rows change, bytes never move.
+"""Rename, move and copy files and whole folders, and delete folders. A move changes rows, never
+bytes; a copy writes the bytes again, through the upload path.
 
 A file's move is one durable transaction (its row takes the new bucket and key; a file it replaces
 is deleted in the same transaction), so readers see it at the old name or the new one, never both
 or neither. A folder is moved or deleted file by file, in batches, in key order: interrupted, the
-same request again carries on with what is left. A folder delete takes only files that existed when
+same request again carries on with what is left. A copy is an upload whose body is the source's
+bytes: durable before it shows, checked against the source's sha256, and refused up front where the
+space is short, like any upload. A folder delete takes only files that existed when
 the caller counted them (`before`), so it never deletes more than the person who confirmed it saw.
 """
 
@@ -20,6 +23,7 @@ from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from ..models import StoredObject, db, transaction
 from ..storage import BlobStore
 from .objects import ObjectInfo, ObjectService, bucket_for_writing, count_in_bucket, key_successor_bound
+from .uploads import UploadService
 
 BATCH = 500
 _objects = StoredObject.__table__
@@ -35,13 +39,13 @@ _AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
 
 @dataclass(frozen=True)
 class FolderMove:
-    moved: int
-    skipped: list[str]  # keys left where they were: their new name was taken
+    moved: int  # or copied
+    skipped: list[str]  # keys left alone: their new name was taken
 
 
 class FolderService:
-    def __init__(self, store: BlobStore, objects: ObjectService):
-        self.store, self.objects = store, objects
+    def __init__(self, store: BlobStore, objects: ObjectService, uploads: UploadService):
+        self.store, self.objects, self.uploads = store, objects, uploads
 
     def move(self, bucket: str, key: str, to_bucket: str, to_key: str, *, replace: bool = False) -> ObjectInfo:
         """One file to a new name (and bucket, made if missing). 412 if the name is taken, unless `replace`."""
@@ -74,31 +78,59 @@ class FolderService:
             raise Conflict(f"{to_key!r} is being written at the same time; retry")
         if taken is not None:
             self.store.release_blob(taken.blob_id)
-        return ObjectInfo(to_bucket, to_key, source.mime_type, source.size, source.sha256, source.created_at)
+        return ObjectInfo(to_bucket, to_key, source.mime_type, source.size, source.sha256, source.created_at,
+                          source.owner)
+
+    def copy(self, bucket: str, key: str, to_bucket: str, to_key: str, *, replace: bool = False,
+             owner: str | None = None) -> ObjectInfo:
+        """One file's bytes under a new name (and bucket, made if missing), uploaded by `owner`.
+        412 if the name is taken, unless `replace`."""
+        to_bucket, to_key = validation.bucket_name(to_bucket), validation.object_key(to_key)
+        if (bucket, key) == (to_bucket, to_key):
+            if not replace:
+                raise PreconditionFailed(f"{to_key!r} already exists in bucket {to_bucket!r}")
+            return self.objects.get(bucket, key)
+        source, stream = self.objects.open(bucket, key)
+        with stream:  # an open blob keeps its bytes, whatever happens to the source meanwhile
+            return self.uploads.put(bucket=to_bucket, key=to_key, body=stream, length=source.size,
+                                    mime_type=source.mime_type, sha256=source.sha256, create_only=not replace,
+                                    owner=owner)
 
     def move_folder(self, bucket: str, prefix: str, to_bucket: str, to_prefix: str, *,
                     replace: bool = False) -> FolderMove:
         """Every file under `prefix` to the same name under `to_prefix`, a file at a time."""
+        return self._each_file(bucket, prefix, to_bucket, to_prefix, lambda key, to_key: self.move(
+            bucket, key, to_bucket, to_key, replace=replace))
+
+    def copy_folder(self, bucket: str, prefix: str, to_bucket: str, to_prefix: str, *, replace: bool = False,
+                    owner: str | None = None) -> FolderMove:
+        """A copy of every file under `prefix` under `to_prefix`, a file at a time."""
+        return self._each_file(bucket, prefix, to_bucket, to_prefix, lambda key, to_key: self.copy(
+            bucket, key, to_bucket, to_key, replace=replace, owner=owner))
+
+    def _each_file(self, bucket: str, prefix: str, to_bucket: str, to_prefix: str, action) -> FolderMove:
+        """`action(key, to_key)` for each file under `prefix`, in key order, batch by batch (files
+        added behind the walk are not taken; a name taken at the target is skipped)."""
         prefix, to_prefix = _folder(prefix, "prefix"), _folder(to_prefix, "to_prefix")
         to_bucket = validation.bucket_name(to_bucket)
         if bucket == to_bucket and to_prefix.startswith(prefix):
-            raise InvalidInput("a folder cannot move into itself", "invalid_to_prefix")
+            raise InvalidInput("a folder cannot go into itself", "invalid_to_prefix")
         bucket_id = self.objects.bucket_id(bucket)
-        moved, skipped, start = 0, [], prefix
+        done, skipped, start = 0, [], prefix
         while True:
             with transaction():
                 keys = db.session.scalars(_KEYS_UNDER, {"bucket_id": bucket_id, "prefix": start,
                                                          "upper": key_successor_bound(prefix)}).all()
             for key in keys:
                 try:
-                    self.move(bucket, key, to_bucket, to_prefix + key[len(prefix):], replace=replace)
-                    moved += 1
+                    action(key, to_prefix + key[len(prefix):])
+                    done += 1
                 except PreconditionFailed:
                     skipped.append(key)
                 except NotFound:
                     pass  # deleted meanwhile
             if len(keys) < BATCH:
-                return FolderMove(moved, skipped)
+                return FolderMove(done, skipped)
             start = keys[-1] + "\x01"
 
     def count(self, bucket: str, prefix: str) -> tuple[int, int]:

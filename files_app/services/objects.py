@@ -16,7 +16,7 @@ from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFou
 from ..models import Bucket, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
-from . import search
+from . import counting, search
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,11 @@ class ObjectInfo:
     size: int
     sha256: str
     created_at: int
+    owner: str | None = None  # who uploaded it, where the query read it
 
     @classmethod
     def from_row(cls, bucket: str, row) -> ObjectInfo:
-        return cls(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at)
+        return cls(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at, getattr(row, "owner", None))
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class BucketInfo:
     object_count: int
     total_bytes: int
     updated_at: int
+
+
+@dataclass(frozen=True)
+class Position:
+    """Entries before a page and in all, each with whether it is exact (else a lower bound)."""
+
+    before: int
+    before_exact: bool
+    total: int
+    total_exact: bool
 
 
 @dataclass(frozen=True)
@@ -333,6 +344,18 @@ class ObjectService:
                         return encode_cursor(before) if keys_before(before, 1) else ""
             return ""  # a page's worth or less before this one: the first page
 
+
+    def position(self, bucket: str, *, prefix: str = "", delimiter: str | None = None,
+                 cursor: str | None = None) -> Position:
+        """Where the page that `cursor` starts stands: the entries before it and in all (a folder
+        counts as one), each exact unless the count reached its cap."""
+        bucket_id = self.bucket_id(bucket)
+        end = key_successor_bound(prefix) if prefix else _ABOVE_EVERY_KEY
+        start = min(max(decode_cursor(cursor) or "", prefix), end)
+        with transaction():  # one snapshot for both counts
+            before = counting.count_entries(bucket_id, prefix, delimiter, start) if start > prefix else (0, True)
+            total = counting.count_entries(bucket_id, prefix, delimiter, end)
+        return Position(*before, *total)
 
     def last_cursor(self, bucket: str, *, prefix: str = "", delimiter: str | None = None,
                     limit: int = 1000) -> str | None:

@@ -116,9 +116,10 @@ class Target:
     size: int
     create_only: bool = False
     expected_sha256: str | None = None
+    owner: str | None = None  # who uploads it
 
     @classmethod
     def of(cls, record: SessionRecord, sha256: str | None = None) -> Target:
         """`sha256`: the whole file's, announced by the chunk that completes it (else at creation)."""
         return cls(record.bucket, record.bucket_id, record.key, record.mime_type, record.size, record.create_only,
-                   sha256 or record.expected_sha256)
+                   sha256 or record.expected_sha256, record.owner)

@@ -146,7 +146,7 @@ class UploadService:
         finish as every upload (a failure leaves no session behind). A small one needs no session
         at all: nothing of it could be resumed, so it is published straight from memory."""
         if 0 < length <= self.inline_max:
-            return self._put_inline(bucket, key, body, length, mime_type, sha256, create_only)
+            return self._put_inline(bucket, key, body, length, mime_type, sha256, create_only, owner)
         info = self.create(bucket=bucket, key=key, size=length, mime_type=mime_type, sha256=sha256,
                            create_only=create_only, owner=owner)
         if info.completed:  # an empty file exists as soon as its session does
@@ -154,7 +154,7 @@ class UploadService:
         return self.write(info.id, ChunkRequest(body, offset=0, length=length), with_creation=True).object
 
     def _put_inline(self, bucket: Any, key: Any, body: Body, length: int, mime_type: Any, sha256: Any,
-                    create_only: bool) -> ObjectInfo:
+                    create_only: bool, owner: str | None) -> ObjectInfo:
         bucket, key = validation.bucket_name(bucket), validation.object_key(key)
         validation.object_size(length, self.max_size)
         mime_type, expected = validation.mime_type(mime_type, key), validation.sha256_hex(sha256)
@@ -163,7 +163,7 @@ class UploadService:
             raise TooLarge(f"the body runs past its Content-Length {length}")
         digest = hashlib.sha256(data).hexdigest()
         _check_digest(digest, expected)  # before the bucket is made: a refused file changes nothing
-        target = Target(bucket, None, key, mime_type, length, create_only, expected)
+        target = Target(bucket, None, key, mime_type, length, create_only, expected, owner or None)
         return self._finish(target, BytesInHand(self.store, data, self.inline_max), digest)
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:

@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from .. import auth, validation
 from ..errors import FilesError
-from ..request_io import folders, objects, zip_response
+from ..request_io import folders, objects, uploader_name, zip_response
 from ..services import archive
 from . import markdown
 from .pages import bp, csrf_token, folder_url
@@ -81,7 +81,7 @@ def _folder(bucket: str, prefix: str):
         page = objects().search(bucket, q, prefix=validation.list_prefix(prefix), limit=limit,
                                 cursor=request.args.get("cursor"))
         previous = "" if request.args.get("cursor") else None  # back to the first results only
-        last = None
+        last = position = None
     else:
         where = dict(prefix=validation.list_prefix(prefix), delimiter="/", limit=limit,
                      cursor=request.args.get("cursor"))
@@ -89,9 +89,23 @@ def _folder(bucket: str, prefix: str):
         previous = objects().previous_cursor(bucket, **where)  # None on the first page, "" for it
         del where["cursor"]
         last = objects().last_cursor(bucket, **where) if page.next_cursor else None
+        shown = len(page.objects) + len(page.prefixes)
+        here = objects().position(bucket, prefix=where["prefix"], delimiter="/", cursor=request.args.get("cursor"))
+        position = _position_text(here, shown)
     return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
                            limit=request.args.get("limit"), previous=previous, q=q or None,
-                           last=last)
+                           last=last, position=position)
+
+
+def _position_text(position, shown: int) -> str | None:
+    """"101–200 of 12,345"; a count that reached its cap shows as a lower bound ("100,000+")."""
+    if not shown:
+        return None
+    total = f"{position.total:,}{'' if position.total_exact else '+'}"
+    if not position.before_exact:
+        return f"{shown:,} after the first {position.before:,}, of {total}"
+    return f"{position.before + 1:,}–{position.before + shown:,} of {total}"
+
 
 
 def _file(bucket: str, key: str):
@@ -110,6 +124,7 @@ def _file(bucket: str, key: str):
     return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated, table=table,
                            rendered=rendered,
                            table_cut=table_cut,
+                           uploaded_by=uploader_name(info.owner),
                            crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
                            folder=folder + "/" if folder else "")
 
@@ -149,22 +164,31 @@ def delete_files(bucket: str):
 
 @bp.post("/b/<bucket>/move")
 def move(bucket: str):
-    """Rename or move a file (`key` -> `to_key`) or a folder (`prefix` -> `to_prefix`); no bytes move."""
+    """Rename or move (no bytes move) or, with action=copy, copy a file (`key` -> `to_key`) or a
+    folder (`prefix` -> `to_prefix`)."""
     form = request.form
+    copying = form.get("action") == "copy"
+    verb = "Copied" if copying else "Moved"
     try:
         if form.get("key"):
-            moved = folders().move(bucket, form["key"], bucket, form.get("to_key", "").strip())
-            flash(f"Moved to {moved.key}.", "ok")
-            return redirect(folder_url(bucket, moved.key))
+            to_key = form.get("to_key", "").strip()
+            if copying:
+                done = folders().copy(bucket, form["key"], bucket, to_key, owner=auth.current().owner)
+            else:
+                done = folders().move(bucket, form["key"], bucket, to_key)
+            flash(f"{verb} to {done.key}.", "ok")
+            return redirect(folder_url(bucket, done.key))
         to_prefix = form.get("to_prefix", "").strip().strip("/") + "/"
-        result = folders().move_folder(bucket, form.get("prefix", ""), bucket, to_prefix)
+        each = folders().copy_folder if copying else folders().move_folder
+        extra = {"owner": auth.current().owner} if copying else {}
+        result = each(bucket, form.get("prefix", ""), bucket, to_prefix, **extra)
     except FilesError as error:
         flash(error.message, "error")
         return redirect(folder_url(bucket, form.get("key") or form.get("prefix", "")))
-    flash(f"Moved {result.moved} file{'s' if result.moved != 1 else ''} to {to_prefix}.", "ok")
+    flash(f"{verb} {result.moved} file{'s' if result.moved != 1 else ''} to {to_prefix}.", "ok")
     if result.skipped:
-        flash(f"{len(result.skipped)} stayed: a file of the same name is already there "
-              f"({', '.join(result.skipped[:3])}{'…' if len(result.skipped) > 3 else ''}).", "error")
+        flash(f"{len(result.skipped)} {'were not copied' if copying else 'stayed'}: a file of the same name is "
+              f"already there ({', '.join(result.skipped[:3])}{'…' if len(result.skipped) > 3 else ''}).", "error")
     return redirect(folder_url(bucket, to_prefix))
 
 

@@ -374,7 +374,8 @@ document.addEventListener('click', async (event) => {
   const file = await response.json()
   infoPanel.querySelector('[data-testid=info-name]').textContent = file.key.split('/').pop()
   const fields = { key: file.key, size: formatBytes(file.bytes), mime_type: file.mime_type, sha256: file.sha256,
-    created_at: new Date(file.created_at * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }) }
+    created_at: new Date(file.created_at * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }),
+    uploaded_by: file.uploaded_by ?? 'nobody signed in (an open service)' }
   for (const [name, value] of Object.entries(fields)) infoPanel.querySelector(`[data-field=${name}]`).textContent = value
   infoPanel.hidden = false
   infoPanel.querySelector('[data-info-close]').focus()

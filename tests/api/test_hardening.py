@@ -56,15 +56,18 @@ def test_cross_site_writes_are_refused_on_an_open_service(client, headers):
     assert form.status_code == 403
     assert client.post("/buckets", data={"name": "new"}, headers=headers).status_code == 403
     # The routes that move and delete many files at once, as API calls and as the pages' forms.
-    assert_error(client.post("/v1/move", data=json.dumps({"bucket": "b", "key": "victim.txt", "to_key": "x"}),
-                             headers=headers), 403, "cross_site")
+    for route in ("/v1/move", "/v1/copy"):
+        assert_error(client.post(route, data=json.dumps({"bucket": "b", "key": "victim.txt", "to_key": "x"}),
+                                 headers=headers), 403, "cross_site")
     assert_error(client.delete("/v1/folders/b/", headers=headers), 403, "cross_site")
     csrf = csrf_of(client.get("/"))
     for path, form in (("/b/b/move", {"key": "victim.txt", "to_key": "stolen.txt"}),
+                       ("/b/b/move", {"key": "victim.txt", "to_key": "stolen.txt", "action": "copy"}),
                        ("/b/b/delete-folder", {"prefix": "", "before": "9999999999"})):
         assert client.post(path, data={**form, "csrf_token": csrf}, headers=headers).status_code == 403
     assert client.get("/v1/content/b/victim.txt").data == b"precious"
     assert [b["name"] for b in client.get("/v1/files").get_json()["data"]] == ["b"]
+    assert [f["key"] for f in client.get("/v1/files/b").get_json()["data"]] == ["victim.txt"]
 
 
 def test_same_origin_curl_and_allowed_origins_may_write(app, client):

@@ -66,3 +66,24 @@ def test_text_files_of_unregistered_types_are_previewed_as_text(client):
     assert "2026-11-27 started" in page and "&lt;b&gt;not bold&lt;/b&gt;" in page
     put(client, "b", "data.bin", b"\x00\x01binary", mime_type="application/octet-stream")
     assert "No preview for application/octet-stream" in client.get("/b/b/data.bin").get_data(as_text=True)
+
+
+def test_each_page_says_where_it_stands_in_the_folder(client):
+    """"3–4 of 5": a folder counts once, the numbers follow Next and Previous and the last page,
+    and a search page (results from the index) claims no position."""
+    for key in ("a.txt", "b.txt", "c/1.txt", "c/2.txt", "d.txt", "e.txt"):
+        put(client, "b", key, key.encode())
+
+    def position(html: str) -> str:
+        return re.search(r'data-testid="position">([^<]*)<', html)[1]
+
+    first = client.get("/b/b/?limit=2").get_data(as_text=True)
+    assert position(first) == "1–2 of 5"
+    second = client.get(re.search(r'rel="next"\s+href="([^"]+)"', first)[1].replace("&amp;", "&"))
+    assert position(second.get_data(as_text=True)) == "3–4 of 5"  # c/ counted once
+    last = client.get(re.search(r'data-testid="last-page" href="([^"]+)"', first)[1].replace("&amp;", "&"))
+    assert position(last.get_data(as_text=True)) == "4–5 of 5"
+    assert position(client.get("/b/b/c/").get_data(as_text=True)) == "1–2 of 2"
+    assert 'data-testid="position"' not in client.get("/b/b/?q=txt").get_data(as_text=True)
+    put(client, "b", "f.txt", b"f")
+    assert position(client.get("/b/b/?limit=2").get_data(as_text=True)) == "1–2 of 6"

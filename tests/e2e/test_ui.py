@@ -611,7 +611,19 @@ def test_sign_in_upload_and_sign_out(page, server, tmp_path):
     make_bucket(page, server, "private")
     drop(page, DROP_FILES, ["secret.txt"], [1000])
     wait_all_done(page, 1)
-    expect(page.locator("[data-testid=object-row][data-key='secret.txt']")).to_have_count(1)
+    row = page.locator("[data-testid=object-row][data-key='secret.txt']")
+    expect(row).to_have_count(1)
+    row.locator("summary").click()
+    row.locator("[data-testid=row-info]").click()
+    expect(page.locator("[data-testid=info-panel] [data-field=uploaded_by]")).to_have_text("ada")
+    page.goto(server.url + "/b/private/secret.txt")  # copied by ada: hers too, and her flash says so
+    page.fill("[data-testid=move-to]", "copies/secret.txt")
+    with page.expect_navigation():
+        page.click("[data-testid=copy]")
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Copied to copies/secret.txt")
+    expect(page.locator("[data-testid=uploaded-by]")).to_have_text("ada")
+    page.goto(server.url + "/b/private/")
+    expect(page.locator("[data-testid=position]")).to_have_text("1–2 of 2")  # copies/ and secret.txt
     page.click("[data-testid=sign-out]")
     expect(page).to_have_url(re.compile("/login"))
 
@@ -672,6 +684,15 @@ def test_rename_a_file_move_a_folder_and_delete_a_folder(page, server, api):
     page.click("[data-testid=move-folder]")  # inbox/ (its scans/ folder) becomes archive/scans/
     expect(page.locator("[data-testid=flash]").first).to_contain_text("Moved 2 files")
     assert api.keys("org") == ["archive/scans/scans/a.pdf", "archive/scans/scans/b.pdf", "done/report-2024.txt"]
+
+    page.goto(server.url + "/b/org/archive/scans/")
+    page.fill("[data-testid=move-folder-to]", "backup/")
+    with page.expect_navigation():
+        page.click("[data-testid=copy-folder]")  # a copy: the folder stays where it was
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Copied 2 files to backup/")
+    assert api.keys("org") == ["archive/scans/scans/a.pdf", "archive/scans/scans/b.pdf", "backup/scans/a.pdf",
+                               "backup/scans/b.pdf", "done/report-2024.txt"]
+    assert api.file("org", "backup/scans/b.pdf")["sha256"] == api.file("org", "archive/scans/scans/b.pdf")["sha256"]
 
     page.goto(server.url + "/b/org/archive/")
     page.click("[data-testid=delete-folder]")
@@ -777,6 +798,7 @@ def test_a_rows_menu_and_the_info_panel(page, server, api):
     expect(panel).to_be_visible()
     expect(panel.locator("[data-field=sha256]")).to_have_text(hashlib.sha256(b"second").hexdigest())
     expect(panel.locator("[data-field=size]")).to_contain_text("6 B")
+    expect(panel.locator("[data-field=uploaded_by]")).to_contain_text("open service")
     page.click("[data-testid=info-close]")
     expect(panel).to_be_hidden()
     download = row.locator("[data-testid=row-download]").get_attribute("href")

@@ -162,6 +162,39 @@ def test_the_last_page_holds_the_last_entries(services, bucket, limit, query):
     assert page.next_cursor is None
 
 
+@pytest.mark.parametrize("limit", [1, 2, 5])
+@pytest.mark.parametrize("query", [{}, {"delimiter": "/"}, {"prefix": "docs/", "delimiter": "/"}, {"prefix": "d"},
+                                   {"prefix": "img/", "delimiter": "/"}])
+def test_every_page_knows_where_it_stands(services, bucket, limit, query):
+    """`position` of each page (by its cursor) is the count of entries walked before it, and the
+    total is every entry the walk saw (a folder once), on both databases."""
+    seen, cursor = 0, None
+    positions = []
+    while True:
+        page = services.objects.list(bucket, limit=limit, cursor=cursor, **query)
+        positions.append((services.objects.position(bucket, cursor=cursor, **query), seen))
+        seen += len(page.objects) + len(page.prefixes)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    for position, before in positions:
+        assert (position.before, position.total) == (before, seen)
+        assert position.before_exact and position.total_exact
+
+
+def test_a_count_that_reaches_its_cap_says_so(services, bucket):
+    from files_app.services import counting
+
+    bucket_id = services.objects.bucket_id(bucket)
+    assert counting.count_entries(bucket_id, "docs/", "/", "docs0") == (3, True)  # 2024/, readme.md, zeta/
+    assert counting.count_entries(bucket_id, "docs/", "/", "docs0", cap=5) == (3, True)
+    assert counting.count_entries(bucket_id, "docs/", "/", "docs0", cap=4) == (3, False)  # there may be more
+    assert counting.count_entries(bucket_id, "docs/", "/", "docs0", cap=2) == (1, False)  # 2024/ twice
+    assert counting.count_entries(bucket_id, "", None, "\U0010ffff", cap=5) == (5, False)
+    # B.txt a.txt docs/ docs-old.txt img/ z/ zz 日本/
+    assert counting.count_entries(bucket_id, "", "/", "\U0010ffff") == (8, True)
+
+
 @pytest.mark.parametrize("deployment", ["local"], indirect=True)  # EXPLAIN QUERY PLAN is SQLite's
 def test_a_search_reads_the_index_first(services):
     """Matches first, then their rows: never a walk of the bucket's keys testing each (the plan
