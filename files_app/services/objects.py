@@ -44,16 +44,6 @@ class BucketInfo:
 
 
 @dataclass(frozen=True)
-class Position:
-    """Entries before a page and in all, each with whether it is exact (else a lower bound)."""
-
-    before: int
-    before_exact: bool
-    total: int
-    total_exact: bool
-
-
-@dataclass(frozen=True)
 class ObjectPage:
     objects: list[ObjectInfo]
     prefixes: list[str]
@@ -346,16 +336,14 @@ class ObjectService:
 
 
     def position(self, bucket: str, *, prefix: str = "", delimiter: str | None = None,
-                 cursor: str | None = None) -> Position:
+                 cursor: str | None = None) -> counting.Counts:
         """Where the page that `cursor` starts stands: the entries before it and in all (a folder
         counts as one), each exact unless the count reached its cap."""
         bucket_id = self.bucket_id(bucket)
         end = key_successor_bound(prefix) if prefix else _ABOVE_EVERY_KEY
         start = min(max(decode_cursor(cursor) or "", prefix), end)
-        with transaction():  # one snapshot for both counts
-            before = counting.count_entries(bucket_id, prefix, delimiter, start) if start > prefix else (0, True)
-            total = counting.count_entries(bucket_id, prefix, delimiter, end)
-        return Position(*before, *total)
+        with transaction():
+            return counting.count_entries(bucket_id, prefix, delimiter, start, end)
 
     def last_cursor(self, bucket: str, *, prefix: str = "", delimiter: str | None = None,
                     limit: int = 1000) -> str | None:

@@ -182,17 +182,27 @@ def test_every_page_knows_where_it_stands(services, bucket, limit, query):
         assert position.before_exact and position.total_exact
 
 
-def test_a_count_that_reaches_its_cap_says_so(services, bucket):
+@pytest.mark.parametrize("walk_cap, scan_cap", [(1000, 1000), (2, 1000), (2, 3)])
+def test_counts_past_their_caps_fall_back_then_say_so(services, bucket, monkeypatch, walk_cap, scan_cap):
+    """The walks (per entry) count exactly below their caps, and the scan (per key) below its own;
+    past them all the numbers are lower bounds, marked so."""
     from files_app.services import counting
 
-    bucket_id = services.objects.bucket_id(bucket)
-    assert counting.count_entries(bucket_id, "docs/", "/", "docs0") == (3, True)  # 2024/, readme.md, zeta/
-    assert counting.count_entries(bucket_id, "docs/", "/", "docs0", cap=5) == (3, True)
-    assert counting.count_entries(bucket_id, "docs/", "/", "docs0", cap=4) == (3, False)  # there may be more
-    assert counting.count_entries(bucket_id, "docs/", "/", "docs0", cap=2) == (1, False)  # 2024/ twice
-    assert counting.count_entries(bucket_id, "", None, "\U0010ffff", cap=5) == (5, False)
-    # B.txt a.txt docs/ docs-old.txt img/ z/ zz 日本/
-    assert counting.count_entries(bucket_id, "", "/", "\U0010ffff") == (8, True)
+    monkeypatch.setattr(counting, "SHORT_WALK", 1)
+    monkeypatch.setattr(counting, "WALK_CAP", {"sqlite": walk_cap, "postgresql": walk_cap})
+    monkeypatch.setattr(counting, "SCAN_CAP", scan_cap)
+    bucket_id, end = services.objects.bucket_id(bucket), "\U0010ffff"
+    # docs/: 2024/ (two keys), readme.md, zeta/ = 3 entries; the page after readme.md has 2 before it.
+    docs = counting.count_entries(bucket_id, "docs/", "/", "docs/readme.md\x01", "docs0")
+    top = counting.count_entries(bucket_id, "", "/", "", end)  # B.txt a.txt docs/ docs-old.txt img/ z/ zz 日本/
+    flat = counting.count_entries(bucket_id, "", None, "zz", end)  # every key an entry; zz and 日本/語.txt after
+    if scan_cap > len(KEYS):  # the walk or the scan saw everything
+        assert docs == (2, True, 3, True) and top == (0, True, 8, True)
+        assert flat == (len(KEYS) - 2, True, len(KEYS), True)
+    else:
+        assert docs == (2, True, 3, False)  # 4 keys: the walk stops after 3 entries, the scan after 3 keys
+        assert top == (0, True, 3, False)
+        assert flat == (3, False, 3, False)  # "after the first 3" (zz is the 11th key)
 
 
 @pytest.mark.parametrize("deployment", ["local"], indirect=True)  # EXPLAIN QUERY PLAN is SQLite's
