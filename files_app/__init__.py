@@ -25,6 +25,7 @@ from .services import ObjectService, UploadService
 from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.openai_files import OpenAIService
+from .services.quotas import QuotaService
 from .services.thumbnails import ThumbnailService
 from .storage import BlobStore, make_store
 
@@ -40,6 +41,7 @@ class FilesExtension:
     openai: OpenAIService
     folders: FolderService
     thumbnails: ThumbnailService
+    quotas: QuotaService
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
@@ -74,7 +76,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     uploads = UploadService(store, objects, settings)
     app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
                                              OpenAIService(uploads, objects, settings),
-                                             FolderService(store, objects, uploads), ThumbnailService(objects))
+                                             FolderService(store, objects, uploads), ThumbnailService(objects),
+                                             QuotaService(time.time))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)

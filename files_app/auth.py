@@ -15,7 +15,8 @@ from .services.accounts import Principal
 
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
 _PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi"}
-_ADMIN = {"files.create_bucket", "files.delete_bucket", "web.create_bucket", "web.delete_bucket"}
+_ADMIN = {"files.create_bucket", "files.delete_bucket", "web.create_bucket", "web.delete_bucket",
+          "api.set_bucket_quota", "api.owner_quota", "web.set_quota"}
 
 
 def init_app(app: Flask) -> None:

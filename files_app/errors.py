@@ -170,6 +170,12 @@ class InsufficientStorage(FilesError):
     code = "insufficient_storage"
 
 
+class QuotaExceeded(InsufficientStorage):
+    """A quota (a bucket's, a user's, a token's) would be passed: refused before any byte is sent."""
+
+    code = "quota_exceeded"
+
+
 class Unavailable(FilesError):
     """The database is unreachable or too busy: nothing was half done; retry shortly."""
 

@@ -95,6 +95,28 @@ class StoredObject(db.Model):
     owner: Mapped[str | None] = mapped_column(String(64))
 
 
+class Quota(db.Model):
+    """Limits an admin set: for a bucket ("bucket:<name>", set before or after it exists) or for
+    whoever owns uploads ("user:<id>", "token:<id>"). None: no limit of that kind."""
+
+    __tablename__ = "quotas"
+
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_files: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class OwnerUsage(db.Model):
+    """The files and bytes each owner's uploads hold, kept in step with `objects` in the same
+    transactions (as a bucket's counts are), so a quota check counts no rows."""
+
+    __tablename__ = "owner_usage"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class SessionKind(StrEnum):
     UPLOAD = "upload"  # makes an object
     PARTIAL = "partial"  # tus: only holds bytes for a final upload to concatenate (no bucket, no key)
@@ -133,7 +155,7 @@ class UploadSession(db.Model):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     # Who created it ("token:<id>", "user:<id>"; None while the service is open): only they may use it.
-    owner: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
     # One writer at a time: a lease taken by compare-and-set, renewed while a body streams.
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_expires_at: Mapped[float] = mapped_column(Float, default=0.0)

@@ -13,6 +13,7 @@ from flask import Response, current_app, request, stream_with_context
 from .errors import IncompleteBody, InvalidInput
 from .services import ObjectService, UploadService
 from .services.folders import FolderService
+from .services.quotas import QuotaService
 from .services.thumbnails import ThumbnailService
 
 MAX_JSON_BYTES = 64 * 1024
@@ -33,6 +34,10 @@ def folders() -> FolderService:
 
 def uploader_name(owner: str | None) -> str | None:
     return current_app.extensions["files"].accounts.uploader_name(owner)
+
+
+def quotas() -> QuotaService:
+    return current_app.extensions["files"].quotas
 
 
 def thumbnails() -> ThumbnailService:

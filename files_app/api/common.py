@@ -19,8 +19,10 @@ def session_json(info: SessionInfo) -> dict[str, Any]:
 
 
 def bucket_json(info: BucketInfo) -> dict[str, Any]:
+    quota = None if info.max_bytes is None and info.max_files is None else {
+        "max_bytes": info.max_bytes, "max_files": info.max_files}
     return {"name": info.name, "created_at": info.created_at, "files": info.object_count,
-            "bytes": info.total_bytes, "updated_at": info.updated_at}
+            "bytes": info.total_bytes, "updated_at": info.updated_at, "quota": quota}
 
 
 def file_json(info: ObjectInfo) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def create_file():
                 raise InvalidInput("send one file per request", "invalid_file", param="file")
             _form_settings(fields, final=False)
             staged = service().stage_file(filename=part.filename, mime_type=part.content_type, body=part,
-                                          owner=auth.current().owner)
+                                          owner=auth.current().owner, at_most=request.content_length)
         if staged is None:
             raise InvalidInput("missing the 'file' part (multipart/form-data)", "missing_file", param="file")
         purpose, expires_after = _form_settings(fields, final=True)

@@ -17,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import LeaseLost, PreconditionFailed
 from ..models import Bucket, StoredObject, db, transaction
 from ..storage import BlobStore
+from . import quotas
 from .leases import Lease
-from .objects import ObjectInfo, bucket_for_writing, count_in_bucket
+from .objects import ObjectInfo, bucket_for_writing, count_for_owner, count_in_bucket
 from .records import Target
 
 
@@ -99,11 +100,11 @@ class BytesInHand:
 
 
 _objects, _buckets = StoredObject.__table__, Bucket.__table__
-_FIND = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
+_FIND = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 # The bucket by name and the file it may already hold under the key, in one query.
 _FIND_BY_NAME = (
-    select(_buckets.c.id.label("bucket_id"), _objects.c.id, _objects.c.blob_id, _objects.c.size)
+    select(_buckets.c.id.label("bucket_id"), _objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
     .select_from(_buckets.outerjoin(_objects, and_(_objects.c.bucket_id == _buckets.c.id,
                                                    _objects.c.key == bindparam("key"))))
     .where(_buckets.c.name == bindparam("bucket"))
@@ -130,6 +131,8 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
             with transaction(durable=True):
                 if lease:
                     lease.complete(target.size)
+                else:  # a file sent whole: no session recorded its promise, so check it here
+                    quotas.enforce(target.bucket, target.owner, target.size, now)
                 bucket_id, existing = _locate(target)
                 if existing and target.create_only:
                     raise PreconditionFailed(f"{target.key!r} was created by another upload meanwhile")
@@ -140,9 +143,11 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                     if swapped != 1:
                         raise _Replaced()
                     count_in_bucket(bucket_id, 0, target.size - existing.size, now)
+                    count_for_owner(existing.owner, -1, -existing.size)
                 else:
                     db.session.execute(_INSERT, {"bucket_id": bucket_id, "key": target.key, **values})
                     count_in_bucket(bucket_id, 1, target.size, now)
+                count_for_owner(target.owner, 1, target.size)
         except (_Replaced, IntegrityError):
             continue  # replaced, created or its bucket made concurrently: read it again
         if lease:

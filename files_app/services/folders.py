@@ -22,7 +22,14 @@ from .. import validation
 from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from ..models import StoredObject, db, transaction
 from ..storage import BlobStore
-from .objects import ObjectInfo, ObjectService, bucket_for_writing, count_in_bucket, key_successor_bound
+from .objects import (
+    ObjectInfo,
+    ObjectService,
+    bucket_for_writing,
+    count_for_owner,
+    count_in_bucket,
+    key_successor_bound,
+)
 from .uploads import UploadService
 
 BATCH = 500
@@ -31,9 +38,9 @@ _UNDER = (_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bind
           _objects.c.key < bindparam("upper"))
 _KEYS_UNDER = select(_objects.c.key).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
 _COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0)).where(*_UNDER)
-_OLD_UNDER = (select(_objects.c.id, _objects.c.blob_id, _objects.c.size)
+_OLD_UNDER = (select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
               .where(*_UNDER, _objects.c.created_at <= bindparam("before")).order_by(_objects.c.key).limit(BATCH))
-_AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size).where(
+_AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 
 
@@ -64,6 +71,7 @@ class FolderService:
                     if taken is not None:
                         db.session.execute(delete(_objects).where(_objects.c.id == taken.id))
                         count_in_bucket(target_bucket, -1, -taken.size, now)
+                        count_for_owner(taken.owner, -1, -taken.size)
                     moved = db.session.execute(
                         update(_objects).where(_objects.c.id == source.id, _objects.c.blob_id == source.blob_id)
                         .values(bucket_id=target_bucket, key=to_key)).rowcount
@@ -154,11 +162,22 @@ class FolderService:
                 if rows:
                     db.session.execute(delete(_objects).where(_objects.c.id.in_([row.id for row in rows])))
                     count_in_bucket(bucket_id, -len(rows), -sum(row.size for row in rows), int(time.time()))
+                    for owner, (files, size) in _by_owner(rows).items():
+                        count_for_owner(owner, -files, -size)
             for row in rows:  # after the commit: a crash here leaves orphans for gc
                 self.store.release_blob(row.blob_id)
             deleted += len(rows)
             if len(rows) < BATCH:
                 return deleted
+
+
+def _by_owner(rows) -> dict[str | None, tuple[int, int]]:
+    """(files, bytes) of the rows per owner."""
+    totals: dict[str | None, tuple[int, int]] = {}
+    for row in rows:
+        files, size = totals.get(row.owner, (0, 0))
+        totals[row.owner] = (files + 1, size + row.size)
+    return totals
 
 
 def _folder(prefix: str, name: str) -> str:

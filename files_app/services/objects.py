@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
-from ..models import Bucket, SessionState, StoredObject, UploadSession, db, transaction
+from ..models import Bucket, OwnerUsage, Quota, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
 from . import counting, search
@@ -41,6 +43,8 @@ class BucketInfo:
     object_count: int
     total_bytes: int
     updated_at: int
+    max_bytes: int | None = None  # its quota, if any
+    max_files: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,11 @@ _OBJECT = (  # everything but the bytes of an inline file: those only `open` nee
     .where(Bucket.__table__.c.name == bindparam("bucket"), _objects.c.key == bindparam("key"))
 )
 _OBJECT_WITH_BYTES = _OBJECT.add_columns(_objects.c.inline_data)
-_BUCKET_INFO = select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at)
+_BUCKET_INFO = (  # with its quota's limits, if it has one
+    select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at,
+           Quota.max_bytes, Quota.max_files)
+    .outerjoin(Quota, Quota.subject == literal("bucket:") + Bucket.name)
+)
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
 _COUNT = (
     update(Bucket.__table__)
@@ -112,6 +120,22 @@ def bucket_for_writing(name: str) -> int:
 def count_in_bucket(bucket_id: int, files: int, size: int, now: int) -> None:
     """Keep a bucket's file count and byte total in step, inside the caller's transaction."""
     db.session.execute(_COUNT, {"bucket_id": bucket_id, "files": files, "bytes": size, "now": now})
+
+
+@functools.cache
+def _add_usage(dialect: str):
+    table = OwnerUsage.__table__
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_(table).values(owner=bindparam("owner"), files=bindparam("files"), bytes=bindparam("bytes"))
+    return statement.on_conflict_do_update(index_elements=[table.c.owner], set_={
+        "files": table.c.files + statement.excluded.files, "bytes": table.c.bytes + statement.excluded.bytes})
+
+
+def count_for_owner(owner: str | None, files: int, size: int) -> None:
+    """Keep an owner's file count and byte total in step, inside the caller's transaction (files
+    sent while the service was open have no owner)."""
+    if owner and (files or size):
+        db.session.execute(_add_usage(db.engine.dialect.name), {"owner": owner, "files": files, "bytes": size})
 
 
 def key_successor_bound(prefix: str) -> str:
@@ -242,8 +266,9 @@ class ObjectService:
             gone = db.session.execute(
                 delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id)
             ).rowcount
-            if gone == 1:
+            if gone == 1:  # the same blob: the same upload, so the same owner
                 count_in_bucket(bucket_id, -1, -info.size, int(time.time()))
+                count_for_owner(info.owner, -1, -info.size)
         if gone != 1:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
         self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc

@@ -121,10 +121,14 @@ class OpenAIService:
         self.bucket = settings["FILES_OPENAI_BUCKET"]
 
     # --- files ----------------------------------------------------------------------------
-    def stage_file(self, *, filename: Any, mime_type: Any, body: Body, owner: str | None) -> StagedFile:
+    def stage_file(self, *, filename: Any, mime_type: Any, body: Body, owner: str | None,
+                   at_most: int | None = None) -> StagedFile:
         """Stream a file's bytes into a session of unknown length (a multipart part ends where it
-        ends). Nothing is visible yet; a failure leaves nothing behind."""
+        ends). Nothing is visible yet; a failure leaves nothing behind. `at_most`: the request's
+        length, which the file cannot pass: checked against the quotas before a byte is read."""
         filename = validation.openai_filename(filename)
+        if at_most is not None:
+            self.uploads.check_quota(self.bucket, owner, at_most)
         file_id = self._new_file_id()
         key = _key(file_id, filename)
         mime_type = _known_type(mime_type, key)
@@ -201,6 +205,7 @@ class OpenAIService:
         if not isinstance(mime_type, str) or not validation.MIME_RE.fullmatch(mime_type) or len(mime_type) > 255:
             raise InvalidInput("mime_type must look like 'type/subtype'", "invalid_mime_type", param="mime_type")
         self.uploads.check_space(size)
+        self.uploads.check_quota(self.bucket, owner, size)
         now = int(self.clock())
         upload_id = f"upload_{uuid.uuid4().hex}"
         with transaction():

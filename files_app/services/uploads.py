@@ -46,6 +46,7 @@ from ..hashing import NoDigest, ResumableSha256, chunk_hasher
 from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
+from . import quotas
 from .finish import BlobSource, BytesInHand, JoinedBlobs, SyncedPartial, publish
 from .housekeeping import collect_garbage
 from .leases import BUCKET_NAME, Lease
@@ -113,6 +114,8 @@ class UploadService:
             try:
                 with transaction():
                     bucket_id = bucket_for_writing(bucket) if kind != SessionKind.PARTIAL else None
+                    quotas.enforce(bucket if bucket_id else None, owner, size or 0, now,
+                                   new_file=kind != SessionKind.PARTIAL)
                     db.session.execute(_INSERT_SESSION, dict(
                         id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
                         offset=0, state=SessionState.ACTIVE, expected_sha256=expected, create_only=create_only,
@@ -312,6 +315,8 @@ class UploadService:
         if size < record.offset:
             raise InvalidInput(f"length {size} is below the {record.offset} bytes already sent", "invalid_length")
         self.check_space(size - record.offset)
+        with transaction():  # only now is the size known: its bytes were not counted (its file was)
+            quotas.enforce(record.bucket, record.owner, size, self.clock(), new_file=False)
         lease.save(size=size)
         return replace(record, size=size)
 
@@ -471,6 +476,13 @@ class UploadService:
             raise InsufficientStorage(
                 f"{size} bytes do not fit: {max(room, 0)} bytes are free for new uploads ({free} free on disk, "
                 f"{self.reserved_space} kept in reserve, {promised} promised to unfinished uploads)")
+
+    def check_quota(self, bucket: Any, owner: str | None, size: int) -> None:
+        """Refuse now (507 quota_exceeded) what would pass a quota, before any byte is read; the
+        upload's creation checks again, atomically with its promise."""
+        with transaction():
+            quotas.enforce(validation.bucket_name(bucket) if bucket is not None else None, owner or None, size,
+                           self.clock())
 
     def _check_session_cap(self, owner: str) -> None:
         with transaction():
