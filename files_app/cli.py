@@ -47,6 +47,32 @@ def gc(grace: float) -> None:
     click.echo(", ".join(f"{name.replace('_', ' ')}: {count}" for name, count in counts.items()))
 
 
+class ByteSize(click.ParamType):
+    """A size in bytes: 1000, 512K, 10M, 20G, 1T (powers of 1024), or "none"."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        from . import validation
+        from .errors import InvalidInput
+
+        if isinstance(value, int) or value is None:
+            return value
+        try:
+            return validation.byte_size(str(value), "size")
+        except InvalidInput:
+            self.fail(f"{value!r} is not a size such as 1000, 512K, 10M, 20G or none", param, ctx)
+
+
+def _set_quota(subject: str, max_bytes: int | None, max_files: int | None = None) -> None:
+    info = current_app.extensions["files"].quotas.set(subject, max_bytes, max_files)
+    kind = subject.partition(":")[0]
+    limits = ", ".join(f"{name} {value}" for name, value in (("max_bytes", info.max_bytes),
+                                                              ("max_files", info.max_files)) if value is not None)
+    click.echo(f"{kind} {info.name}: {limits or 'no quota'} (holds {info.usage.bytes} bytes in "
+               f"{info.usage.files} files)", err=True)
+
+
 @files_cli.group("token")
 def token_group() -> None:
     """API tokens."""
@@ -56,11 +82,15 @@ def token_group() -> None:
 @click.option("--name", required=True, help="What the token is for (shown in logs, never secret).")
 @click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
 @click.option("--bucket", default=None, help="Confine the token to this bucket.")
+@click.option("--max-bytes", type=ByteSize(), default=None, help="Its quota over all buckets (e.g. 20G).")
 @with_appcontext
 @_domain_errors
-def token_create(name: str, scope: str, bucket: str | None) -> None:
+def token_create(name: str, scope: str, bucket: str | None, max_bytes: int | None) -> None:
     """Create a token and print it once: only its hash is kept."""
-    token = current_app.extensions["files"].accounts.create_token(name, scope, bucket)
+    accounts = current_app.extensions["files"].accounts
+    token = accounts.create_token(name, scope, bucket)
+    if max_bytes is not None:
+        _set_quota(accounts.token_principal(token).owner, max_bytes)
     click.echo(f"token {name!r} ({scope}{', bucket ' + bucket if bucket else ''}); it is shown only now:",
                err=True)
     click.echo(token)  # the secret alone on the last line
@@ -74,9 +104,39 @@ def user_group() -> None:
 @user_group.command("create")
 @click.option("--name", required=True)
 @click.password_option("--password", help="Asked for (twice) when not given.")
+@click.option("--max-bytes", type=ByteSize(), default=None, help="Their quota over all buckets (e.g. 20G).")
 @with_appcontext
 @_domain_errors
-def user_create(name: str, password: str) -> None:
+def user_create(name: str, password: str, max_bytes: int | None) -> None:
     """Create a user who can sign in to the web pages (and do everything there)."""
     current_app.extensions["files"].accounts.create_user(name, password)
+    if max_bytes is not None:
+        _set_quota(current_app.extensions["files"].quotas.subject("user", name), max_bytes)
     click.echo(f"user {name!r} created")
+
+
+@files_cli.group("quota")
+def quota_group() -> None:
+    """Quotas: a bucket's bytes and files, a user's or a token's bytes."""
+
+
+@quota_group.command("set")
+@click.argument("kind", type=click.Choice(["bucket", "user", "token"]))
+@click.argument("name")
+@click.option("--max-bytes", type=ByteSize(), default=None, help="e.g. 20G; none (the default) for no limit.")
+@click.option("--max-files", type=int, default=None, help="A bucket's limit on its number of files.")
+@with_appcontext
+@_domain_errors
+def quota_set(kind: str, name: str, max_bytes: int | None, max_files: int | None) -> None:
+    """Set KIND NAME's quota (a bucket's name, a user's name, a token's id); no limits removes it."""
+    _set_quota(current_app.extensions["files"].quotas.subject(kind, name), max_bytes, max_files)
+
+
+@quota_group.command("list")
+@with_appcontext
+def quota_list() -> None:
+    """Every quota, with what it counts now."""
+    for info in current_app.extensions["files"].quotas.all():
+        usage = info.usage
+        click.echo(f"{info.subject}\tmax_bytes={info.max_bytes}\tmax_files={info.max_files}\t"
+                   f"used_bytes={usage.bytes}\tused_files={usage.files}\tpromised_bytes={usage.promised_bytes}")

@@ -231,3 +231,18 @@ def _encodes(value: str) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def byte_size(text: str, name: str) -> int | None:
+    """A size as people write it: 1000, 512K, 10M, 20G, 1T (powers of 1024, "B" or "iB" after them
+    allowed); empty or "none": no limit."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B").strip()
+    if value in ("", "NONE"):
+        return None
+    number, unit = (value[:-1].strip(), value[-1]) if value[-1] in "KMGT" else (value, "")
+    if not (number.isascii() and number.isdigit()) or len(number) > 19 or int(number) * _SIZE_UNITS[unit] >= 2**63:
+        raise InvalidInput(f"{name} must be a size such as 1000, 512K, 10M or 20G", f"invalid_{name}")
+    return int(number) * _SIZE_UNITS[unit]

@@ -32,6 +32,18 @@ def _relocation(summary: str, operation: str, counted: str, more_responses: dict
     }}
 
 
+def _quota_paths(parameters: list, whose: str, tag: str) -> dict:
+    limits = {"type": "object", "properties": {"max_bytes": {"type": ["integer", "null"], "minimum": 0},
+                                               "max_files": {"type": ["integer", "null"], "minimum": 0}}}
+    answer = _json(_ref("Quota"), "The quota and the usage it counts")
+    return {"parameters": parameters,
+            "get": {"summary": f"A quota, {whose}, with its usage", "operationId": f"get{tag}Quota",
+                    "responses": {"200": answer, "404": _error("No such user or token")}},
+            "put": {"summary": f"Set a quota, {whose} (nulls remove it; admin)", "operationId": f"set{tag}Quota",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": limits}}},
+                    "responses": {"200": answer, "404": _error("No such user or token")}}}
+
+
 def _error(description: str) -> dict:
     return _json(_ref("Error"), description)
 
@@ -90,7 +102,19 @@ _SCHEMAS = {
     "Bucket": {
         "type": "object", "required": ["name"],
         "properties": {"name": {"type": "string"}, "created_at": {"type": "integer"},
-                       "files": {"type": "integer"}, "bytes": {"type": "integer"}, "updated_at": {"type": "integer"}},
+                       "files": {"type": "integer"}, "bytes": {"type": "integer"}, "updated_at": {"type": "integer"},
+                       "quota": {"type": ["object", "null"], "description": "its quota's max_bytes and max_files"}},
+    },
+    "Quota": {
+        "type": "object",
+        "required": ["subject", "name", "max_bytes", "max_files", "used_bytes", "used_files", "promised_bytes",
+                     "promised_files"],
+        "properties": {"subject": {"enum": ["bucket", "user", "token"]}, "name": {"type": "string"},
+                       "max_bytes": {"type": ["integer", "null"]}, "max_files": {"type": ["integer", "null"]},
+                       "used_bytes": {"type": "integer", "description": "held by stored files"},
+                       "used_files": {"type": "integer"},
+                       "promised_bytes": {"type": "integer", "description": "declared by uploads still open"},
+                       "promised_files": {"type": "integer"}},
     },
     "BucketList": {
         "type": "object", "required": ["data"],
@@ -246,6 +270,11 @@ SPEC = {
                                   "400": _error("Bad size"),
                                   "404": _error("No such file, or no image a thumbnail can be made of")}},
         },
+        "/v1/quotas/{bucket}": _quota_paths([_BUCKET], "a bucket's: bytes and files", "Bucket"),
+        "/v1/quotas/{kind}/{name}": _quota_paths(
+            [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["users", "tokens"]}},
+             {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "a user's name or a token's id"}], "a user's or token's: bytes (admin)", "Owner"),
         "/v1/zip/{bucket}": {
             "parameters": [_BUCKET],
             "get": {

@@ -189,6 +189,12 @@ async function start (item) {
     endpoint,
     chunkSize: CHUNK,
     retryDelays: [0, 1000, 3000, 5000, 10000],
+    // A full disk or a quota does not free itself in seconds: say so at once (Retry stays offered).
+    // (tus-js-client's own rule otherwise: a 4xx is final but for 409, 423 and 429.)
+    onShouldRetry: (error) => {
+      const status = error.originalResponse ? error.originalResponse.getStatus() : 0
+      return status !== 507 && !(status >= 400 && status < 500 && ![409, 423, 429].includes(status))
+    },
     metadata: { bucket, key: item.key, filetype: item.file.type || '' },
     headers: { 'X-CSRF-Token': csrfToken() },
     // The same file dropped into another folder or bucket is another upload.
@@ -253,6 +259,7 @@ function failed (item, error) {
 const EXPLAINED = {
   too_large: ['Too large: the file is bigger than this server accepts.', false],
   insufficient_storage: ['No space left on the server. Retry once space is freed.', true],
+  quota_exceeded: ['Over the quota: delete files, or ask an admin to raise it, then retry.', true],
   forbidden: ['Not allowed: your account may not upload here.', false],
   unauthorized: ['Signed out. Sign in again (in another tab), then retry.', true],
   csrf_failed: ['This page has expired. Reload it and upload again.', false],

@@ -122,3 +122,26 @@ def _token_id(app, name: str) -> int:
 
     with app.app_context():
         return db.session.scalar(select(ApiToken.id).where(ApiToken.name == name))
+
+
+def test_the_command_line_sets_and_lists_quotas(app, client, runner):
+    result = runner.invoke(args=["files", "quota", "set", "bucket", "cli", "--max-bytes", "2K", "--max-files", "9"])
+    assert result.exit_code == 0, result.output
+    quota = client.get("/v1/quotas/cli").get_json()
+    assert (quota["max_bytes"], quota["max_files"]) == (2048, 9)
+    assert runner.invoke(args=["files", "quota", "set", "bucket", "cli", "--max-bytes", "lots"]).exit_code == 2
+    made = runner.invoke(args=["files", "token", "create", "--name", "capped", "--scope", "write",
+                               "--max-bytes", "1M"])
+    assert made.exit_code == 0, made.output
+    capped = bearer(made.output.strip().splitlines()[-1])
+    assert_error(client.put("/v1/files/any/x.bin", data=b"x" * (1024 * 1024 + 1), headers=capped),
+                 507, "quota_exceeded")
+    assert runner.invoke(args=["files", "user", "create", "--name", "bo", "--password", "long enough",
+                               "--max-bytes", "10G"]).exit_code == 0
+    listed = runner.invoke(args=["files", "quota", "list"]).output
+    assert "bucket:cli\tmax_bytes=2048\tmax_files=9" in listed
+    assert f"token:{_token_id(app, 'capped')}\tmax_bytes=1048576" in listed
+    assert "max_bytes=10737418240" in listed
+    assert runner.invoke(args=["files", "quota", "set", "user", "nobody", "--max-bytes", "1"]).exit_code == 1
+    assert runner.invoke(args=["files", "quota", "set", "bucket", "cli"]).exit_code == 0  # no limits: removed
+    assert "bucket:cli" not in runner.invoke(args=["files", "quota", "list"]).output

@@ -168,6 +168,36 @@ def test_upload_errors_are_sentences_and_retry_is_offered_only_where_it_can_help
     page.console_errors.clear()  # the browser logs the refused request itself
 
 
+def test_a_quota_set_on_the_bucket_page_shows_and_refuses_an_upload_in_words(page, server, api):
+    api.put("capped", "held.txt", b"x" * 1000)
+    page.goto(server.url + "/b/capped/")
+    expect(page.locator("[data-testid=usage]")).to_contain_text("1 file,")
+    page.click("[data-testid=quota-open]")
+    page.fill("[data-testid=quota-bytes]", "2K")
+    page.fill("[data-testid=quota-files]", "10")
+    with page.expect_navigation():
+        page.click("[data-testid=quota-save]")
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("Quota set")
+    expect(page.locator("[data-testid=usage]")).to_contain_text("of 10 allowed")
+    expect(page.locator("[data-testid=usage]")).to_contain_text("of a 2.0 KiB quota")
+    drop(page, DROP_FILES, ["big.bin"], [1500])  # 1000 + 1500 > 2048: refused before a byte is sent
+    item = page.locator("[data-testid=upload-item]")
+    expect(item).to_have_attribute("data-state", "error")
+    expect(item.locator(".upload-status")).to_have_text(re.compile(r"^Over the quota"))
+    assert "tus:" not in item.inner_text()
+    page.console_errors.clear()  # the browser logs the refused request itself
+    assert api.keys("capped") == ["held.txt"]
+    page.goto(server.url + "/")
+    expect(page.locator("[data-testid=bucket-row][data-bucket=capped] [data-testid=bucket-size]")).to_contain_text(
+        "of 2.0 KiB")
+    page.goto(server.url + "/b/capped/")
+    page.click("[data-testid=quota-open]")
+    page.fill("[data-testid=quota-bytes]", "lots")
+    with page.expect_navigation():
+        page.click("[data-testid=quota-save]")
+    expect(page.locator(".flash-error")).to_contain_text("max_bytes must be a size")
+
+
 def test_sort_by_name_is_the_servers_order_and_a_filter_without_match_says_so(page, server, api):
     names = ["B.txt", "a.txt", "é.txt", "Z.txt", "_x.txt"]
     for name in names:
