@@ -190,10 +190,10 @@ async function start (item) {
     chunkSize: CHUNK,
     retryDelays: [0, 1000, 3000, 5000, 10000],
     // A full disk or a quota does not free itself in seconds: say so at once (Retry stays offered).
-    // (tus-js-client's own rule otherwise: a 4xx is final but for 409, 423 and 429.)
+    // (tus-js-client's own rule otherwise: a 4xx is final but for 409 and 423, and offline is final.)
     onShouldRetry: (error) => {
       const status = error.originalResponse ? error.originalResponse.getStatus() : 0
-      return status !== 507 && !(status >= 400 && status < 500 && ![409, 423, 429].includes(status))
+      return navigator.onLine && status !== 507 && !(status >= 400 && status < 500 && ![409, 423].includes(status))
     },
     metadata: { bucket, key: item.key, filetype: item.file.type || '' },
     headers: { 'X-CSRF-Token': csrfToken() },

@@ -79,7 +79,8 @@ def test_files_from_bytes_a_path_and_a_file_object(client, server, token, tmp_pa
     [stored] = [entry for entry in listing["data"] if entry["key"].startswith(file.id + "/")]
     assert stored["key"] == f"{file.id}/train.jsonl" and stored["bytes"] == len(content)
     assert stored["sha256"] == hashlib.sha256(content).hexdigest()
-    assert seed_api(server, token, f"/v1/files/openai/{file.id}/train.jsonl") == (200, stored)
+    assert seed_api(server, token, f"/v1/files/openai/{file.id}/train.jsonl") == (
+        200, {**stored, "uploaded_by": "token sdk-write"})  # who made it, in one file's metadata
 
     deleted = client.files.delete(file.id)
     assert (deleted.id, deleted.deleted) == (file.id, True)
