@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import api, auth, cors, guard, openai, web
+from . import api, auth, cors, guard, openai, shares, web
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
@@ -26,6 +26,7 @@ from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.openai_files import OpenAIService
 from .services.quotas import QuotaService
+from .services.shares import ShareService
 from .services.thumbnails import ThumbnailService
 from .storage import BlobStore, make_store
 
@@ -42,6 +43,7 @@ class FilesExtension:
     folders: FolderService
     thumbnails: ThumbnailService
     quotas: QuotaService
+    shares: ShareService
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
@@ -49,6 +51,7 @@ class FilesExtension:
         counts = self.openai.collect_garbage(grace)
         counts.update(self.uploads.collect_garbage(grace))
         counts["expired_signins"] = self.accounts.forget_expired(time.time())
+        counts["dead_shares"] = self.shares.forget_dead(self.shares.clock())
         return counts
 
 
@@ -77,13 +80,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
                                              OpenAIService(uploads, objects, settings),
                                              FolderService(store, objects, uploads), ThumbnailService(objects),
-                                             QuotaService(time.time))
+                                             QuotaService(time.time), ShareService(objects))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)
     openai.init_app(app)
     cors.init_app(app)
     web.init_app(app)
+    shares.init_app(app)
     auth.init_app(app)
     _register_error_handlers(app)
     _register_health(app)
@@ -213,7 +217,8 @@ def _code(error: HTTPException) -> str:
 
 
 _TITLES = {400: "That did not work", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 409: "Conflict",
-           413: "Too large", 429: "Too many attempts", 500: "Something went wrong"}
+           410: "This link no longer works", 413: "Too large", 429: "Too many attempts",
+           500: "Something went wrong"}
 
 
 def _register_health(app: Flask) -> None:

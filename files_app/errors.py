@@ -176,6 +176,16 @@ class QuotaExceeded(InsufficientStorage):
     code = "quota_exceeded"
 
 
+class ShareGone(FilesError):
+    """A share link that no longer works: expired, revoked (or its creator's access gone), or used up."""
+
+    status = 410
+
+    def __init__(self, message: str, *, state: str):
+        super().__init__(message, state=state)
+        self.code = f"share_{state}"
+
+
 class Unavailable(FilesError):
     """The database is unreachable or too busy: nothing was half done; retry shortly."""
 

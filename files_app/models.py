@@ -117,6 +117,30 @@ class OwnerUsage(db.Model):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Share(db.Model):
+    """A share link: a file (`key`) or a folder (`prefix`) for anyone with its secret, which is kept
+    only as a sha256. Counts live here, changed by single conditional UPDATEs."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)  # shr_<16 hex>: a handle, not a secret
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    bucket: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str | None] = mapped_column(KeyString)
+    prefix: Mapped[str | None] = mapped_column(KeyString)
+    created_by: Mapped[str | None] = mapped_column(String(64), index=True)  # an owner, as sessions have
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    max_downloads: Mapped[int | None] = mapped_column(BigInteger)
+    downloads: Mapped[int] = mapped_column(BigInteger, default=0)
+    allow_upload: Mapped[bool] = mapped_column(default=False)
+    upload_max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    uploaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    listing: Mapped[bool] = mapped_column(default=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class SessionKind(StrEnum):
     UPLOAD = "upload"  # makes an object
     PARTIAL = "partial"  # tus: only holds bytes for a final upload to concatenate (no bucket, no key)

@@ -12,8 +12,10 @@ from flask import Response, current_app, request, stream_with_context
 
 from .errors import IncompleteBody, InvalidInput
 from .services import ObjectService, UploadService
+from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.quotas import QuotaService
+from .services.shares import ShareService
 from .services.thumbnails import ThumbnailService
 
 MAX_JSON_BYTES = 64 * 1024
@@ -34,6 +36,14 @@ def folders() -> FolderService:
 
 def uploader_name(owner: str | None) -> str | None:
     return current_app.extensions["files"].accounts.uploader_name(owner)
+
+
+def accounts() -> AccountService:
+    return current_app.extensions["files"].accounts
+
+
+def shares() -> ShareService:
+    return current_app.extensions["files"].shares
 
 
 def quotas() -> QuotaService:

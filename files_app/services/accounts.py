@@ -28,7 +28,7 @@ _WEB_SESSION_USER = select(WebSession.user_id).where(
 WEB_SESSION_TTL = 14 * 86400  # a signed-in browser signs in again after two weeks
 # Sign-in failures allowed per window, per account and per address; then 429 until the window ends.
 SIGNIN_WINDOW = 300
-SIGNIN_LIMITS = {"user": 5, "addr": 20}
+SIGNIN_LIMITS = {"user": 5, "addr": 20, "share": 10}  # "share": a share link's password
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,11 @@ class AccountService:
         return Principal(f"token:{row.id}", row.scope, row.bucket) if row else None
 
     def uploader_name(self, owner: str | None) -> str | None:
-        """Who a file's `owner` is, as people read it: a user's name, or a token's ("token <name>");
-        None when nobody signed it (an open service)."""
+        """Who a file's `owner` is, as people read it: a user's name, a token's ("token <name>"), a
+        file request's; None when nobody signed it (an open service)."""
         kind, _, number = (owner or "").partition(":")
+        if kind == "share":
+            return f"a file request ({number})"
         if kind not in ("user", "token") or not number.isdigit():
             return None
         model, column = (User, User.username) if kind == "user" else (ApiToken, ApiToken.name)
@@ -139,6 +141,28 @@ class AccountService:
         with transaction():
             user_id = db.session.scalar(_WEB_SESSION_USER, {"digest": _digest(session_id), "now": time.time()})
         return Principal(f"user:{user_id}", "admin") if user_id else None
+
+    def principal_of(self, owner: str) -> Principal | None:
+        """Who `owner` ("user:<id>", "token:<id>") is now, with the scope they have now; None if
+        they are gone."""
+        kind, _, number = owner.partition(":")
+        if not number.isdigit():
+            return None
+        with transaction():
+            if kind == "token":
+                row = db.session.execute(select(ApiToken.scope, ApiToken.bucket)
+                                         .where(ApiToken.id == int(number))).first()
+                return Principal(owner, row.scope, row.bucket) if row else None
+            if kind == "user" and db.session.scalar(select(User.id).where(User.id == int(number))) is not None:
+                return Principal(owner, "admin")
+        return None
+
+    def check_attempts(self, subjects: list[str]) -> None:
+        """429 while any of `subjects` ("share:<id>", "addr:<ip>", ...) failed too often lately."""
+        self._check_throttle(subjects, time.time())
+
+    def count_failure(self, subjects: list[str]) -> None:
+        self._count_failure(subjects, time.time())
 
     def _check_throttle(self, subjects: list[str], now: float) -> None:
         with transaction():

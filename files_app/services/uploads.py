@@ -43,7 +43,7 @@ from ..errors import (
     TooManySessions,
 )
 from ..hashing import NoDigest, ResumableSha256, chunk_hasher
-from ..models import SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
+from ..models import Bucket, SessionKind, SessionState, UploadSession, assert_no_transaction, db, transaction
 from ..storage import BlobStore, PartialWriter
 from ..storage.base import is_id
 from . import quotas
@@ -66,6 +66,9 @@ _DELETE_SESSION = (delete(_sessions).where(_sessions.c.id == bindparam("sid"))
 # Bytes promised to unfinished uploads: what their declared sizes still need.
 _PROMISED = select(func.coalesce(func.sum(_sessions.c.size - _sessions.c.offset), 0)).where(
     _sessions.c.state == SessionState.ACTIVE, _sessions.c.size.is_not(None), _sessions.c.expires_at >= bindparam("now"))
+_UPLOADING_TO = (select(_sessions.c.id).join(Bucket, Bucket.id == _sessions.c.bucket_id)
+                 .where(Bucket.name == bindparam("bucket"), _sessions.c.key == bindparam("key"),
+                        _sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at >= bindparam("now")).limit(1))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
     _sessions.c.owner == bindparam("owner"),
     or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
@@ -490,6 +493,13 @@ class UploadService:
         if open_sessions >= self.max_sessions:
             raise TooManySessions(f"{open_sessions} upload sessions are open for this token; finish or abort "
                                   "some first", retry_after=60)
+
+    def name_taken(self, bucket: str, key: str) -> bool:
+        """A file has this name, or an open upload will give it one."""
+        if self._object_exists(bucket, key):
+            return True
+        with transaction():
+            return db.session.scalar(_UPLOADING_TO, {"bucket": bucket, "key": key, "now": self.clock()}) is not None
 
     def _object_exists(self, bucket: str, key: str) -> bool:
         try:

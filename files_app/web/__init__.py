@@ -61,7 +61,8 @@ def init_app(app: Flask) -> None:
 
 def wants_html() -> bool:
     """Pages answer errors as pages; the API (and anything asking for JSON) as JSON."""
-    return not request.path.startswith(("/v1/", "/healthz")) and request.blueprint not in ("api", "files")
+    return (not request.path.startswith(("/v1/", "/healthz")) and request.blueprint not in ("api", "files")
+            and request.endpoint not in ("shares.create_upload", "shares.upload", "shares.content"))
 
 
 def error_page(status: int, title: str, message: str):

@@ -126,7 +126,7 @@ def _position_text(position, shown: int) -> str | None:
 
 def _file(bucket: str, key: str):
     info = objects().get(bucket, key)
-    preview, text, truncated, rendered = _preview_kind(info.mime_type, key), None, False, None
+    preview, text, truncated, rendered = preview_kind(info.mime_type, key), None, False, None
     if preview in ("text", "markdown"):  # the previews the page itself holds; the others load from /v1/content
         info, raw = objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
         text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
@@ -277,7 +277,7 @@ def _csv_rows(text: str, truncated: bool, limit: int = CSV_PREVIEW_ROWS) -> tupl
     return rows or None, truncated or len(lines) > limit
 
 
-def _preview_kind(mime_type: str, key: str = "") -> str | None:
+def preview_kind(mime_type: str, key: str = "") -> str | None:
     base = _base_type(mime_type)
     extension = key.rpartition(".")[2].lower() if "." in key.rpartition("/")[2] else ""
     if base == "text/markdown" or extension in ("md", "markdown"):

@@ -1,0 +1,212 @@
+"""Share links: a file or a folder for anyone with the link, until it expires, is revoked or is
+used up; and file requests: a folder anyone with the link may upload into (never overwriting).
+
+A link's secret (144 random bits) is shown once; only its sha256 is kept, as for tokens. Each share
+also has an `id`, a handle for the API (list, read, revoke) that opens nothing by itself. A share
+acts with its creator's access at the time of use (the views check it): a token deleted, narrowed
+or confined to another bucket takes its shares with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .. import validation
+from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
+from ..models import Share, db, transaction
+from .objects import ObjectService
+
+SECRET_BYTES = 18  # 144 bits
+DEFAULT_TTL = 7 * 86400
+MAX_TTL = 10 * 365 * 86400
+_shares = Share.__table__
+_COUNT_DOWNLOAD = (update(_shares).where(_shares.c.id == bindparam("share_id"), or_(
+    _shares.c.max_downloads.is_(None), _shares.c.downloads < _shares.c.max_downloads))
+    .values(downloads=_shares.c.downloads + 1))
+_RESERVE_UPLOAD = (update(_shares).where(_shares.c.id == bindparam("share_id"), or_(
+    _shares.c.upload_max_bytes.is_(None), _shares.c.uploaded_bytes + bindparam("size") <= _shares.c.upload_max_bytes))
+    .values(uploaded_bytes=_shares.c.uploaded_bytes + bindparam("size")))
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    id: str
+    bucket: str
+    key: str | None  # a file's share
+    prefix: str | None  # a folder's ("" for the whole bucket)
+    created_by: str | None
+    created_at: int
+    expires_at: int
+    password_hash: str | None
+    max_downloads: int | None
+    downloads: int
+    allow_upload: bool
+    upload_max_bytes: int | None
+    uploaded_bytes: int
+    listing: bool  # visitors see the folder's files (a file request's default: no)
+    revoked_at: int | None
+
+    @classmethod
+    def from_row(cls, row) -> ShareInfo:
+        return cls(row.id, row.bucket, row.key, row.prefix, row.created_by, row.created_at, row.expires_at,
+                   row.password_hash, row.max_downloads, row.downloads, bool(row.allow_upload),
+                   row.upload_max_bytes, row.uploaded_bytes, bool(row.listing), row.revoked_at)
+
+    def state(self, now: float) -> str:
+        """active, revoked, expired, or exhausted (its downloads used up, and no uploads allowed)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= now:
+            return "expired"
+        if self.max_downloads is not None and self.downloads >= self.max_downloads and not self.allow_upload:
+            return "exhausted"
+        return "active"
+
+    def holds(self, key: str) -> bool:
+        """Whether the share gives access to this file."""
+        return key == self.key if self.key is not None else key.startswith(self.prefix or "")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ShareService:
+    def __init__(self, objects: ObjectService, clock=time.time):
+        self.objects, self.clock = objects, clock
+
+    def create(self, fields: dict[str, Any], created_by: str | None) -> tuple[ShareInfo, str]:
+        """A new share from the API's fields; (the share, its link's secret, shown only now)."""
+        bucket = validation.bucket_name(fields.get("bucket"))
+        key, prefix = fields.get("key"), fields.get("prefix")
+        if (key is None) == (prefix is None):
+            raise InvalidInput("give key (a file) or prefix (a folder: '' or ending in '/')", "invalid_share")
+        if key is not None:
+            key = self.objects.get(bucket, validation.object_key(key, new=False)).key  # 404 if there is none
+        else:
+            prefix = validation.list_prefix(prefix)
+            if prefix and not prefix.endswith("/"):
+                raise InvalidInput("prefix must be a folder: '' or ending in '/'", "invalid_prefix")
+            self.objects.bucket_id(bucket)  # 404 if there is no bucket
+        now = int(self.clock())
+        expires_at = _expiry(fields, now)
+        allow_upload = _flag(fields, "allow_upload", False)
+        if allow_upload and key is not None:
+            raise InvalidInput("uploads go into a folder: share a prefix", "invalid_allow_upload")
+        upload_max = _count(fields, "upload_max_bytes")
+        if upload_max is not None and not allow_upload:
+            raise InvalidInput("upload_max_bytes needs allow_upload", "invalid_upload_max_bytes")
+        password = fields.get("password")
+        if password is not None and not (isinstance(password, str) and 1 <= len(password) <= 200):
+            raise InvalidInput("password must be 1 to 200 characters", "invalid_password")
+        share_id, secret = f"shr_{secrets.token_hex(8)}", secrets.token_urlsafe(SECRET_BYTES)
+        row = dict(id=share_id, secret_sha256=_digest(secret), bucket=bucket, key=key, prefix=prefix,
+                   created_by=created_by or None, created_at=now, expires_at=expires_at,
+                   password_hash=generate_password_hash(password) if password else None,
+                   max_downloads=_count(fields, "max_downloads"), downloads=0, allow_upload=allow_upload,
+                   upload_max_bytes=upload_max, uploaded_bytes=0,
+                   listing=_flag(fields, "listing", not allow_upload) if key is None else False, revoked_at=None)
+        with transaction():
+            db.session.execute(insert(_shares), row)
+        return ShareInfo(**{name: value for name, value in row.items() if name != "secret_sha256"}), secret
+
+    def list(self, created_by: str | None, everyone: bool) -> list[ShareInfo]:
+        query = select(_shares).order_by(_shares.c.created_at.desc(), _shares.c.id)
+        if not everyone:
+            query = query.where(_shares.c.created_by == created_by) if created_by else query.where(
+                _shares.c.created_by.is_(None))
+        with transaction():
+            return [ShareInfo.from_row(row) for row in db.session.execute(query).all()]
+
+    def get(self, share_id: str, created_by: str | None, everyone: bool) -> ShareInfo:
+        """Another's share is as good as none (404), unless `everyone` (an admin)."""
+        with transaction():
+            row = db.session.execute(select(_shares).where(_shares.c.id == share_id)).first()
+        if row is None or not (everyone or (row.created_by or None) == (created_by or None)):
+            raise NotFound(f"no share {share_id!r}")
+        return ShareInfo.from_row(row)
+
+    def revoke(self, share_id: str, created_by: str | None, everyone: bool) -> ShareInfo:
+        share = self.get(share_id, created_by, everyone)
+        with transaction():
+            db.session.execute(update(_shares).where(_shares.c.id == share.id, _shares.c.revoked_at.is_(None))
+                               .values(revoked_at=int(self.clock())))
+        return self.get(share_id, created_by, everyone)
+
+    def open(self, secret: str) -> ShareInfo:
+        """The share a link names: 404 if none, 410 if it no longer works."""
+        if not (isinstance(secret, str) and 10 <= len(secret) <= 64):
+            raise NotFound("no such share")
+        with transaction():
+            row = db.session.execute(select(_shares).where(_shares.c.secret_sha256 == _digest(secret))).first()
+        if row is None:
+            raise NotFound("no such share")
+        share = ShareInfo.from_row(row)
+        if (state := share.state(self.clock())) != "active":
+            raise ShareGone(f"this link has {state if state != 'exhausted' else 'been used up'}", state=state)
+        return share
+
+    @staticmethod
+    def password_matches(share: ShareInfo, password: str) -> bool:
+        return share.password_hash is None or check_password_hash(share.password_hash, password[:200])
+
+    def count_download(self, share: ShareInfo) -> None:
+        """One more download, unless its limit is reached (410): one statement, so parallel
+        downloads cannot pass it together."""
+        with transaction():
+            counted = db.session.execute(_COUNT_DOWNLOAD, {"share_id": share.id}).rowcount
+        if counted != 1:
+            raise ShareGone("this link's downloads are used up", state="exhausted")
+
+    def reserve_upload(self, share: ShareInfo, size: int) -> None:
+        """Count `size` bytes against the share's upload limit before they are sent (507 past it)."""
+        with transaction():
+            reserved = db.session.execute(_RESERVE_UPLOAD, {"share_id": share.id, "size": size}).rowcount
+        if reserved != 1:
+            left = max((share.upload_max_bytes or 0) - share.uploaded_bytes, 0)
+            raise QuotaExceeded(f"this link takes at most {share.upload_max_bytes} bytes of uploads; "
+                                f"about {left} are left", quota="share", limit_bytes=share.upload_max_bytes,
+                                used_bytes=share.uploaded_bytes, requested_bytes=size)
+
+    def forget_dead(self, now: float) -> int:
+        """For gc: shares expired, revoked or used up."""
+        with transaction():
+            return db.session.execute(delete(_shares).where(or_(
+                _shares.c.expires_at <= now, _shares.c.revoked_at.is_not(None),
+                (_shares.c.max_downloads.is_not(None)) & (_shares.c.downloads >= _shares.c.max_downloads)
+                & ~_shares.c.allow_upload))).rowcount
+
+
+def _expiry(fields: dict[str, Any], now: int) -> int:
+    expires_in, expires_at = fields.get("expires_in"), fields.get("expires_at")
+    if expires_in is not None and expires_at is not None:
+        raise InvalidInput("give expires_in or expires_at, not both", "invalid_expiry")
+    if expires_at is not None:
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int) or not now < expires_at <= now + MAX_TTL:
+            raise InvalidInput("expires_at must be Unix seconds in the next ten years", "invalid_expires_at")
+        return expires_at
+    ttl = DEFAULT_TTL if expires_in is None else expires_in
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_TTL:
+        raise InvalidInput("expires_in must be 60 seconds to ten years", "invalid_expires_in")
+    return now + ttl
+
+
+def _flag(fields: dict[str, Any], name: str, default: bool) -> bool:
+    value = fields.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false", f"invalid_{name}")
+    return value
+
+
+def _count(fields: dict[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63):
+        raise InvalidInput(f"{name} must be a positive integer", f"invalid_{name}")
+    return value

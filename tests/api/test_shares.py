@@ -1,0 +1,181 @@
+"""Share links through the API and the public routes (in-process, both configurations): files,
+folders, zips, passwords, expiry, revocation, download limits, file requests and their limits, and
+a share that dies with its creator's access."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+
+import pytest
+
+from tests.helpers import assert_error, bearer, make_token, put
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def share(client, headers=None, **fields):
+    return client.post("/v1/shares", data=json.dumps(fields), headers=headers or {})
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix("http://localhost")
+
+
+def tus_upload(client, link: str, name: str, data: bytes) -> int:
+    """A file request's upload as tus-js-client makes it: creation, then one PATCH."""
+    made = client.post(f"{link}/uploads", headers={**TUS, "Upload-Length": str(len(data)),
+                                                  "Upload-Metadata": "filename " + base64.b64encode(
+                                                      name.encode()).decode()})
+    if made.status_code != 201:
+        return made.status_code
+    sent = client.patch(path_of(made.headers["Location"]), data=data, headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    return sent.status_code
+
+
+def test_a_file_link_opens_without_signing_in_and_serves_ranges_with_safe_headers(client, runner):
+    put(client, "docs", "2024/report.pdf", b"%PDF-1.4 the report")
+    put(client, "docs", "page.html", b"<script>alert(1)</script>")
+    admin = bearer(make_token(runner, "admin"))  # the service is closed from here on
+    made = share(client, admin, bucket="docs", key="2024/report.pdf", expires_in=3600)
+    assert made.status_code == 201
+    body = made.get_json()
+    assert body["id"].startswith("shr_") and body["state"] == "active" and body["downloads"] == 0
+    link = path_of(body["url"])
+    assert re.fullmatch(r"/s/[A-Za-z0-9_-]{24}", link)  # 144 bits
+    page = client.get(link)
+    assert page.status_code == 200 and "report.pdf" in page.get_data(as_text=True)
+    ranged = client.get(f"{link}/f/report.pdf", headers={"Range": "bytes=5-7"})
+    assert (ranged.status_code, ranged.data) == (206, b"1.4")
+    whole = client.get(f"{link}/f/report.pdf?download=1")
+    assert whole.data == b"%PDF-1.4 the report" and whole.headers["Content-Disposition"].startswith("attachment")
+    assert whole.headers["X-Content-Type-Options"] == "nosniff" and "sandbox" in whole.headers["Content-Security-Policy"]
+    assert client.get(f"{link}/f/other.pdf").status_code == 404  # only the shared file
+    html = share(client, admin, bucket="docs", key="page.html").get_json()
+    served = client.get(f"{path_of(html['url'])}/f/page.html")
+    assert served.headers["Content-Disposition"].startswith("attachment")  # never rendered inline
+    assert client.get(f"/v1/shares/{body['id']}", headers=admin).get_json()["downloads"] == 1  # the whole GET
+    assert client.get("/s/AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    assert_error(client.get("/v1/files/docs"), 401, "unauthorized")  # the link opens that file alone
+
+
+def test_a_folder_link_lists_pages_and_zips_only_its_folder(client):
+    for key in ("pics/a.jpg", "pics/2024/b.jpg", "pics-old/c.jpg", "other/d.txt"):
+        put(client, "b", key, key.encode())
+    link = path_of(share(client, bucket="b", prefix="pics/").get_json()["url"])
+    page = client.get(link).get_data(as_text=True)
+    assert "a.jpg" in page and "2024/" in page and "c.jpg" not in page and "d.txt" not in page
+    assert "b.jpg" in client.get(f"{link}?path=2024/").get_data(as_text=True)
+    assert client.get(f"{link}/f/2024/b.jpg").data == b"pics/2024/b.jpg"
+    assert client.get(f"{link}/f/../other/d.txt").status_code in (400, 404)  # refused as a key, or not found
+    assert client.get(f"{link}?path=../other/").status_code == 404
+    zipped = client.get(f"{link}/zip")
+    import io
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(io.BytesIO(zipped.data)).namelist()) == ["2024/b.jpg", "a.jpg"]
+
+
+def test_a_password_comes_first_and_wrong_ones_are_throttled(client):
+    put(client, "b", "secret.txt", b"the secret")
+    link = path_of(share(client, bucket="b", key="secret.txt", password="open sesame").get_json()["url"])
+    assert "needs a password" in client.get(link).get_data(as_text=True)
+    assert_error(client.get(f"{link}/f/secret.txt"), 401, "unauthorized")
+    assert client.post(link, data={"password": "wrong"}).status_code == 401
+    right = client.post(link, data={"password": "open sesame"})
+    assert right.status_code == 302 and "HttpOnly" in right.headers["Set-Cookie"]
+    assert "SameSite=Strict" in right.headers["Set-Cookie"]
+    assert client.get(f"{link}/f/secret.txt").data == b"the secret"
+    other = path_of(share(client, bucket="b", key="secret.txt", password="another one").get_json()["url"])
+    for _ in range(10):
+        client.post(other, data={"password": "guess"})
+    assert client.post(other, data={"password": "another one"}).status_code == 429  # even the right one, for now
+
+
+def test_expired_revoked_and_used_up_links_answer_410_and_gc_forgets_them(client, services, runner):
+    put(client, "b", "f.txt", b"file")
+    made = share(client, bucket="b", key="f.txt", max_downloads=2).get_json()
+    link = path_of(made["url"])
+    assert client.get(f"{link}/f/f.txt").status_code == 200
+    assert client.get(f"{link}/f/f.txt", headers={"Range": "bytes=2-"}).status_code == 206  # resumed: not counted
+    assert client.get(f"{link}/f/f.txt").status_code == 200
+    gone = client.get(f"{link}/f/f.txt")
+    assert_error(gone, 410, "share_exhausted")
+    assert client.get(link).status_code == 410 and "no longer works" in client.get(link).get_data(as_text=True)
+    revoked = share(client, bucket="b", key="f.txt").get_json()
+    assert client.delete(f"/v1/shares/{revoked['id']}").get_json()["state"] == "revoked"
+    assert_error(client.get(f"{path_of(revoked['url'])}/f/f.txt"), 410, "share_revoked")
+    short = share(client, bucket="b", key="f.txt", expires_in=60).get_json()
+    services.shares.clock = lambda: time.time() + 61
+    assert_error(client.get(f"{path_of(short['url'])}/f/f.txt"), 410, "share_expired")
+    assert services.collect_garbage(grace=0)["dead_shares"] == 3
+    assert client.get(path_of(short["url"])).status_code == 404
+
+
+def test_a_share_dies_with_its_creators_access(app, client, runner):
+    put(client, "mine", "a.txt", b"a")
+    put(client, "theirs", "b.txt", b"b")
+    writer = bearer(make_token(runner, "write"))
+    confined = bearer(make_token(runner, "write", bucket="mine"))
+    reader = bearer(make_token(runner, "read"))
+    assert_error(share(client, reader, bucket="mine", key="a.txt"), 403, "forbidden")  # sharing changes who may read
+    assert_error(share(client, confined, bucket="theirs", key="b.txt"), 403, "forbidden")
+    link = path_of(share(client, writer, bucket="mine", key="a.txt").get_json()["url"])
+    assert client.get(f"{link}/f/a.txt").status_code == 200
+    assert client.get("/v1/shares", headers=confined).get_json()["data"] == []  # not theirs
+    from sqlalchemy import update
+
+    from files_app.models import ApiToken, db, transaction
+
+    with app.app_context(), transaction():  # the token narrowed to another bucket
+        db.session.execute(update(ApiToken).where(ApiToken.name == "write-test").values(bucket="theirs"))
+    assert_error(client.get(f"{link}/f/a.txt"), 410, "share_revoked")
+
+
+def test_a_file_request_takes_uploads_keeps_both_and_stops_at_its_limit(client):
+    put(client, "inbox", "req/taken.txt", b"already here")
+    made = share(client, bucket="inbox", prefix="req/", allow_upload=True, upload_max_bytes=100).get_json()
+    assert made["listing"] is False
+    link = path_of(made["url"])
+    page = client.get(link).get_data(as_text=True)
+    assert 'data-testid="share-dropzone"' in page and "taken.txt" not in page  # others' files unseen
+    assert tus_upload(client, link, "taken.txt", b"mine") == 204
+    assert tus_upload(client, link, "../../escape.txt", b"x") == 204  # the name alone is kept
+    assert tus_upload(client, link, "taken.txt", b"again") == 204
+    keys = [e["key"] for e in client.get("/v1/files/inbox").get_json()["data"]]
+    assert keys == ["req/escape.txt", "req/taken (1).txt", "req/taken (2).txt", "req/taken.txt"]
+    assert client.get("/v1/content/inbox/req/taken.txt").data == b"already here"  # never replaced
+    assert client.get(f"{link}/f/taken.txt").status_code == 403  # nor read through the link
+    assert tus_upload(client, link, "big.bin", b"z" * 91) == 507  # 10 bytes sent so far: 91 more would pass
+    assert tus_upload(client, link, "fits.bin", b"z" * 80) == 204
+    info = client.get(f"/v1/shares/{made['id']}").get_json()
+    assert info["uploaded_bytes"] == 90
+    assert client.get("/v1/files/inbox/req/fits.bin").get_json()["uploaded_by"] == f"a file request ({made['id']})"
+
+
+def test_bad_share_requests(client):
+    put(client, "b", "f.txt", b"f")
+    for fields, code in (({"bucket": "b"}, "invalid_share"), ({"bucket": "b", "key": "f.txt", "prefix": ""}, "invalid_share"),
+                         ({"bucket": "b", "prefix": "x"}, "invalid_prefix"),
+                         ({"bucket": "b", "key": "f.txt", "expires_in": 10}, "invalid_expires_in"),
+                         ({"bucket": "b", "key": "f.txt", "expires_in": 60, "expires_at": 9999999999}, "invalid_expiry"),
+                         ({"bucket": "b", "key": "f.txt", "max_downloads": 0}, "invalid_max_downloads"),
+                         ({"bucket": "b", "key": "f.txt", "allow_upload": True}, "invalid_allow_upload"),
+                         ({"bucket": "b", "prefix": "", "upload_max_bytes": 5}, "invalid_upload_max_bytes"),
+                         ({"bucket": "b", "key": "f.txt", "password": ""}, "invalid_password")):
+        assert_error(share(client, **fields), 400, code)
+    assert_error(share(client, bucket="b", key="nope.txt"), 404, "not_found")
+    assert_error(share(client, bucket="none", prefix=""), 404, "not_found")
+    assert_error(client.get("/v1/shares/shr_0000000000000000"), 404, "not_found")
+
+
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)
+def test_a_link_made_while_open_dies_when_the_service_closes(client, runner):
+    put(client, "b", "f.txt", b"f")
+    link = path_of(share(client, bucket="b", key="f.txt").get_json()["url"])
+    assert client.get(f"{link}/f/f.txt").status_code == 200
+    make_token(runner, "read")
+    assert_error(client.get(f"{link}/f/f.txt"), 410, "share_revoked")
