@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=bool(app.config["FILES_HTTPS"]))
-    from . import views  # noqa: F401  (routes register on bp)
+    from . import sharing, views  # noqa: F401  (routes register on bp)
 
     app.register_blueprint(bp)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -565,7 +565,8 @@ def test_uploaded_html_and_svg_never_run(page, server, api):
 
 PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt"),
          ("search", "/b/look/?q=cat"), ("delete-folder", "/b/look/delete-folder?prefix=photos/"),
-         ("markdown", "/b/look/readme.md")]
+         ("markdown", "/b/look/readme.md"), ("share-new", "/b/look/share?key=notes.txt"),
+         ("request-files", "/b/look/share?prefix=photos/&upload=1"), ("shared-links", "/shares")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -1,0 +1,81 @@
+"""The pages that make and manage share links: a form for a file or a folder (a link to read it, or
+a file request to upload into it), the link shown once, and "Shared links" to revoke them."""
+
+from __future__ import annotations
+
+import time
+
+from flask import flash, redirect, render_template, request, url_for
+
+from .. import auth
+from ..errors import FilesError, InvalidInput
+from ..request_io import shares
+from ..services.shares import MAX_TTL
+from .pages import bp
+
+# The expiry choices the form offers, in seconds.
+EXPIRY_CHOICES = [(3600, "1 hour"), (86400, "1 day"), (7 * 86400, "7 days"), (30 * 86400, "30 days"),
+                  (365 * 86400, "1 year")]
+
+
+@bp.get("/b/<bucket>/share")
+def share_form(bucket: str):
+    """?key= (a file) or ?prefix= (a folder); &upload=1 starts as a file request."""
+    return render_template("share_new.html", bucket=bucket, key=request.args.get("key"),
+                           prefix=request.args.get("prefix", "") if request.args.get("key") is None else None,
+                           upload=bool(request.args.get("upload")), choices=EXPIRY_CHOICES)
+
+
+@bp.post("/b/<bucket>/share")
+def create_share(bucket: str):
+    form = request.form
+    try:
+        fields = {"bucket": bucket, "expires_in": _whole(form.get("expires_in", ""), "expires_in") or 7 * 86400}
+        if form.get("key"):
+            fields["key"] = form["key"]
+        else:
+            fields["prefix"] = form.get("prefix", "")
+        if form.get("password"):
+            fields["password"] = form["password"]
+        if max_downloads := _whole(form.get("max_downloads", ""), "max_downloads"):
+            fields["max_downloads"] = max_downloads
+        if form.get("allow_upload"):
+            fields["allow_upload"] = True
+            if limit := _whole(form.get("upload_max_mib", ""), "upload_max_mib"):
+                fields["upload_max_bytes"] = limit * 1024 * 1024
+        auth.check_bucket(bucket)
+        share, secret = shares().create(fields, auth.current().owner)
+    except FilesError as error:
+        flash(error.message, "error")
+        return redirect(url_for("web.share_form", bucket=bucket, key=form.get("key") or None,
+                                prefix=None if form.get("key") else form.get("prefix", ""),
+                                upload=1 if form.get("allow_upload") else None))
+    return render_template("share_made.html", share=share,
+                           url=url_for("shares.page", secret=secret, _external=True))
+
+
+@bp.get("/shares")
+def shared_links():
+    """The caller's share links (an admin's: everyone's), newest first, with their state."""
+    everyone = auth.current().allows("admin") and not auth.current().bucket
+    return render_template("shares.html", shares=shares().list(auth.current().owner, everyone), now=time.time())
+
+
+@bp.post("/shares/<share_id>/revoke")
+def revoke_share(share_id: str):
+    everyone = auth.current().allows("admin") and not auth.current().bucket
+    try:
+        shares().revoke(share_id, auth.current().owner, everyone)
+        flash("The link no longer works.", "ok")
+    except FilesError as error:
+        flash(error.message, "error")
+    return redirect(url_for("web.shared_links"))
+
+
+def _whole(text: str, name: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_TTL * 1000:
+        raise InvalidInput(f"{name} must be a whole number", f"invalid_{name}")
+    return int(text)
