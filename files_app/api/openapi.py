@@ -105,6 +105,19 @@ _SCHEMAS = {
                        "files": {"type": "integer"}, "bytes": {"type": "integer"}, "updated_at": {"type": "integer"},
                        "quota": {"type": ["object", "null"], "description": "its quota's max_bytes and max_files"}},
     },
+    "Share": {
+        "type": "object", "required": ["id", "bucket", "state", "expires_at", "downloads"],
+        "properties": {"id": {"type": "string"}, "url": {"type": "string", "format": "uri",
+                                                          "description": "only when it is made"},
+                       "bucket": {"type": "string"}, "key": {"type": ["string", "null"]},
+                       "prefix": {"type": ["string", "null"]}, "created_at": {"type": "integer"},
+                       "expires_at": {"type": "integer"},
+                       "state": {"enum": ["active", "expired", "revoked", "exhausted"]},
+                       "password": {"type": "boolean"}, "max_downloads": {"type": ["integer", "null"]},
+                       "downloads": {"type": "integer"}, "allow_upload": {"type": "boolean"},
+                       "upload_max_bytes": {"type": ["integer", "null"]}, "uploaded_bytes": {"type": "integer"},
+                       "listing": {"type": "boolean"}},
+    },
     "Quota": {
         "type": "object",
         "required": ["subject", "name", "max_bytes", "max_files", "used_bytes", "used_files", "promised_bytes",
@@ -275,6 +288,33 @@ SPEC = {
             [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["users", "tokens"]}},
              {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
               "description": "a user's name or a token's id"}], "a user's or token's: bytes (admin)", "Owner"),
+        "/v1/shares": {
+            "post": {"summary": "Make a share link for a file (key) or a folder (prefix); its url is shown only now",
+                     "operationId": "createShare",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["bucket"],
+                         "properties": {"bucket": {"type": "string"}, "key": {"type": "string"},
+                                        "prefix": {"type": "string"},
+                                        "expires_in": {"type": "integer", "minimum": 60},
+                                        "expires_at": {"type": "integer"}, "password": {"type": "string"},
+                                        "max_downloads": {"type": "integer", "minimum": 1},
+                                        "allow_upload": {"type": "boolean"},
+                                        "upload_max_bytes": {"type": "integer", "minimum": 1},
+                                        "listing": {"type": "boolean"}}}}}},
+                     "responses": {"201": _json(_ref("Share"), "The share, with its url"),
+                                   "404": _error("No such bucket or file")}},
+            "get": {"summary": "The caller's share links (an admin's: everyone's)", "operationId": "listShares",
+                    "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
+                        "data": {"type": "array", "items": _ref("Share")}}}, "The shares")}},
+        },
+        "/v1/shares/{share_id}": {
+            "parameters": [{"name": "share_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "A share link's state and use", "operationId": "getShare",
+                    "responses": {"200": _json(_ref("Share"), "The share"), "404": _error("No such share")}},
+            "delete": {"summary": "Revoke a share link (it answers 410 from now on)", "operationId": "revokeShare",
+                       "responses": {"200": _json(_ref("Share"), "The revoked share"),
+                                     "404": _error("No such share")}},
+        },
         "/v1/zip/{bucket}": {
             "parameters": [_BUCKET],
             "get": {
