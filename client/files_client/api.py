@@ -64,6 +64,15 @@ class Api:
     def delete(self, bucket: str, key: str) -> dict:
         return self.call("DELETE", file_path(bucket, key)).json()
 
+    def share(self, fields: dict) -> dict:
+        return self.call("POST", "/v1/shares", json=fields).json()
+
+    def shares(self) -> list[dict]:
+        return self.call("GET", "/v1/shares").json()["data"]
+
+    def revoke_share(self, share_id: str) -> dict:
+        return self.call("DELETE", f"/v1/shares/{quote(share_id, safe='')}").json()
+
     # --- the plumbing --------------------------------------------------------------------------
     def call(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs) -> httpx.Response:
         """One request, retried while the service asks to wait or the network breaks. Only for

@@ -196,6 +196,84 @@ def info(path: str) -> None:
     click.echo(json.dumps(connect().info(remote.bucket, remote.path), indent=2))
 
 
+_DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_SIZES = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
+
+
+def _amount(text: str, units: dict[str, int], what: str) -> int:
+    value = text.strip().lower().removesuffix("ib").removesuffix("b") if units is _SIZES else text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value[-1:] in units and value[-1:] else (value, "")
+    if not number.isdigit() or unit not in units:
+        raise click.BadParameter(f"{text!r} is not {what}")
+    return int(number) * units[unit]
+
+
+@main.command("share")
+@click.argument("path")
+@click.option("--expires", default="7d", show_default=True, help="How long the link works: 30m, 12h, 7d, 1y.")
+@click.option("--password", is_flag=False, flag_value="", default=None,
+              help="Ask for this password first (--password alone: type it, unseen).")
+@click.option("--max-downloads", type=click.IntRange(1), default=None, help="Then the link stops working.")
+@click.option("--upload", is_flag=True, help="A file request: people with the link upload into the folder.")
+@click.option("--upload-limit", default=None, help="With --upload: at most this much in all (e.g. 500M).")
+@click.option("--json", "as_json", is_flag=True, help="The share as JSON.")
+@fail_on_api_errors
+def share(path: str, expires: str, password: str | None, max_downloads: int | None, upload: bool,
+          upload_limit: str | None, as_json: bool) -> None:
+    """Make a link to a file (bucket/key) or a folder (bucket/folder/ or bucket) that works
+    without signing in, and print it: it is shown only now."""
+    remote = Remote(path)
+    fields: dict = {"bucket": remote.bucket, "expires_in": _amount(expires, _DURATIONS, "a duration such as 7d")}
+    if remote.path and not remote.path.endswith("/"):
+        fields["key"] = remote.path
+    else:
+        fields["prefix"] = remote.path
+    if password == "":
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password:
+        fields["password"] = password
+    if max_downloads:
+        fields["max_downloads"] = max_downloads
+    if upload:
+        fields["allow_upload"] = True
+    if upload_limit:
+        fields["upload_max_bytes"] = _amount(upload_limit, _SIZES, "a size such as 500M")
+    made = connect().share(fields)
+    if as_json:
+        click.echo(json.dumps(made, indent=2))
+        return
+    click.echo(f"{'file request into' if upload else 'link to'} {path}, until {_when(made['expires_at'])}"
+               f"{', with a password' if password else ''}{f', {max_downloads} downloads' if max_downloads else ''}:",
+               err=True)
+    click.echo(made["url"])  # the link alone on standard output
+
+
+@main.command("shares")
+@click.option("--json", "as_json", is_flag=True)
+@fail_on_api_errors
+def list_shares(as_json: bool) -> None:
+    """Your share links: id, state, downloads, what they open, until when."""
+    shares = connect().shares()
+    if as_json:
+        click.echo(json.dumps(shares, indent=2))
+        return
+    for item in shares:
+        what = f"{item['bucket']}/{item['key'] if item['key'] is not None else item['prefix']}"
+        limit = f"/{item['max_downloads']}" if item["max_downloads"] else ""
+        kind = "request" if item["allow_upload"] else "file" if item["key"] is not None else "folder"
+        click.echo(f"{item['id']}  {item['state']:<9} {kind:<7} {item['downloads']}{limit:<6} "
+                   f"{_when(item['expires_at'])}  {what}")
+
+
+@main.command("unshare")
+@click.argument("share_id")
+@fail_on_api_errors
+def unshare(share_id: str) -> None:
+    """Revoke a share link (by the id `files shares` shows): it answers 410 from now on."""
+    revoked = connect().revoke_share(share_id)
+    click.echo(f"{revoked['id']} revoked", err=True)
+
+
 def transfer_options(function):
     for option in reversed([
         click.option("--parallel", default=4, show_default=True, help="Files in flight at once."),

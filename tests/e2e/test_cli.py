@@ -314,7 +314,7 @@ def test_output_without_a_terminal_and_exit_codes(env, tmp_path):
     logged_out = {**env, "XDG_CONFIG_HOME": str(tmp_path / "nobody")}
     result = run(logged_out, "ls", check=False)
     assert result.returncode == 1 and "files login" in result.stderr
-    for command in ("", "login", "ls", "mb", "rb", "rm", "cat", "info", "cp", "sync"):
+    for command in ("", "login", "ls", "mb", "rb", "rm", "cat", "info", "cp", "sync", "share", "shares", "unshare"):
         helped = run(env, *([command] if command else []), "--help")
         assert "Usage: files" in helped.stdout and len(helped.stdout.splitlines()) > 4
 
@@ -359,3 +359,33 @@ def test_progress_bars_on_a_terminal(env, tmp_path):
     assert "total" in text and "bars.bin" in text and "━" in text  # the bars, drawn
     assert "24.0/24.0 MB" in text or "25.2/25.2 MB" in text  # rich counts in SI units: the whole file
     assert "1 files, 24.0 MiB in " in text
+
+
+def test_share_a_file_and_a_folder_list_and_revoke(env, server, tmp_path):
+    """`files share` prints the link alone on stdout; it opens without a token, counts its
+    downloads, and `files unshare` kills it."""
+    import urllib.error
+    import urllib.request
+
+    source = tmp_path / "report.txt"
+    source.write_bytes(b"the report")
+    run(env, "cp", str(source), "docs/2024/report.txt")
+    made = run(env, "share", "docs/2024/report.txt", "--expires", "2h", "--max-downloads", "2")
+    link = made.stdout.strip()
+    assert link.startswith(server.url + "/s/") and "\n" not in link and "2 downloads" in made.stderr
+    with urllib.request.urlopen(link + "/f/report.txt") as response:  # no token: the link is enough
+        assert response.read() == b"the report"
+    request = json.loads(run(env, "share", "docs/inbox/", "--upload", "--upload-limit", "5M", "--json").stdout)
+    assert request["allow_upload"] and request["upload_max_bytes"] == 5 * 1024 * 1024 and request["url"]
+    listed = run(env, "shares").stdout.splitlines()
+    assert len(listed) == 2 and any("request" in line and "docs/inbox/" in line for line in listed)
+    file_share = next(line.split()[0] for line in listed if "report.txt" in line)
+    assert "1/2" in next(line for line in listed if line.startswith(file_share))
+    run(env, "unshare", file_share)
+    try:
+        urllib.request.urlopen(link + "/f/report.txt")
+        raise AssertionError("a revoked link still opened")
+    except urllib.error.HTTPError as error:
+        assert error.code == 410
+    assert run(env, "share", "docs/x", "--expires", "soon", check=False).returncode == 2
+    assert run(env, "share", "docs/missing.txt", check=False).returncode == 1
