@@ -19,7 +19,7 @@ _PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi",
            "shares.page", "shares.unlock", "shares.content", "shares.zip_folder", "shares.create_upload",
            "shares.upload"}
 _ADMIN = {"files.create_bucket", "files.delete_bucket", "web.create_bucket", "web.delete_bucket",
-          "api.set_bucket_quota", "api.owner_quota", "web.set_quota"}
+          "api.set_bucket_quota", "api.owner_quota", "web.set_quota", "web.set_any_quota", "web.quotas_page"}
 
 
 def init_app(app: Flask) -> None:

@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=bool(app.config["FILES_HTTPS"]))
-    from . import sharing, views  # noqa: F401  (routes register on bp)
+    from . import quotas, sharing, views  # noqa: F401  (routes register on bp)
 
     app.register_blueprint(bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
@@ -61,8 +61,11 @@ def init_app(app: Flask) -> None:
 
 def wants_html() -> bool:
     """Pages answer errors as pages; the API (and anything asking for JSON) as JSON."""
-    return (not request.path.startswith(("/v1/", "/healthz")) and request.blueprint not in ("api", "files")
-            and request.endpoint not in ("shares.create_upload", "shares.upload", "shares.content"))
+    if request.endpoint in ("shares.create_upload", "shares.upload"):
+        return False  # tus clients
+    if request.endpoint in ("shares.content", "shares.zip_folder"):
+        return "text/html" in request.headers.get("Accept", "")  # a browser following a download link
+    return not request.path.startswith(("/v1/", "/healthz")) and request.blueprint not in ("api", "files")
 
 
 def error_page(status: int, title: str, message: str):

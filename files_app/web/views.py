@@ -19,8 +19,8 @@ from flask import (
 from markupsafe import Markup
 
 from .. import auth, validation
-from ..errors import FilesError, InvalidInput
-from ..request_io import folders, objects, quotas, uploader_name, zip_response
+from ..errors import FilesError
+from ..request_io import folders, objects, uploader_name, zip_response
 from ..services import archive
 from . import markdown
 from .pages import bp, csrf_token, folder_url
@@ -62,22 +62,6 @@ def delete_bucket(bucket: str):
         return redirect(url_for("web.folder", bucket=bucket, path=""))
     flash(f"Bucket {bucket} deleted.", "ok")
     return redirect(url_for("web.buckets"))
-
-
-@bp.post("/b/<bucket>/quota")
-def set_quota(bucket: str):
-    """A bucket's quota, from the bucket page (sizes as people write them: 10G, 500M; empty: none)."""
-    try:
-        max_bytes = validation.byte_size(request.form.get("max_bytes", ""), "max_bytes")
-        files = request.form.get("max_files", "").strip().replace(",", "")
-        if files and not (files.isascii() and files.isdigit() and len(files) < 19):
-            raise InvalidInput("max_files must be a whole number", "invalid_max_files")
-        info = quotas().set(quotas().subject("bucket", bucket), max_bytes, int(files) if files else None)
-    except FilesError as error:
-        flash(error.message, "error")
-        return redirect(url_for("web.folder", bucket=bucket, path=""))
-    flash("Quota removed." if info.max_bytes is None and info.max_files is None else "Quota set.", "ok")
-    return redirect(url_for("web.folder", bucket=bucket, path=""))
 
 
 @bp.get("/b/<bucket>/", defaults={"path": ""}, endpoint="folder")

@@ -196,6 +196,14 @@ def test_a_quota_set_on_the_bucket_page_shows_and_refuses_an_upload_in_words(pag
     with page.expect_navigation():
         page.click("[data-testid=quota-save]")
     expect(page.locator(".flash-error")).to_contain_text("max_bytes must be a size")
+    page.click("[data-testid=quotas-link]")  # every quota on one page, and a user's set there
+    expect(page.locator("[data-testid=quota-row][data-subject='bucket:capped']")).to_contain_text("1000 B in 1 file")
+    page.select_option("[data-testid=quota-kind]", "user")
+    page.fill("[data-testid=quota-name]", "nobody")
+    page.fill("[data-testid=quota-any-bytes]", "5G")
+    with page.expect_navigation():
+        page.click("[data-testid=quota-any-save]")
+    expect(page.locator(".flash-error")).to_contain_text("no user 'nobody'")
 
 
 def test_sort_by_name_is_the_servers_order_and_a_filter_without_match_says_so(page, server, api):
@@ -566,7 +574,8 @@ def test_uploaded_html_and_svg_never_run(page, server, api):
 PAGES = [("buckets", "/"), ("bucket", "/b/look/"), ("folder", "/b/look/photos/"), ("file", "/b/look/notes.txt"),
          ("search", "/b/look/?q=cat"), ("delete-folder", "/b/look/delete-folder?prefix=photos/"),
          ("markdown", "/b/look/readme.md"), ("share-new", "/b/look/share?key=notes.txt"),
-         ("request-files", "/b/look/share?prefix=photos/&upload=1"), ("shared-links", "/shares")]
+         ("request-files", "/b/look/share?prefix=photos/&upload=1"), ("shared-links", "/shares"),
+         ("quotas", "/quotas")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -1,0 +1,45 @@
+"""Quota pages: a bucket's from its page, and every quota (a bucket's, a user's, a token's) on /quotas."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from .. import validation
+from ..errors import FilesError, InvalidInput
+from ..request_io import quotas
+from .pages import bp
+
+
+@bp.post("/b/<bucket>/quota")
+def set_quota(bucket: str):
+    """A bucket's quota, from the bucket page (sizes as people write them: 10G, 500M; empty: none)."""
+    return _set_quota("bucket", bucket, url_for("web.folder", bucket=bucket, path=""))
+
+
+@bp.get("/quotas")
+def quotas_page():
+    """Every quota with what it counts now, and a form for a bucket's, a user's or a token's."""
+    return render_template("quotas.html", quotas=quotas().all())
+
+
+@bp.post("/quotas")
+def set_any_quota():
+    kind = request.form.get("kind", "")
+    if kind not in ("bucket", "user", "token"):
+        flash("choose a bucket, a user or a token", "error")
+        return redirect(url_for("web.quotas_page"))
+    return _set_quota(kind, request.form.get("name", "").strip(), url_for("web.quotas_page"))
+
+
+def _set_quota(kind: str, name: str, back: str):
+    try:
+        max_bytes = validation.byte_size(request.form.get("max_bytes", ""), "max_bytes")
+        files = request.form.get("max_files", "").strip().replace(",", "")
+        if files and not (files.isascii() and files.isdigit() and len(files) < 19):
+            raise InvalidInput("max_files must be a whole number", "invalid_max_files")
+        info = quotas().set(quotas().subject(kind, name), max_bytes, int(files) if files else None)
+    except FilesError as error:
+        flash(error.message, "error")
+        return redirect(back)
+    flash("Quota removed." if info.max_bytes is None and info.max_files is None else "Quota set.", "ok")
+    return redirect(back)
