@@ -22,6 +22,7 @@ from .. import validation
 from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from ..models import StoredObject, db, transaction
 from ..storage import BlobStore
+from . import quotas
 from .objects import (
     ObjectInfo,
     ObjectService,
@@ -65,6 +66,8 @@ class FolderService:
             try:
                 with transaction(durable=True):
                     target_bucket = bucket_for_writing(to_bucket)
+                    if target_bucket != source.bucket_id:  # into another bucket: its quota applies
+                        quotas.enforce(to_bucket, None, source.size, now)
                     taken = db.session.execute(_AT, {"bucket_id": target_bucket, "key": to_key}).first()
                     if taken is not None and not replace:
                         raise PreconditionFailed(f"{to_key!r} already exists in bucket {to_bucket!r}")

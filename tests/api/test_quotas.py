@@ -70,6 +70,22 @@ def test_a_quota_can_be_set_before_its_bucket_exists_and_counts_copies(client):
     assert client.get("/v1/quotas/later").get_json()["used_files"] == 1
 
 
+def test_a_move_into_another_bucket_obeys_its_quota(client):
+    put(client, "from", "a.bin", b"a" * 600)
+    put(client, "from", "dir/b.bin", b"b" * 600)
+    put(client, "to", "held.bin", b"h" * 300)
+    set_quota(client, "to", max_bytes=1000)
+    move = {"bucket": "from", "key": "a.bin", "to_bucket": "to", "to_key": "a.bin"}
+    assert client.post("/v1/move", data=json.dumps(move)).status_code == 200  # 300 + 600 fits
+    refused = client.post("/v1/move", data=json.dumps({"bucket": "from", "prefix": "dir/", "to_bucket": "to",
+                                                       "to_prefix": "dir/"}))
+    assert_error(refused, 507, "quota_exceeded")
+    assert [e["key"] for e in client.get("/v1/files/from").get_json()["data"]] == ["dir/b.bin"]  # nothing lost
+    set_quota(client, "from", max_bytes=1)  # a rename within a bucket adds nothing to it
+    assert client.post("/v1/move", data=json.dumps({"bucket": "from", "key": "dir/b.bin",
+                                                    "to_key": "c.bin"})).status_code == 200
+
+
 def test_a_tokens_and_a_users_quota_span_their_buckets(app, client, runner):
     writer = bearer(make_token(runner, "write"))
     admin = bearer(make_token(runner, "admin"))
