@@ -22,7 +22,7 @@ from ..services import ChunkRequest, archive
 from ..services.accounts import Principal
 from ..services.shares import ShareInfo
 from ..tus import handler, protocol
-from ..web.views import preview_kind
+from ..web.views import preview_context
 
 bp = Blueprint("shares", __name__, url_prefix="/s")
 PAGE_SIZE = 100
@@ -66,8 +66,10 @@ def page(secret: str):
     context = {"share": share, "secret": secret}
     if share.key is not None:
         info = objects().get(share.bucket, share.key)
-        # A limited number of downloads: no preview (it would spend one).
-        context.update(file=info, preview=None if share.max_downloads else preview_kind(info.mime_type, info.key))
+        if share.max_downloads:  # no preview: it would spend a download, or show the file without one
+            context.update(file=info, preview=None)
+        else:  # the file page's previews; a relative image in Markdown would be another file: not shown
+            context.update(preview_context(info, None, ""))
     else:
         path = _subfolder(share, request.args.get("path", ""))
         context.update(path=path, crumbs=_crumbs(path))

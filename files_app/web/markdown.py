@@ -15,9 +15,10 @@ _TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", 
 _ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "th": {"align"}, "td": {"align"}}
 
 
-def render(text: str, bucket_root: str, folder: str) -> str:
+def render(text: str, bucket_root: str | None, folder: str) -> str:
     """HTML for the Markdown `text`. `bucket_root`: the bucket's URL under /v1/content/ (ending in
-    '/'); `folder`: the file's folder in it ('' or ending in '/'), where relative images are found."""
+    '/'), or None where no other file may be shown (a shared file: images stay their alt text);
+    `folder`: the file's folder in it ('' or ending in '/'), where relative images are found."""
     parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
     parser.add_render_rule("image", _image(bucket_root, folder))
     return nh3.clean(parser.render(text), tags=_TAGS, attributes=_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
@@ -32,6 +33,8 @@ def _image(bucket_root: str, folder: str):
             # Remote (or elsewhere on this host): not loaded; a link the reader may follow.
             token.tag, token.nesting = "a", 0
             return f'<a href="{_escape(source)}">{_escape(alt or source)} (image not loaded)</a>'
+        if bucket_root is None:
+            return _escape(alt)
         resolved = urljoin(bucket_root + folder, quote(source, safe="/%"))
         if not resolved.startswith(bucket_root):
             return _escape(alt)  # "../" past the bucket: nothing to show

@@ -110,23 +110,29 @@ def _position_text(position, shown: int) -> str | None:
 
 def _file(bucket: str, key: str):
     info = objects().get(bucket, key)
-    preview, text, truncated, rendered = preview_kind(info.mime_type, key), None, False, None
-    if preview in ("text", "markdown"):  # the previews the page itself holds; the others load from /v1/content
-        info, raw = objects().read_head(bucket, key, PREVIEW_TEXT_BYTES + 1)
+    bucket_root = url_for("api.content", bucket=bucket, key="x")[:-1]
+    context = preview_context(info, bucket_root, key.rpartition("/")[0] + "/" if "/" in key else "")
+    folder = key.rpartition("/")[0]
+    return render_template("file.html", **context, uploaded_by=uploader_name(context["file"].owner),
+                           crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
+                           folder=folder + "/" if folder else "")
+
+
+def preview_context(info, images_root: str | None, folder: str) -> dict:
+    """What _preview.html shows of a file: its kind and, for the previews the page holds itself,
+    its first 256 KiB as text, Markdown rendered (relative images from `images_root` + `folder`;
+    none when `images_root` is None), or a CSV's first rows."""
+    preview, text, truncated, rendered = preview_kind(info.mime_type, info.key), None, False, None
+    if preview in ("text", "markdown"):  # the others load from the content URL
+        info, raw = objects().read_head(info.bucket, info.key, PREVIEW_TEXT_BYTES + 1)
         text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")
         truncated = len(raw) > PREVIEW_TEXT_BYTES
     if preview == "markdown":
-        bucket_root = url_for("api.content", bucket=bucket, key="x")[:-1]
-        rendered = Markup(markdown.render(text, bucket_root, key.rpartition("/")[0] + "/" if "/" in key else ""))
+        rendered = Markup(markdown.render(text, images_root, folder))
     table, table_cut = (_csv_rows(text, truncated) if preview == "text" and _base_type(info.mime_type) == "text/csv"
                         else (None, False))
-    folder = key.rpartition("/")[0]
-    return render_template("file.html", file=info, preview=preview, text=text, truncated=truncated, table=table,
-                           rendered=rendered,
-                           table_cut=table_cut,
-                           uploaded_by=uploader_name(info.owner),
-                           crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
-                           folder=folder + "/" if folder else "")
+    return dict(file=info, preview=preview, text=text, truncated=truncated, table=table, rendered=rendered,
+                table_cut=table_cut)
 
 
 @bp.post("/b/<bucket>/zip")

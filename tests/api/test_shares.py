@@ -181,3 +181,17 @@ def test_a_link_made_while_open_dies_when_the_service_closes(client, runner):
     assert client.get(f"{link}/f/f.txt").status_code == 200
     make_token(runner, "read")
     assert_error(client.get(f"{link}/f/f.txt"), 410, "share_revoked")
+
+
+def test_a_shared_file_has_the_file_pages_safe_previews(client):
+    put(client, "b", "notes/read.md", b"# Title\n\n![diagram](diagram.png) <script>alert(1)</script>", "text/markdown")
+    put(client, "b", "notes/data.csv", b"a,b\n1,<i>2</i>\n", "text/csv")
+    put(client, "b", "notes/limited.md", b"# Secret", "text/markdown")
+    page = client.get(path_of(share(client, bucket="b", key="notes/read.md").get_json()["url"])).get_data(as_text=True)
+    assert "<h1>Title</h1>" in page and "&lt;script&gt;" in page and "<script>alert" not in page
+    assert "<img" not in page.split('data-testid="markdown-preview"')[1].split("</div>")[0]  # another file: not shown
+    csv = client.get(path_of(share(client, bucket="b", key="notes/data.csv").get_json()["url"])).get_data(as_text=True)
+    assert 'data-testid="csv-preview"' in csv and "&lt;i&gt;2&lt;/i&gt;" in csv
+    limited = share(client, bucket="b", key="notes/limited.md", max_downloads=1).get_json()
+    assert "Secret" not in client.get(path_of(limited["url"])).get_data(as_text=True)  # no preview: no free read
+    assert client.get(f"/v1/shares/{limited['id']}").get_json()["downloads"] == 0
