@@ -16,8 +16,8 @@ from .services.accounts import Principal
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
 _PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi",
            # Share links: whoever has one; each view checks the share and its creator's access.
-           "shares.page", "shares.unlock", "shares.content", "shares.zip_folder", "shares.create_upload",
-           "shares.upload"}
+           "shares.page", "shares.unlock", "shares.content", "shares.thumbnail", "shares.zip_folder",
+           "shares.create_upload", "shares.upload"}
 _ADMIN = {"files.create_bucket", "files.delete_bucket", "web.create_bucket", "web.delete_bucket",
           "api.set_bucket_quota", "api.owner_quota", "web.set_quota", "web.set_any_quota", "web.quotas_page"}
 

@@ -21,6 +21,12 @@ def content(bucket: str, key: str):
 @api_bp.get("/thumbnails/<bucket>/<path:key>")
 def thumbnail(bucket: str, key: str):
     """An image file's thumbnail (WebP, at most `size` pixels a side: 128, 256 or 512), made once."""
+    return send_thumbnail(bucket, key)
+
+
+def send_thumbnail(bucket: str, key: str) -> Response:
+    """The thumbnail the request asks for (`size`, and `fallback`: an empty picture rather than a
+    404, which a browser reports as an error), cached by the browser."""
     size = request.args.get("size", "256")
     pixels = int(size) if size.isascii() and size.isdigit() and len(size) < 6 else 0  # else refused as a size
     try:
@@ -28,7 +34,6 @@ def thumbnail(bucket: str, key: str):
     except NotFound:
         if not request.args.get("fallback"):
             raise
-        # For pages: an empty picture rather than a 404 (which a browser reports as an error).
         return Response(PLACEHOLDER, mimetype="image/webp", headers={"Cache-Control": "private, max-age=300",
                                                                      "X-Content-Type-Options": "nosniff"})
     etag = f"{sha256}-{size}"

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, g, make_response, redirect, render_tem
 from werkzeug.http import http_date
 
 from .. import auth, validation
+from ..api.content import send_thumbnail
 from ..downloads import send_object
 from ..errors import Forbidden, InvalidInput, NotFound, ShareGone, Unauthorized
 from ..request_io import accounts, objects, shares, uploads, zip_response
@@ -110,6 +111,16 @@ def content(secret: str, key: str):
     if request.method == "GET" and (byte_range is None or byte_range.ranges[0][0] == 0):
         shares().count_download(share)  # a resumed download (a Range past 0) is the same download
     return send_object(share.bucket, full_key, attachment=bool(request.args.get("download")))
+
+
+@bp.get("/<secret>/t/<path:key>")
+def thumbnail(secret: str, key: str):
+    """A shared folder's image as a thumbnail, for its listing (spends no download: it is not the file)."""
+    share = _open(secret)
+    _require_unlocked(share)
+    if share.key is not None or not share.listing:
+        raise NotFound("this link lists no files")
+    return send_thumbnail(share.bucket, (share.prefix or "") + key)
 
 
 @bp.get("/<secret>/zip")

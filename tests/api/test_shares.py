@@ -195,3 +195,27 @@ def test_a_shared_file_has_the_file_pages_safe_previews(client):
     limited = share(client, bucket="b", key="notes/limited.md", max_downloads=1).get_json()
     assert "Secret" not in client.get(path_of(limited["url"])).get_data(as_text=True)  # no preview: no free read
     assert client.get(f"/v1/shares/{limited['id']}").get_json()["downloads"] == 0
+
+
+def test_a_shared_folders_images_have_thumbnails_that_spend_no_download(client):
+    import io
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(picture, "PNG")
+    put(client, "b", "album/pic.png", picture.getvalue(), "image/png")
+    put(client, "b", "album/notes.txt", b"text")
+    made = share(client, bucket="b", prefix="album/", max_downloads=1).get_json()
+    link = path_of(made["url"])
+    assert 'data-testid="share-thumbnail"' in client.get(link).get_data(as_text=True)
+    thumb = client.get(f"{link}/t/pic.png?size=128")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
+    assert max(Image.open(io.BytesIO(thumb.data)).size) == 128
+    assert client.get(f"{link}/t/notes.txt?size=128").status_code == 404
+    assert client.get(f"{link}/t/notes.txt?size=128&fallback=1").status_code == 200  # an empty picture
+    assert client.get(f"/v1/shares/{made['id']}").get_json()["downloads"] == 0
+    one_file = path_of(share(client, bucket="b", key="album/pic.png").get_json()["url"])
+    assert client.get(f"{one_file}/t/pic.png").status_code == 404
+    request = path_of(share(client, bucket="b", prefix="album/", allow_upload=True).get_json()["url"])
+    assert client.get(f"{request}/t/pic.png").status_code == 404  # a file request shows nothing
