@@ -166,7 +166,8 @@ class ShareService:
             raise ShareGone("this link's downloads are used up", state="exhausted")
 
     def reserve_upload(self, share: ShareInfo, size: int) -> None:
-        """Count `size` bytes against the share's upload limit before they are sent (507 past it)."""
+        """Count `size` bytes against the share's upload limit before they are sent (507 past it); a
+        negative size gives back what a refused upload had taken."""
         with transaction():
             reserved = db.session.execute(_RESERVE_UPLOAD, {"share_id": share.id, "size": size}).rowcount
         if reserved != 1:

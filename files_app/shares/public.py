@@ -18,7 +18,7 @@ from .. import auth, validation
 from ..api.content import send_thumbnail
 from ..downloads import send_object
 from ..errors import Forbidden, InvalidInput, NotFound, ShareGone, Unauthorized
-from ..request_io import accounts, objects, shares, uploads, zip_response
+from ..request_io import RequestBody, accounts, objects, shares, uploads, zip_response
 from ..services import ChunkRequest, archive
 from ..services.accounts import Principal
 from ..services.shares import ShareInfo
@@ -156,13 +156,17 @@ def create_upload(secret: str):
     if share.created_by:
         uploads().check_quota(None, share.created_by, size)  # its creator's quota (the bucket's is checked below)
     shares().reserve_upload(share, size)
-    info = uploads().create(bucket=share.bucket, key=key, size=size, create_only=True,
-                            mime_type=protocol.metadata_text(metadata, "filetype", "type"),
-                            tus_metadata=request.headers.get("Upload-Metadata"), owner=g.principal.owner)
+    try:
+        info = uploads().create(bucket=share.bucket, key=key, size=size, create_only=True,
+                                mime_type=protocol.metadata_text(metadata, "filetype", "type"),
+                                tus_metadata=request.headers.get("Upload-Metadata"), owner=g.principal.owner)
+    except Exception:
+        shares().reserve_upload(share, -size)  # refused (a quota, a name taken meanwhile): nothing was sent
+        raise
     headers = {"Location": url_for("shares.upload", secret=secret, session_id=info.id, _external=True),
                "Upload-Expires": http_date(info.expires_at), "Tus-Resumable": protocol.VERSION}
     if request.content_length:  # creation-with-upload
-        chunk = ChunkRequest(_body(), offset=0, length=request.content_length)
+        chunk = ChunkRequest(RequestBody(request.stream), offset=0, length=request.content_length)
         info = uploads().write(info.id, chunk, owner=g.principal.owner, with_creation=True).session
         headers["Upload-Offset"] = str(info.offset)
     return handler.empty(201, headers)
@@ -199,12 +203,6 @@ def _free_key(share: ShareInfo, key: str) -> str:
         if not uploads().name_taken(share.bucket, candidate):
             return candidate
     raise InvalidInput("too many files of this name here already; rename it", "name_taken")
-
-
-def _body():
-    from ..request_io import RequestBody
-
-    return RequestBody(request.stream)
 
 
 def _subfolder(share: ShareInfo, path: str) -> str:

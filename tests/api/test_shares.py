@@ -219,3 +219,16 @@ def test_a_shared_folders_images_have_thumbnails_that_spend_no_download(client):
     assert client.get(f"{one_file}/t/pic.png").status_code == 404
     request = path_of(share(client, bucket="b", prefix="album/", allow_upload=True).get_json()["url"])
     assert client.get(f"{request}/t/pic.png").status_code == 404  # a file request shows nothing
+
+
+def test_an_upload_the_bucket_refuses_gives_its_bytes_back_to_the_link(client):
+    made = share(client, bucket="b2", prefix="", allow_upload=True, upload_max_bytes=1000)
+    assert made.status_code == 404  # no bucket yet
+    client.put("/v1/files/b2")
+    made = share(client, bucket="b2", prefix="", allow_upload=True, upload_max_bytes=1000).get_json()
+    client.put("/v1/quotas/b2", data=json.dumps({"max_bytes": 500}))
+    link = path_of(made["url"])
+    assert tus_upload(client, link, "big.bin", b"x" * 600) == 507  # the bucket's quota
+    assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 0
+    assert tus_upload(client, link, "fits.bin", b"x" * 400) == 204
+    assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 400
