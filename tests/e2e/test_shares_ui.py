@@ -119,3 +119,26 @@ def test_a_file_request_takes_files_it_cannot_show_and_stops_at_its_limit(page, 
     assert "huge.bin" not in " ".join(api.keys("inbox"))
     assert all("507" in error for error in errors)  # the refused creation, and nothing else
     context.close()
+
+
+def test_an_expired_link_is_a_friendly_page(server, api, browser):
+    """The link's time is over (set in the database, as time would): the visitor gets a 410 page
+    that says so, and neither the page nor the file's bytes open."""
+    import json
+    import sqlite3
+    import urllib.request
+
+    api.put("team", "old.txt", b"old news")
+    request = urllib.request.Request(server.url + "/v1/shares", method="POST",
+                                     data=json.dumps({"bucket": "team", "key": "old.txt"}).encode())
+    with urllib.request.urlopen(request) as response:
+        url = json.loads(response.read())["url"]
+    with sqlite3.connect(server.data_dir / "files.db") as db:
+        db.execute("UPDATE shares SET expires_at = 1")
+    context, guest = visitor(browser)
+    assert guest.goto(url).status == 410
+    expect(guest.locator("h1")).to_have_text("This link no longer works")
+    expect(guest.locator("main")).to_contain_text("expired")
+    axe_clean(guest)
+    assert guest.goto(url + "/f/old.txt").status == 410
+    context.close()
