@@ -80,7 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
                                              OpenAIService(uploads, objects, settings),
                                              FolderService(store, objects, uploads), ThumbnailService(objects),
-                                             QuotaService(time.time), ShareService(objects))
+                                             QuotaService(time.time), ShareService(uploads))
 
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)

@@ -78,6 +78,11 @@ def current() -> Principal:
     return g.get("principal", OPEN)
 
 
+def sees_everything() -> bool:
+    """An admin confined to no bucket: sees and manages what others made (share links)."""
+    return current().allows("admin") and not current().bucket
+
+
 def check_bucket(bucket: str | None) -> None:
     """For requests that name their bucket in the body (session creation, tus metadata)."""
     principal = current()

@@ -1,4 +1,5 @@
-"""Downloads as every view serves them: streamed, conditional (ETag, Last-Modified), single Range, HEAD.
+"""Downloads as every view serves them: streamed, conditional (ETag, Last-Modified), single Range, HEAD;
+and thumbnails, cached by the browser.
 
 Under gunicorn the body is its `wsgi.file_wrapper`, which uses sendfile(); for a Range the
 file is positioned at the range's start and Content-Length bounds it, so sendfile still
@@ -13,7 +14,9 @@ from flask import Response, request
 from werkzeug.http import http_date
 
 from . import validation
-from .request_io import filename_params, objects
+from .errors import NotFound
+from .request_io import filename_params, objects, thumbnails
+from .services.thumbnails import PLACEHOLDER
 
 READ_SIZE = 1024 * 1024
 # Shown inline only when a browser can display them without running anything.
@@ -126,3 +129,23 @@ def _disposition(filename: str, mime_type: str, attachment: bool) -> str:
     base = mime_type.split(";")[0].strip().lower()
     inline = not attachment and (base in _INLINE_TYPES or base.startswith(("audio/", "video/")))
     return f"{'inline' if inline else 'attachment'}; {filename_params(filename)}"
+
+
+def send_thumbnail(bucket: str, key: str) -> Response:
+    """The thumbnail the request asks for (`size`, and `fallback`: an empty picture rather than a
+    404, which a browser reports as an error), cached by the browser."""
+    size = request.args.get("size", "256")
+    pixels = int(size) if size.isascii() and size.isdigit() and len(size) < 6 else 0  # else refused as a size
+    try:
+        data, sha256 = thumbnails().get(bucket, key, pixels)
+    except NotFound:
+        if not request.args.get("fallback"):
+            raise
+        return Response(PLACEHOLDER, mimetype="image/webp", headers={"Cache-Control": "private, max-age=300",
+                                                                     "X-Content-Type-Options": "nosniff"})
+    etag = f"{sha256}-{size}"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "sandbox; default-src 'none'"}
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    return Response(data, mimetype="image/webp", headers=headers)

@@ -233,6 +233,16 @@ def _encodes(value: str) -> bool:
         return False
 
 
+def form_number(text: str, name: str) -> int | None:
+    """A whole number typed in a form ("1,000" allowed); empty: None."""
+    value = text.strip().replace(",", "")
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) < 19):
+        raise InvalidInput(f"{name} must be a whole number", f"invalid_{name}")
+    return int(value)
+
+
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 

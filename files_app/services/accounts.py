@@ -118,13 +118,13 @@ class AccountService:
         account and per address; past the limit, TooManyAttempts (checked before the password)."""
         subjects = [f"user:{username[:100]}", f"addr:{address}"]
         now = time.time()
-        self._check_throttle(subjects, now)
+        self.check_attempts(subjects, now)
         with transaction():
             row = db.session.execute(select(User.id, User.password_hash).where(User.username == username)).first()
         # Check a hash even for an unknown name, so timing does not tell which names exist.
         stored = row.password_hash if row else _decoy_hash()
         if not (check_password_hash(stored, password) and row):
-            self._count_failure(subjects, now)
+            self.count_failure(subjects, now)
             return None
         session_id = secrets.token_urlsafe(32)
         with transaction():
@@ -157,14 +157,9 @@ class AccountService:
                 return Principal(owner, "admin")
         return None
 
-    def check_attempts(self, subjects: list[str]) -> None:
-        """429 while any of `subjects` ("share:<id>", "addr:<ip>", ...) failed too often lately."""
-        self._check_throttle(subjects, time.time())
-
-    def count_failure(self, subjects: list[str]) -> None:
-        self._count_failure(subjects, time.time())
-
-    def _check_throttle(self, subjects: list[str], now: float) -> None:
+    def check_attempts(self, subjects: list[str], now: float | None = None) -> None:
+        """429 while any of `subjects` ("user:<name>", "share:<id>", "addr:<ip>") failed too often lately."""
+        now = time.time() if now is None else now
         with transaction():
             rows = db.session.execute(select(SigninFailure.subject, SigninFailure.failures,
                                              SigninFailure.window_start)
@@ -174,7 +169,8 @@ class AccountService:
             if left > 0 and row.failures >= SIGNIN_LIMITS[row.subject.partition(":")[0]]:
                 raise TooManyAttempts("too many failed sign-ins; wait before trying again", retry_after=int(left) + 1)
 
-    def _count_failure(self, subjects: list[str], now: float) -> None:
+    def count_failure(self, subjects: list[str], now: float | None = None) -> None:
+        now = time.time() if now is None else now
         for subject in subjects:
             for _ in range(3):  # insert or add one; two failures racing to insert go round once
                 try:

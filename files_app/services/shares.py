@@ -10,6 +10,7 @@ or confined to another bucket takes its shares with it.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import secrets
 import time
 from dataclasses import dataclass
@@ -21,18 +22,25 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .. import validation
 from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
 from ..models import Share, db, transaction
-from .objects import ObjectService
+from .records import SessionInfo
+from .uploads import UploadService
 
 SECRET_BYTES = 18  # 144 bits
 DEFAULT_TTL = 7 * 86400
 MAX_TTL = 10 * 365 * 86400
 _shares = Share.__table__
-_COUNT_DOWNLOAD = (update(_shares).where(_shares.c.id == bindparam("share_id"), or_(
+KEEP_BOTH_TRIES = 100
+# A download or an upload counts only while the share still works, checked in the same statement:
+# a revocation or the expiry that commits meanwhile wins over a request that opened it just before.
+_LIVE = (_shares.c.id == bindparam("share_id"), _shares.c.revoked_at.is_(None), _shares.c.expires_at > bindparam("now"))
+_COUNT_DOWNLOAD = (update(_shares).where(*_LIVE, or_(
     _shares.c.max_downloads.is_(None), _shares.c.downloads < _shares.c.max_downloads))
     .values(downloads=_shares.c.downloads + 1))
-_RESERVE_UPLOAD = (update(_shares).where(_shares.c.id == bindparam("share_id"), or_(
+_RESERVE_UPLOAD = (update(_shares).where(*_LIVE, or_(
     _shares.c.upload_max_bytes.is_(None), _shares.c.uploaded_bytes + bindparam("size") <= _shares.c.upload_max_bytes))
     .values(uploaded_bytes=_shares.c.uploaded_bytes + bindparam("size")))
+_GIVE_BACK = (update(_shares).where(_shares.c.id == bindparam("share_id"))
+              .values(uploaded_bytes=_shares.c.uploaded_bytes - bindparam("size")))
 
 
 @dataclass(frozen=True)
@@ -79,8 +87,8 @@ def _digest(secret: str) -> str:
 
 
 class ShareService:
-    def __init__(self, objects: ObjectService, clock=time.time):
-        self.objects, self.clock = objects, clock
+    def __init__(self, uploads: UploadService, clock=time.time):
+        self.uploads, self.objects, self.clock = uploads, uploads.objects, clock
 
     def create(self, fields: dict[str, Any], created_by: str | None) -> tuple[ShareInfo, str]:
         """A new share from the API's fields; (the share, its link's secret, shown only now)."""
@@ -149,8 +157,7 @@ class ShareService:
         if row is None:
             raise NotFound("no such share")
         share = ShareInfo.from_row(row)
-        if (state := share.state(self.clock())) != "active":
-            raise ShareGone(f"this link has {state if state != 'exhausted' else 'been used up'}", state=state)
+        _refuse_dead(share, self.clock())
         return share
 
     @staticmethod
@@ -158,23 +165,55 @@ class ShareService:
         return share.password_hash is None or check_password_hash(share.password_hash, password[:200])
 
     def count_download(self, share: ShareInfo) -> None:
-        """One more download, unless its limit is reached (410): one statement, so parallel
-        downloads cannot pass it together."""
+        """One more download, unless the link is used up, revoked or expired meanwhile (410): one
+        statement, so parallel downloads cannot pass its limit together."""
         with transaction():
-            counted = db.session.execute(_COUNT_DOWNLOAD, {"share_id": share.id}).rowcount
+            counted = db.session.execute(_COUNT_DOWNLOAD, {"share_id": share.id, "now": self.clock()}).rowcount
         if counted != 1:
+            self._refuse_now(share)
             raise ShareGone("this link's downloads are used up", state="exhausted")
 
-    def reserve_upload(self, share: ShareInfo, size: int) -> None:
-        """Count `size` bytes against the share's upload limit before they are sent (507 past it); a
-        negative size gives back what a refused upload had taken."""
+    def start_upload(self, share: ShareInfo, *, name: str, size: int, mime_type: str | None,
+                     tus_metadata: str | None, owner: str) -> SessionInfo:
+        """A file request's upload session: under the shared folder by its name alone, never
+        replacing a file ("name (1).ext" where it is taken), its bytes counted against the link's
+        limit before they are sent (507 past it), and its creator's and the bucket's quotas."""
+        key = self._free_key(share, validation.object_key((share.prefix or "") + (name or "upload")))
+        if share.created_by:
+            self.uploads.check_quota(None, share.created_by, size)  # the bucket's: when the session is made
         with transaction():
-            reserved = db.session.execute(_RESERVE_UPLOAD, {"share_id": share.id, "size": size}).rowcount
+            reserved = db.session.execute(_RESERVE_UPLOAD, {"share_id": share.id, "size": size,
+                                                            "now": self.clock()}).rowcount
         if reserved != 1:
+            self._refuse_now(share)
             left = max((share.upload_max_bytes or 0) - share.uploaded_bytes, 0)
             raise QuotaExceeded(f"this link takes at most {share.upload_max_bytes} bytes of uploads; "
                                 f"about {left} are left", quota="share", limit_bytes=share.upload_max_bytes,
                                 used_bytes=share.uploaded_bytes, requested_bytes=size)
+        try:
+            return self.uploads.create(bucket=share.bucket, key=key, size=size, create_only=True,
+                                       mime_type=mime_type, tus_metadata=tus_metadata, owner=owner)
+        except Exception:  # refused (a quota, a name taken meanwhile): nothing was sent, so give it back
+            with transaction():
+                db.session.execute(_GIVE_BACK, {"share_id": share.id, "size": size})
+            raise
+
+    def _free_key(self, share: ShareInfo, key: str) -> str:
+        """The key, or "name (n).ext" for the first n free: nothing stored is ever replaced."""
+        stem, dot, extension = key.rpartition(".") if "." in posixpath.basename(key) else (key, "", "")
+        for number in range(KEEP_BOTH_TRIES):
+            candidate = key if number == 0 else f"{stem} ({number}){dot}{extension}"
+            if not self.uploads.name_taken(share.bucket, candidate):
+                return candidate
+        raise InvalidInput("too many files of this name here already; rename it", "name_taken")
+
+    def _refuse_now(self, share: ShareInfo) -> None:
+        """410 if the share died since it was opened."""
+        with transaction():
+            row = db.session.execute(select(_shares).where(_shares.c.id == share.id)).first()
+        if row is None:
+            raise ShareGone("this link was withdrawn", state="revoked")
+        _refuse_dead(ShareInfo.from_row(row), self.clock())
 
     def forget_dead(self, now: float) -> int:
         """For gc: shares expired, revoked or used up."""
@@ -183,6 +222,11 @@ class ShareService:
                 _shares.c.expires_at <= now, _shares.c.revoked_at.is_not(None),
                 (_shares.c.max_downloads.is_not(None)) & (_shares.c.downloads >= _shares.c.max_downloads)
                 & ~_shares.c.allow_upload))).rowcount
+
+
+def _refuse_dead(share: ShareInfo, now: float) -> None:
+    if (state := share.state(now)) != "active":
+        raise ShareGone(f"this link has {state if state != 'exhausted' else 'been used up'}", state=state)
 
 
 def _expiry(fields: dict[str, Any], now: int) -> int:

@@ -4,7 +4,6 @@ revokes everyone's."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import request, url_for
@@ -18,7 +17,7 @@ from ..services.shares import ShareInfo
 def share_json(share: ShareInfo, secret: str | None = None) -> dict[str, Any]:
     answer = {
         "id": share.id, "bucket": share.bucket, "key": share.key, "prefix": share.prefix,
-        "created_at": share.created_at, "expires_at": share.expires_at, "state": share.state(time.time()),
+        "created_at": share.created_at, "expires_at": share.expires_at, "state": share.state(shares().clock()),
         "password": share.password_hash is not None, "max_downloads": share.max_downloads,
         "downloads": share.downloads, "allow_upload": share.allow_upload,
         "upload_max_bytes": share.upload_max_bytes, "uploaded_bytes": share.uploaded_bytes,
@@ -27,10 +26,6 @@ def share_json(share: ShareInfo, secret: str | None = None) -> dict[str, Any]:
     if secret is not None:  # shown once: only its hash is kept
         answer["url"] = url_for("shares.page", secret=secret, _external=True)
     return answer
-
-
-def _everyone() -> bool:
-    return auth.current().allows("admin") and not auth.current().bucket
 
 
 @api_bp.post("/shares")
@@ -43,14 +38,14 @@ def create_share():
 
 @api_bp.get("/shares")
 def list_shares():
-    return {"data": [share_json(share) for share in shares().list(auth.current().owner, _everyone())]}
+    return {"data": [share_json(share) for share in shares().list(auth.current().owner, auth.sees_everything())]}
 
 
 @api_bp.get("/shares/<share_id>")
 def get_share(share_id: str):
-    return share_json(shares().get(share_id, auth.current().owner, _everyone()))
+    return share_json(shares().get(share_id, auth.current().owner, auth.sees_everything()))
 
 
 @api_bp.delete("/shares/<share_id>")
 def revoke_share(share_id: str):
-    return share_json(shares().revoke(share_id, auth.current().owner, _everyone()))
+    return share_json(shares().revoke(share_id, auth.current().owner, auth.sees_everything()))

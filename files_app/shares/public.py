@@ -15,19 +15,17 @@ from flask import Blueprint, current_app, g, make_response, redirect, render_tem
 from werkzeug.http import http_date
 
 from .. import auth, validation
-from ..api.content import send_thumbnail
-from ..downloads import send_object
+from ..downloads import send_object, send_thumbnail
 from ..errors import Forbidden, InvalidInput, NotFound, ShareGone, Unauthorized
 from ..request_io import RequestBody, accounts, objects, shares, uploads, zip_response
 from ..services import ChunkRequest, archive
 from ..services.accounts import Principal
 from ..services.shares import ShareInfo
 from ..tus import handler, protocol
-from ..web.views import preview_context
+from ..web.views import folder_crumbs, preview_context
 
 bp = Blueprint("shares", __name__, url_prefix="/s")
 PAGE_SIZE = 100
-KEEP_BOTH_TRIES = 100
 
 
 def _open(secret: str, need: str = "read") -> ShareInfo:
@@ -73,7 +71,7 @@ def page(secret: str):
             context.update(preview_context(info, None, ""))
     else:
         path = _subfolder(share, request.args.get("path", ""))
-        context.update(path=path, crumbs=_crumbs(path))
+        context.update(path=path, crumbs=folder_crumbs(path))
         if share.listing:
             context["page"] = objects().list(share.bucket, prefix=(share.prefix or "") + path, delimiter="/",
                                              limit=PAGE_SIZE, cursor=request.args.get("cursor"))
@@ -152,17 +150,9 @@ def create_upload(secret: str):
     size = protocol.parse_length(length)
     metadata = protocol.parse_metadata(request.headers.get("Upload-Metadata"))
     name = posixpath.basename((protocol.metadata_text(metadata, "filename", "name") or "").replace("\\", "/"))
-    key = _free_key(share, validation.object_key((share.prefix or "") + (name or "upload")))
-    if share.created_by:
-        uploads().check_quota(None, share.created_by, size)  # its creator's quota (the bucket's is checked below)
-    shares().reserve_upload(share, size)
-    try:
-        info = uploads().create(bucket=share.bucket, key=key, size=size, create_only=True,
-                                mime_type=protocol.metadata_text(metadata, "filetype", "type"),
-                                tus_metadata=request.headers.get("Upload-Metadata"), owner=g.principal.owner)
-    except Exception:
-        shares().reserve_upload(share, -size)  # refused (a quota, a name taken meanwhile): nothing was sent
-        raise
+    info = shares().start_upload(share, name=name, size=size,
+                                 mime_type=protocol.metadata_text(metadata, "filetype", "type"),
+                                 tus_metadata=request.headers.get("Upload-Metadata"), owner=g.principal.owner)
     headers = {"Location": url_for("shares.upload", secret=secret, session_id=info.id, _external=True),
                "Upload-Expires": http_date(info.expires_at), "Tus-Resumable": protocol.VERSION}
     if request.content_length:  # creation-with-upload
@@ -195,16 +185,6 @@ def _upload_share(secret: str) -> ShareInfo:
     return share
 
 
-def _free_key(share: ShareInfo, key: str) -> str:
-    """The key, or "name (n).ext" for the first n free: nothing stored is ever replaced."""
-    stem, dot, extension = key.rpartition(".") if "." in posixpath.basename(key) else (key, "", "")
-    for number in range(KEEP_BOTH_TRIES):
-        candidate = key if number == 0 else f"{stem} ({number}){dot}{extension}"
-        if not uploads().name_taken(share.bucket, candidate):
-            return candidate
-    raise InvalidInput("too many files of this name here already; rename it", "name_taken")
-
-
 def _subfolder(share: ShareInfo, path: str) -> str:
     """A folder under the shared one, relative to it ('' or ending in '/'); never out of it."""
     if not path:
@@ -214,7 +194,3 @@ def _subfolder(share: ShareInfo, path: str) -> str:
     validation.list_prefix((share.prefix or "") + path)
     return path
 
-
-def _crumbs(path: str) -> list[tuple[str, str]]:
-    parts = [part for part in path.split("/") if part]
-    return [(part, "/".join(parts[: index + 1]) + "/") for index, part in enumerate(parts)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from .. import validation
-from ..errors import FilesError, InvalidInput
+from ..errors import FilesError
 from ..request_io import quotas
 from .pages import bp
 
@@ -34,10 +34,8 @@ def set_any_quota():
 def _set_quota(kind: str, name: str, back: str):
     try:
         max_bytes = validation.byte_size(request.form.get("max_bytes", ""), "max_bytes")
-        files = request.form.get("max_files", "").strip().replace(",", "")
-        if files and not (files.isascii() and files.isdigit() and len(files) < 19):
-            raise InvalidInput("max_files must be a whole number", "invalid_max_files")
-        info = quotas().set(quotas().subject(kind, name), max_bytes, int(files) if files else None)
+        max_files = validation.form_number(request.form.get("max_files", ""), "max_files")
+        info = quotas().set(quotas().subject(kind, name), max_bytes, max_files)
     except FilesError as error:
         flash(error.message, "error")
         return redirect(back)

@@ -3,14 +3,11 @@ a file request to upload into it), the link shown once, and "Shared links" to re
 
 from __future__ import annotations
 
-import time
-
 from flask import flash, redirect, render_template, request, url_for
 
-from .. import auth
-from ..errors import FilesError, InvalidInput
+from .. import auth, validation
+from ..errors import FilesError
 from ..request_io import shares
-from ..services.shares import MAX_TTL
 from .pages import bp
 
 # The expiry choices the form offers, in seconds.
@@ -30,18 +27,18 @@ def share_form(bucket: str):
 def create_share(bucket: str):
     form = request.form
     try:
-        fields = {"bucket": bucket, "expires_in": _whole(form.get("expires_in", ""), "expires_in") or 7 * 86400}
+        fields = {"bucket": bucket, "expires_in": validation.form_number(form.get("expires_in", ""), "expires_in")}
         if form.get("key"):
             fields["key"] = form["key"]
         else:
             fields["prefix"] = form.get("prefix", "")
         if form.get("password"):
             fields["password"] = form["password"]
-        if max_downloads := _whole(form.get("max_downloads", ""), "max_downloads"):
+        if max_downloads := validation.form_number(form.get("max_downloads", ""), "max_downloads"):
             fields["max_downloads"] = max_downloads
         if form.get("allow_upload"):
             fields["allow_upload"] = True
-            if limit := _whole(form.get("upload_max_mib", ""), "upload_max_mib"):
+            if limit := validation.form_number(form.get("upload_max_mib", ""), "upload_max_mib"):
                 fields["upload_max_bytes"] = limit * 1024 * 1024
         auth.check_bucket(bucket)
         share, secret = shares().create(fields, auth.current().owner)
@@ -57,25 +54,16 @@ def create_share(bucket: str):
 @bp.get("/shares")
 def shared_links():
     """The caller's share links (an admin's: everyone's), newest first, with their state."""
-    everyone = auth.current().allows("admin") and not auth.current().bucket
-    return render_template("shares.html", shares=shares().list(auth.current().owner, everyone), now=time.time())
+    return render_template("shares.html", shares=shares().list(auth.current().owner, auth.sees_everything()),
+                           now=shares().clock())
 
 
 @bp.post("/shares/<share_id>/revoke")
 def revoke_share(share_id: str):
-    everyone = auth.current().allows("admin") and not auth.current().bucket
     try:
-        shares().revoke(share_id, auth.current().owner, everyone)
+        shares().revoke(share_id, auth.current().owner, auth.sees_everything())
         flash("The link no longer works.", "ok")
     except FilesError as error:
         flash(error.message, "error")
     return redirect(url_for("web.shared_links"))
 
-
-def _whole(text: str, name: str) -> int | None:
-    text = text.strip()
-    if not text:
-        return None
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_TTL * 1000:
-        raise InvalidInput(f"{name} must be a whole number", f"invalid_{name}")
-    return int(text)

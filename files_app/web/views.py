@@ -92,7 +92,7 @@ def _folder(bucket: str, prefix: str):
         shown = len(page.objects) + len(page.prefixes)
         here = objects().position(bucket, prefix=where["prefix"], delimiter="/", cursor=request.args.get("cursor"))
         position = _position_text(here, shown)
-    return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=_crumbs(prefix),
+    return render_template("bucket.html", bucket=info, prefix=prefix, page=page, crumbs=folder_crumbs(prefix),
                            limit=request.args.get("limit"), previous=previous, q=q or None,
                            last=last, position=position)
 
@@ -114,7 +114,7 @@ def _file(bucket: str, key: str):
     context = preview_context(info, bucket_root, key.rpartition("/")[0] + "/" if "/" in key else "")
     folder = key.rpartition("/")[0]
     return render_template("file.html", **context, uploaded_by=uploader_name(context["file"].owner),
-                           crumbs=_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
+                           crumbs=folder_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
                            folder=folder + "/" if folder else "")
 
 
@@ -220,7 +220,7 @@ def confirm_delete_folder(bucket: str):
     prefix = request.args.get("prefix", "")
     files, size = folders().count(bucket, prefix)
     return render_template("delete_folder.html", bucket=bucket, prefix=prefix, files=files, size=size,
-                           before=int(time.time()), crumbs=_crumbs(prefix))
+                           before=int(time.time()), crumbs=folder_crumbs(prefix))
 
 
 @bp.post("/b/<bucket>/delete-folder")
@@ -241,7 +241,7 @@ def favicon():
     return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml")
 
 
-def _crumbs(prefix: str) -> list[tuple[str, str]]:
+def folder_crumbs(prefix: str) -> list[tuple[str, str]]:
     """[(label, prefix)] for each folder level of `prefix`."""
     crumbs, path = [], ""
     for part in [p for p in prefix.split("/") if p]:

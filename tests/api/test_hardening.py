@@ -59,15 +59,25 @@ def test_cross_site_writes_are_refused_on_an_open_service(client, headers):
     for route in ("/v1/move", "/v1/copy"):
         assert_error(client.post(route, data=json.dumps({"bucket": "b", "key": "victim.txt", "to_key": "x"}),
                                  headers=headers), 403, "cross_site")
+    # Quotas and share links: set, made or revoked by another site's page.
+    assert_error(client.put("/v1/quotas/b", data=json.dumps({"max_bytes": 0}), headers=headers), 403, "cross_site")
+    assert_error(client.post("/v1/shares", data=json.dumps({"bucket": "b", "key": "victim.txt"}), headers=headers),
+                 403, "cross_site")
+    assert_error(client.delete("/v1/shares/shr_0000000000000000", headers=headers), 403, "cross_site")
     assert_error(client.delete("/v1/folders/b/", headers=headers), 403, "cross_site")
     csrf = csrf_of(client.get("/"))
     for path, form in (("/b/b/move", {"key": "victim.txt", "to_key": "stolen.txt"}),
                        ("/b/b/move", {"key": "victim.txt", "to_key": "stolen.txt", "action": "copy"}),
+                       ("/b/b/quota", {"max_bytes": "1"}),
+                       ("/quotas", {"kind": "bucket", "name": "b", "max_bytes": "1"}),
+                       ("/b/b/share", {"key": "victim.txt"}), ("/shares/shr_0000000000000000/revoke", {}),
                        ("/b/b/delete-folder", {"prefix": "", "before": "9999999999"})):
         assert client.post(path, data={**form, "csrf_token": csrf}, headers=headers).status_code == 403
     assert client.get("/v1/content/b/victim.txt").data == b"precious"
     assert [b["name"] for b in client.get("/v1/files").get_json()["data"]] == ["b"]
     assert [f["key"] for f in client.get("/v1/files/b").get_json()["data"]] == ["victim.txt"]
+    assert client.get("/v1/quotas/b").get_json()["max_bytes"] is None
+    assert client.get("/v1/shares").get_json()["data"] == []
 
 
 def test_same_origin_curl_and_allowed_origins_may_write(app, client):

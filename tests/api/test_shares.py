@@ -232,3 +232,22 @@ def test_an_upload_the_bucket_refuses_gives_its_bytes_back_to_the_link(client):
     assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 0
     assert tus_upload(client, link, "fits.bin", b"x" * 400) == 204
     assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 400
+
+
+def test_a_revocation_wins_over_a_request_that_opened_the_link_just_before(client, services):
+    """The request read the share (still active), then the revocation committed: counting the
+    download or reserving the upload, in the same statement as its check, refuses it."""
+    from files_app.errors import ShareGone
+
+    put(client, "b", "f.txt", b"f")
+    made = share(client, bucket="b", prefix="", allow_upload=True, listing=True).get_json()
+    opened = services.shares.open(path_of(made["url"]).removeprefix("/s/"))
+    client.delete(f"/v1/shares/{made['id']}")
+    for attempt in (lambda: services.shares.count_download(opened),
+                    lambda: services.shares.start_upload(opened, name="x.bin", size=1, mime_type=None,
+                                                         tus_metadata=None, owner=f"share:{opened.id}")):
+        with pytest.raises(ShareGone) as refused:
+            attempt()
+        assert refused.value.code == "share_revoked"
+    state = client.get(f"/v1/shares/{made['id']}").get_json()
+    assert (state["downloads"], state["uploaded_bytes"]) == (0, 0)
