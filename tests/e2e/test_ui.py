@@ -32,6 +32,7 @@ def make_bucket(page, server, name: str) -> None:
     page.fill("#new-bucket", name)
     page.click("[data-testid=create-bucket]")
     expect(page).to_have_url(re.compile(f"/b/{name}/$"))
+    page.wait_for_load_state()  # its scripts have run: a click now reaches their handlers
 
 
 def pattern(index: int, size: int) -> bytes:
