@@ -18,6 +18,7 @@ import httpx
 from . import __version__
 from .api import Api, ApiError, content_path
 from .config import load_login, save_login
+from .interrupts import Interrupted, exit_code, handled
 from .progress import Reporter, human, reporter
 from .transfer import STOP, Stopped, TransferFailed, download_file, upload_file, whole_sha256
 
@@ -59,7 +60,23 @@ def fail_on_api_errors(function):
     return run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class FilesCommand(click.Group):
+    """The `files` group, with the client's own SIGINT and SIGTERM handlers installed first (see
+    interrupts.py): a signal stops any command with 130 or 143, a transfer at its next chunk."""
+
+    def main(self, *args, **kwargs):
+        with handled():
+            return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Interrupted as interruption:  # outside a transfer (which exits by itself, see _run)
+            click.echo("Aborted!", err=True)
+            raise click.exceptions.Exit(interruption.exit_code) from None
+
+
+@click.group(cls=FilesCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="files")
 def main() -> None:
     """The files service from the command line: resumable, parallel uploads and downloads with
@@ -397,11 +414,11 @@ def _run(api: Api, jobs: list[Job], parallel: int, chunk_size: int, if_not_exist
             futures = [pool.submit(_one, api, job, show, chunk_size, if_not_exists) for job in jobs]
             for future in futures:
                 future.result()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM
             STOP.set()  # each transfer stops at its next chunk; what is durable stays for the next run
             pool.shutdown(wait=True, cancel_futures=True)
             show.finish()
-            sys.exit(130)
+            sys.exit(exit_code(interruption))
         pool.shutdown()
         show.finish()
     failed = bool(show.summary.failures)
