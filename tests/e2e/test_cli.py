@@ -144,10 +144,19 @@ def kept_session(env) -> str:
     return json.loads(record.read_text())["url"]
 
 
-def start_and_stop(env, args: list[str], moved_at_least: int, how: int) -> None:
-    """Run the client until its JSON events say `moved_at_least` bytes moved, then send it `how`."""
+def start_and_stop(env, args: list[str], moved_at_least: int, how: int,
+                   inherited: signal.Handlers = signal.SIG_DFL) -> tuple[int, list[dict]]:
+    """Run the client until its JSON events say `moved_at_least` bytes moved, then send it `how`;
+    its exit code and the events it wrote after that. It starts with SIGINT and SIGTERM set to
+    `inherited`, not to whatever this test run inherited (a background job of a non-interactive
+    shell starts with SIGINT ignored)."""
+
+    def dispositions() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, inherited)
+
     client = subprocess.Popen([FILES, *args, "--json"], env=env, stdout=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
+                              stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=dispositions)
     try:
         for line in client.stdout:
             event = json.loads(line)
@@ -155,9 +164,11 @@ def start_and_stop(env, args: list[str], moved_at_least: int, how: int) -> None:
             if event["event"] == "progress" and event["moved"] >= moved_at_least:
                 os.killpg(client.pid, how)
                 break
+        after = events(client.stdout.read())
     finally:
         client.wait(timeout=60)
         client.stdout.close()
+    return client.returncode, after
 
 
 def offset_of(session_url: str, env: dict) -> int:
@@ -172,11 +183,11 @@ def test_an_upload_killed_twice_resumes_from_the_durable_offset(env, server, tmp
     big = tmp_path / "big.bin"
     big.write_bytes(content := os.urandom(256 * MIB))
     args = ["cp", str(big), "resume/big.bin", "--chunk-size", "4"]
-    start_and_stop(env, args, 32 * MIB, signal.SIGINT)  # Ctrl-C
+    assert start_and_stop(env, args, 32 * MIB, signal.SIGINT)[0] == 130  # Ctrl-C
     session = kept_session(env)
     durable = offset_of(session, env)
     assert durable >= 28 * MIB
-    start_and_stop(env, args, durable + 64 * MIB, signal.SIGKILL)  # then killed outright
+    assert start_and_stop(env, args, durable + 64 * MIB, signal.SIGKILL)[0] == -signal.SIGKILL  # then killed outright
     assert kept_session(env) == session
     posts_before = len(session_lines(server, session))
     durable = offset_of(session, env)
@@ -197,6 +208,27 @@ def test_an_upload_killed_twice_resumes_from_the_durable_offset(env, server, tmp
     assert all(start >= resumed for start, _ in resent) and resent[-1][1] == 256 * MIB
     stored = json.loads(run(env, "info", "resume/big.bin").stdout)
     assert stored["sha256"] == hashlib.sha256(content).hexdigest()
+    assert not list((Path(env["XDG_STATE_HOME"]) / "files" / "uploads").glob("*.json"))
+
+
+@pytest.mark.parametrize("how, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_an_upload_even_when_the_client_started_with_it_ignored(env, tmp_path, how, code):
+    """Started as a background job of a non-interactive shell would start it (the signal ignored),
+    the client still stops at its next chunk on Ctrl-C or SIGTERM, says so, keeps its resume record
+    and exits with the shell's code for the signal; the same command then sends only the rest."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(content := os.urandom(64 * MIB))
+    args = ["cp", str(big), "ignored/big.bin", "--chunk-size", "1"]
+    returncode, after = start_and_stop(env, args, 8 * MIB, how, inherited=signal.SIG_IGN)
+    assert returncode == code, after
+    assert [e["reason"] for e in after if e["event"] == "error"] == ["stopped; run the same command again to resume"]
+    assert after[-1]["event"] == "summary" and after[-1]["files"] == 0
+    durable = offset_of(kept_session(env), env)
+    assert 8 * MIB <= durable < 64 * MIB  # it stopped, long before the end
+
+    result = run(env, *args, "--json")
+    assert [e["offset"] for e in events(result.stdout) if e["event"] == "resume"] == [durable]
+    assert json.loads(run(env, "info", "ignored/big.bin").stdout)["sha256"] == hashlib.sha256(content).hexdigest()
     assert not list((Path(env["XDG_STATE_HOME"]) / "files" / "uploads").glob("*.json"))
 
 
