@@ -18,6 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import api, auth, cors, guard, openai, shares, web
+from .access import access
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
@@ -25,6 +26,7 @@ from .services import ObjectService, UploadService
 from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.openai_files import OpenAIService
+from .services.people import PeopleService
 from .services.quotas import QuotaService
 from .services.shares import ShareService
 from .services.thumbnails import ThumbnailService
@@ -44,6 +46,7 @@ class FilesExtension:
     thumbnails: ThumbnailService
     quotas: QuotaService
     shares: ShareService
+    people: PeopleService
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
@@ -77,11 +80,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     store = make_store(settings)
     objects = ObjectService(store)
     uploads = UploadService(store, objects, settings)
-    app.extensions["files"] = FilesExtension(store, objects, uploads, AccountService(),
+    accounts = AccountService()
+    app.extensions["files"] = FilesExtension(store, objects, uploads, accounts,
                                              OpenAIService(uploads, objects, settings),
                                              FolderService(store, objects, uploads), ThumbnailService(objects),
-                                             QuotaService(time.time), ShareService(uploads))
+                                             QuotaService(time.time), ShareService(uploads), PeopleService(accounts))
 
+    access("public")(app.view_functions["static"])  # the pages' CSS and scripts
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further
     api.init_app(app)
     openai.init_app(app)
@@ -223,6 +228,7 @@ _TITLES = {400: "That did not work", 403: "Not allowed", 404: "Not found", 405: 
 
 def _register_health(app: Flask) -> None:
     @app.get("/healthz")
+    @access("public")
     def healthz():
         db.session.execute(text("SELECT 1"))
         db.session.commit()

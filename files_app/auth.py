@@ -1,7 +1,9 @@
-"""Who may do what. Bearer tokens for the API (scopes read < write < admin, optionally confined to
-a bucket); a signed-in user (session cookie naming a server-side web session) for the web UI and
-its own API calls. With no token and no user the service is open, which gunicorn.conf.py allows
-on loopback addresses only. Where a request comes from is guard.py's business."""
+"""Who may do what. Bearer tokens for the API (scopes read < write < manage < admin, optionally
+confined to a bucket, and capped by their person's role); a signed-in user (session cookie naming a
+server-side web session) for the web UI and its own API calls. Admins may do everything; members
+what they own and what they were granted. With no token and no user the service is open, which
+gunicorn.conf.py allows on loopback addresses only. Where a request comes from is guard.py's
+business; what each route needs is declared on the route (access.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,14 @@ import hmac
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 
-from .errors import CsrfFailed, Forbidden, Unauthorized
+from . import access
+from .errors import CsrfFailed, FilesError, Forbidden, NotFound, Unauthorized
 from .guard import SAFE_METHODS, host_name, is_loopback
-from .services.accounts import Principal
+from .services import acting
+from .services.accounts import BUCKET_LEVELS, Principal
 
 OPEN = Principal("", "admin")  # nobody is configured: everyone may do everything
-_PUBLIC = {"healthz", "static", "web.login", "web.favicon", "api.openapi",
-           # Share links: whoever has one; each view checks the share and its creator's access.
-           "shares.page", "shares.unlock", "shares.content", "shares.thumbnail", "shares.zip_folder",
-           "shares.create_upload", "shares.upload"}
-_ADMIN = {"files.create_bucket", "files.delete_bucket", "web.create_bucket", "web.delete_bucket",
-          "api.set_bucket_quota", "api.owner_quota", "web.set_quota", "web.set_any_quota", "web.quotas_page"}
+ANONYMOUS = Principal("", "read", role="member")  # a public route on a closed service: nobody in particular
 
 
 def init_app(app: Flask) -> None:
@@ -27,26 +26,47 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def authenticate():
+        """Who is asking, and may they call this route: the view's declared rule (access.py) decides."""
         g.principal = OPEN
-        if request.method == "OPTIONS" or request.endpoint in _PUBLIC or service_open():
+        acting.set_actor(acting.Actor(None, None, request.remote_addr, _user_agent()))
+        if request.endpoint is None or request.method == "OPTIONS":
+            return None  # routing answers 404/405; CORS preflights carry no credentials
+        rule = access.rule_of(app.view_functions.get(request.endpoint))
+        if rule is None:
+            raise Forbidden(f"route {request.endpoint} declares no access rule")
+        if service_open():
+            return None
+        if rule.level == "public":
+            g.principal = ANONYMOUS
             return None
         principal, by_cookie = _identify(accounts)
         if principal is None:
-            if request.path.startswith("/v1/"):
-                raise Unauthorized("send Authorization: Bearer <token>")
-            return redirect(url_for("web.login", next=request.full_path))
-        if by_cookie and request.method not in SAFE_METHODS and request.path.startswith("/v1/"):
-            # Cookies ride along on cross-site requests: a state change must prove it is ours.
+            if request.blueprint == "web":
+                return redirect(url_for("web.login", next=request.full_path))
+            raise Unauthorized("send Authorization: Bearer <token>")
+        # Pages check their forms' token themselves (web/pages.py); everything else a cookie reaches
+        # must send the page's token in a header: cookies ride along on cross-site requests.
+        if by_cookie and request.method not in SAFE_METHODS and request.blueprint != "web":
             if not csrf_matches(request.headers.get("X-CSRF-Token")):
                 raise CsrfFailed("a signed-in request that changes data needs the page's X-CSRF-Token")
-        needed = "admin" if request.endpoint in _ADMIN else "read" if request.method in SAFE_METHODS else "write"
-        if not principal.allows(needed):
-            raise Forbidden(f"this token may {principal.scope}, not {needed}")
-        bucket = (request.view_args or {}).get("bucket")
-        if principal.bucket and bucket is not None and bucket != principal.bucket:
-            raise Forbidden(f"this token is confined to bucket {principal.bucket!r}")
         g.principal = principal
+        acting.set_actor(acting.Actor(principal.owner, principal.name, request.remote_addr, _user_agent(),
+                                      principal.user_id, principal.role == "admin"))
+        if rule.level == "admin":
+            if not principal.is_admin:
+                raise Forbidden("only an admin may do this")
+            if rule.bucket is not None:
+                check_confinement((request.view_args or {}).get(rule.bucket))
+        elif rule.level != "authenticated":
+            if rule.bucket is not None:
+                require_bucket((request.view_args or {}).get(rule.bucket), rule.level)
+            elif not principal.allows(rule.level):
+                raise Forbidden(f"this credential may {principal.scope}, not {rule.level}")
         return None
+
+
+def _user_agent() -> str | None:
+    return request.headers.get("User-Agent", "")[:200] or None
 
 
 def _identify(accounts) -> tuple[Principal | None, bool]:
@@ -55,12 +75,55 @@ def _identify(accounts) -> tuple[Principal | None, bool]:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization must be 'Bearer <token>'")
-        principal = accounts.token_principal(token.strip())
+        principal = accounts.token_principal(token.strip(), request.remote_addr)
         if principal is None:
-            raise Unauthorized("this token is not valid")
+            raise Unauthorized("this token is not valid (unknown, revoked or expired)")
         return principal, False
     web_session = session.get("sid")
-    return (accounts.web_session_principal(web_session) if isinstance(web_session, str) else None), True
+    if not isinstance(web_session, str):
+        return None, True
+    return accounts.web_session_principal(web_session, request.remote_addr), True
+
+
+def require_bucket(bucket: str | None, level: str) -> None:
+    """May the caller do `level` ("read", "write", "manage") in `bucket`? For views whose bucket is
+    in the body, and for the hook."""
+    if (refusal := bucket_refusal(current(), bucket, level)) is not None:
+        raise refusal
+
+
+def bucket_refusal(principal: Principal, bucket: str | None, level: str) -> FilesError | None:
+    """Why `principal` may not do `level` in `bucket`, or None if they may. A bucket the caller may
+    not read does not exist for them (404); one that does not exist yet may be made by anyone who
+    may write (it becomes theirs)."""
+    if principal.bucket and bucket != principal.bucket:
+        return Forbidden(f"this token is confined to bucket {principal.bucket!r}")
+    if not principal.allows(level):
+        return Forbidden(f"this credential may {principal.scope}, not {level}")
+    if principal.role == "admin" or not isinstance(bucket, str):
+        return None  # admins may do everything; no bucket: the view refuses the request itself
+    have = current_app.extensions["files"].accounts.bucket_level(principal, bucket)
+    if have == "absent":
+        return None  # reads find nothing; a write makes it, as theirs
+    if have is None:
+        return NotFound(f"bucket {bucket!r} does not exist, or is not shared with you")
+    if BUCKET_LEVELS.index(have) < BUCKET_LEVELS.index(level):
+        return Forbidden(f"you may {have} in bucket {bucket!r}, not {level}")
+    return None
+
+
+def bucket_filter() -> dict:
+    """How the caller's bucket lists are narrowed: to a token's one bucket, to a member's own and
+    granted ones."""
+    principal = current()
+    return {"only": principal.bucket, "readable_by": principal.user_id if principal.role != "admin" else None}
+
+
+def check_confinement(bucket: str) -> None:
+    """For routes that work in one bucket of the service's own (the OpenAI API's)."""
+    principal = current()
+    if principal.bucket and bucket != principal.bucket:
+        raise Forbidden(f"this token is confined to bucket {principal.bucket!r}")
 
 
 def csrf_matches(sent: str | None) -> bool:
@@ -79,15 +142,8 @@ def current() -> Principal:
 
 
 def sees_everything() -> bool:
-    """An admin confined to no bucket: sees and manages what others made (share links)."""
-    return current().allows("admin") and not current().bucket
-
-
-def check_bucket(bucket: str | None) -> None:
-    """For requests that name their bucket in the body (session creation, tus metadata)."""
-    principal = current()
-    if principal.bucket and bucket != principal.bucket:
-        raise Forbidden(f"this token is confined to bucket {principal.bucket!r}")
+    """An admin confined to no bucket: sees and manages what others made (share links, tokens)."""
+    return current().is_admin and not current().bucket
 
 
 def refuse_open_exposure(app: Flask, addresses: list[str]) -> str | None:

@@ -80,17 +80,16 @@ def token_group() -> None:
 
 @token_group.command("create")
 @click.option("--name", required=True, help="What the token is for (shown in logs, never secret).")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
+@click.option("--scope", type=click.Choice(["read", "write", "manage", "admin"]), default="read", show_default=True)
 @click.option("--bucket", default=None, help="Confine the token to this bucket.")
 @click.option("--max-bytes", type=ByteSize(), default=None, help="Its quota over all buckets (e.g. 20G).")
 @with_appcontext
 @_domain_errors
 def token_create(name: str, scope: str, bucket: str | None, max_bytes: int | None) -> None:
     """Create a token and print it once: only its hash is kept."""
-    accounts = current_app.extensions["files"].accounts
-    token = accounts.create_token(name, scope, bucket)
+    token_id, token = current_app.extensions["files"].accounts.create_token(name, scope, bucket)
     if max_bytes is not None:
-        _set_quota(accounts.token_principal(token).owner, max_bytes)
+        _set_quota(f"token:{token_id}", max_bytes)
     click.echo(f"token {name!r} ({scope}{', bucket ' + bucket if bucket else ''}); it is shown only now:",
                err=True)
     click.echo(token)  # the secret alone on the last line
@@ -104,12 +103,15 @@ def user_group() -> None:
 @user_group.command("create")
 @click.option("--name", required=True)
 @click.password_option("--password", help="Asked for (twice) when not given.")
+@click.option("--role", type=click.Choice(["admin", "member"]), default=None,
+              help="admin: everything; member: their own buckets and what they are granted.")
 @click.option("--max-bytes", type=ByteSize(), default=None, help="Their quota over all buckets (e.g. 20G).")
 @with_appcontext
 @_domain_errors
-def user_create(name: str, password: str, max_bytes: int | None) -> None:
-    """Create a user who can sign in to the web pages (and do everything there)."""
-    current_app.extensions["files"].accounts.create_user(name, password)
+def user_create(name: str, password: str, role: str | None, max_bytes: int | None) -> None:
+    """Create a person who signs in to the web pages: an admin if they are the first, else a member
+    (--role to choose)."""
+    current_app.extensions["files"].people.create_user(name, password, role)
     if max_bytes is not None:
         _set_quota(current_app.extensions["files"].quotas.subject("user", name), max_bytes)
     click.echo(f"user {name!r} created")

@@ -98,6 +98,16 @@ class Conflict(FilesError):
     code = "conflict"
 
 
+class LastAdmin(Conflict):
+    """A change that would leave no live admin (demote, disable, delete the last one)."""
+
+    code = "last_admin"
+
+
+class OwnsBuckets(Conflict):
+    code = "owns_buckets"
+
+
 class BucketNotEmpty(Conflict):
     code = "bucket_not_empty"
 

@@ -72,6 +72,19 @@ class Bucket(db.Model):
     object_count: Mapped[int] = mapped_column(BigInteger, default=0)
     total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The member who made it (it is theirs to manage); None: made by an admin token or before people had roles.
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Grant(db.Model):
+    """What a user other than the owner may do in a bucket: read, write or manage."""
+
+    __tablename__ = "grants"
+
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    level: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class StoredObject(db.Model):
@@ -197,6 +210,14 @@ class ApiToken(db.Model):
     scope: Mapped[str] = mapped_column(String(8))  # read | write | admin
     bucket: Mapped[str | None] = mapped_column(String(63))  # confined to this bucket, if set
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # The person it acts for (never more than they may); None: an operator's token (`flask files token create`).
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Written at most once a minute, not per request.
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_used_from: Mapped[str | None] = mapped_column(String(64))
+    # Revoked tokens keep their row, so that the files they uploaded still say whose they were.
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class User(db.Model):
@@ -209,6 +230,8 @@ class User(db.Model):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(8))  # admin | member
+    disabled_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class WebSession(db.Model):
@@ -221,6 +244,9 @@ class WebSession(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    last_seen_at: Mapped[int | None] = mapped_column(BigInteger)  # written at most once a minute
 
 
 class SigninFailure(db.Model):
@@ -251,6 +277,7 @@ class OpenAIFile(db.Model):
     purpose: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    owner: Mapped[str | None] = mapped_column(String(64))  # who made it: a member sees only their own
 
 
 class OpenAIUpload(db.Model):
@@ -293,3 +320,25 @@ class Thumbnail(db.Model):
     size: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_sha256: Mapped[str] = mapped_column(String(64))  # a replaced file's thumbnail is made again
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditEntry(db.Model):
+    """One change or sign-in: who (an owner string and their name at the time), from where, what,
+    and how it ended. Written in the transaction of the change it records."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_bucket_id", "bucket", "id"), Index("ix_audit_log_action_id", "action", "id"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str | None] = mapped_column(String(64), index=True)
+    actor_name: Mapped[str | None] = mapped_column(String(120))
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    bucket: Mapped[str | None] = mapped_column(String(63))
+    key: Mapped[str | None] = mapped_column(KeyString)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))

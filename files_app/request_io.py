@@ -14,6 +14,7 @@ from .errors import IncompleteBody, InvalidInput
 from .services import ObjectService, UploadService
 from .services.accounts import AccountService
 from .services.folders import FolderService
+from .services.people import PeopleService
 from .services.quotas import QuotaService
 from .services.shares import ShareService
 from .services.thumbnails import ThumbnailService
@@ -40,6 +41,10 @@ def uploader_name(owner: str | None) -> str | None:
 
 def accounts() -> AccountService:
     return current_app.extensions["files"].accounts
+
+
+def people() -> PeopleService:
+    return current_app.extensions["files"].people
 
 
 def shares() -> ShareService:

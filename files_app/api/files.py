@@ -6,6 +6,7 @@ from flask import request
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import auth, validation
+from ..access import access
 from ..errors import InvalidInput, LengthRequired
 from ..request_io import RequestBody, is_chunked, objects, uploader_name, uploads
 from .blueprints import files_bp
@@ -13,11 +14,13 @@ from .common import bucket_json, file_json
 
 
 @files_bp.get("")
+@access("authenticated")
 def list_buckets():
-    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets(only=auth.current().bucket)]}
+    return {"data": [bucket_json(bucket) for bucket in objects().list_buckets(**auth.bucket_filter())]}
 
 
 @files_bp.get("/<bucket>")
+@access("read", bucket="bucket")
 def list_files(bucket: str):
     args = request.args
     for name in ("limit", "cursor", "prefix", "delimiter", "q"):
@@ -49,26 +52,31 @@ def list_files(bucket: str):
 
 
 @files_bp.put("/<bucket>")
+@access("write")
 def create_bucket(bucket: str):
     """An empty bucket (uploads make theirs as needed); 409 if it exists."""
     if bucket.startswith("session:"):  # a session's URL, which takes no PUT
         raise MethodNotAllowed(valid_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"])
+    auth.check_confinement(bucket)
     return bucket_json(objects().create_bucket(bucket)), 201
 
 
 @files_bp.delete("/<bucket>")
+@access("manage", bucket="bucket")
 def delete_bucket(bucket: str):
     objects().delete_bucket(bucket)
     return "", 204
 
 
 @files_bp.get("/<bucket>/<path:key>")
+@access("read", bucket="bucket")
 def file_info(bucket: str, key: str):
     info = objects().get(bucket, key)
     return {**file_json(info), "uploaded_by": uploader_name(info.owner)}
 
 
 @files_bp.put("/<bucket>/<path:key>")
+@access("write", bucket="bucket")
 def put_file(bucket: str, key: str):
     """The whole file in one request, as S3 clients and scripts send it (`curl -T file URL`)."""
     if request.content_length is None and is_chunked():
@@ -89,5 +97,6 @@ def _declared_type() -> str | None:
 
 
 @files_bp.delete("/<bucket>/<path:key>")
+@access("write", bucket="bucket")
 def delete_file(bucket: str, key: str):
     return file_json(objects().delete(bucket, key))

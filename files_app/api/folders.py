@@ -8,6 +8,7 @@ import time
 from flask import request
 
 from .. import auth, validation
+from ..access import access
 from ..errors import InvalidInput
 from ..request_io import folders, read_json_object
 from .blueprints import api_bp
@@ -15,30 +16,32 @@ from .common import file_json
 
 
 @api_bp.post("/move")
+@access("write")
 def move():
     """{bucket, key, to_key} or {bucket, prefix, to_prefix}, with `to_bucket` (default: the same)
     and `replace` (default false: a taken name is 412 for a file, skipped in a folder)."""
-    return _file_or_folder(folders().move, folders().move_folder, "moved")
+    return _file_or_folder(folders().move, folders().move_folder, "moved", source_level="write")
 
 
 @api_bp.post("/copy")
+@access("write")
 def copy():
     """As /move, but the source stays: its bytes are written again under the new name, uploaded by
     the caller."""
     owner = auth.current().owner
     return _file_or_folder(functools.partial(folders().copy, owner=owner),
-                           functools.partial(folders().copy_folder, owner=owner), "copied")
+                           functools.partial(folders().copy_folder, owner=owner), "copied", source_level="read")
 
 
-def _file_or_folder(one_file, folder, done: str):
+def _file_or_folder(one_file, folder, done: str, source_level: str):
     fields = read_json_object(request.stream)
     bucket = validation.bucket_name(fields.get("bucket"))
     to_bucket = fields.get("to_bucket", bucket)
     replace = fields.get("replace", False)
     if not isinstance(replace, bool):
         raise InvalidInput("replace must be true or false", "invalid_replace")
-    auth.check_bucket(bucket)
-    auth.check_bucket(to_bucket)
+    auth.require_bucket(bucket, source_level)
+    auth.require_bucket(to_bucket, "write")
     if "key" in fields:
         return file_json(one_file(bucket, validation.object_key(fields["key"], new=False), to_bucket,
                                   fields.get("to_key"), replace=replace))
@@ -49,6 +52,7 @@ def _file_or_folder(one_file, folder, done: str):
 
 
 @api_bp.get("/folders/<bucket>/<path:prefix>")
+@access("read", bucket="bucket")
 def count_folder(bucket: str, prefix: str):
     """What deleting the folder would delete: its files and bytes now, and the time to pass as `before`."""
     now = int(time.time())
@@ -57,6 +61,7 @@ def count_folder(bucket: str, prefix: str):
 
 
 @api_bp.delete("/folders/<bucket>/<path:prefix>")
+@access("write", bucket="bucket")
 def delete_folder(bucket: str, prefix: str):
     """Every file under the folder made at or before `before` (Unix seconds; default now), in batches."""
     before = request.args.get("before")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
+from ..access import access
 from ..openai import spec as openai_spec
 from .blueprints import api_bp
 
@@ -378,5 +379,6 @@ SPEC["components"]["schemas"].update(openai_spec.SCHEMAS)
 
 
 @api_bp.get("/openapi.json")
+@access("public")
 def openapi():
     return {**SPEC, "servers": [{"url": request.host_url.rstrip("/")}]}

@@ -9,6 +9,7 @@ from typing import Any
 from flask import request
 
 from .. import auth
+from ..access import access
 from ..errors import Forbidden
 from ..request_io import quotas, read_json_object
 from ..services.quotas import QuotaInfo
@@ -23,11 +24,13 @@ def quota_json(info: QuotaInfo) -> dict[str, Any]:
 
 
 @api_bp.get("/quotas/<bucket>")
+@access("read", bucket="bucket")
 def bucket_quota(bucket: str):
     return quota_json(quotas().get(quotas().subject("bucket", bucket)))
 
 
 @api_bp.put("/quotas/<bucket>")
+@access("admin", bucket="bucket")
 def set_bucket_quota(bucket: str):
     fields = read_json_object(request.stream)
     return quota_json(quotas().set(quotas().subject("bucket", bucket), fields.get("max_bytes"),
@@ -35,6 +38,7 @@ def set_bucket_quota(bucket: str):
 
 
 @api_bp.route("/quotas/<any(users, tokens):kind>/<name>", methods=["GET", "PUT"])
+@access("admin")
 def owner_quota(kind: str, name: str):
     """A user's (by name) or a token's (by id) byte quota, over all buckets."""
     if auth.current().bucket:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import request
 
 from .. import auth, validation
+from ..access import access
 from ..errors import InvalidInput, NotFound
 from ..request_io import RequestBody, read_json_object, uploads
 from ..services import ChunkRequest
@@ -18,6 +19,7 @@ _FIELDS = ("bucket", "key", "mime_type", "size", "sha256")
 
 @files_bp.post("")
 @files_bp.post("/")  # tus endpoints are often written with a trailing slash
+@access("write")
 def create_session():
     if "Tus-Resumable" in request.headers:
         return tus.create_upload()
@@ -26,7 +28,7 @@ def create_session():
         if name not in fields:
             raise InvalidInput(f"missing field {name!r}", "missing_field", field=name)
     create_only = validation.if_none_match(request.headers.get("If-None-Match"))
-    auth.check_bucket(fields.get("bucket"))
+    auth.require_bucket(fields.get("bucket"), "write")
     info = uploads().create(**{name: fields.get(name) for name in _FIELDS}, create_only=create_only,
                             owner=auth.current().owner)
     body = session_json(info)
@@ -34,6 +36,7 @@ def create_session():
 
 
 @files_bp.get("/session:<session_id>")  # (and HEAD, which only tus sends)
+@access("read")
 def session(session_id: str):
     if request.method == "HEAD":
         return tus.head_upload(session_id)
@@ -42,6 +45,7 @@ def session(session_id: str):
 
 
 @files_bp.post("/session:<session_id>")
+@access("write")
 def upload_content(session_id: str):
     chunk = ChunkRequest(RequestBody(request.stream), length=request.content_length,
                          offset=validation.offset_header(request.headers.get("Upload-Offset")),
@@ -55,11 +59,13 @@ def upload_content(session_id: str):
 
 
 @files_bp.patch("/session:<session_id>")  # tus only (refuse_other_versions sees to it)
+@access("write")
 def patch_session(session_id: str):
     return tus.patch_upload(session_id)
 
 
 @files_bp.delete("/session:<session_id>")
+@access("write")
 def abort_session(session_id: str):
     uploads().abort(session_id, auth.current().owner)
     return "", 204
@@ -69,6 +75,7 @@ def abort_session(session_id: str):
 @files_bp.route("/", methods=["PATCH"])
 @files_bp.route("/<bucket>", methods=["PATCH"])
 @files_bp.route("/<bucket>/<path:key>", methods=["PATCH"])
+@access("public")
 def not_an_upload(**_url_parts: str):
     """tus: a PATCH to what is not an upload URL is about an upload that does not exist (404, not 405)."""
     raise NotFound(f"no upload at {request.path}")

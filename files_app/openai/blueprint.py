@@ -19,7 +19,7 @@ _TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit
 @openai_bp.before_request
 def confined_tokens_stay_out():
     """Every route here works in one bucket: a token confined to another may not use them."""
-    auth.check_bucket(current_app.config["FILES_OPENAI_BUCKET"])
+    auth.check_confinement(current_app.config["FILES_OPENAI_BUCKET"])
 
 
 def service() -> OpenAIService:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from .. import auth, validation
+from ..access import access
 from ..downloads import send_object
 from ..errors import InvalidInput
 from ..multipart import MultipartReader
@@ -15,6 +16,7 @@ _ANCHOR, _SECONDS = "expires_after[anchor]", "expires_after[seconds]"
 
 
 @openai_bp.post("/files")
+@access("write")
 def create_file():
     """The file part streams into a session as it arrives. Fields sent before it are checked
     before a byte is stored; fields after it (curl -F puts them where they are written) once it
@@ -58,6 +60,7 @@ def _form_settings(fields: dict[str, str], final: bool) -> tuple[str | None, int
 
 
 @openai_bp.get("/files")
+@access("read")
 def list_files():
     args = request.args
     for name in ("after", "limit", "order", "purpose"):
@@ -72,17 +75,20 @@ def list_files():
 
 
 @openai_bp.get("/files/<file_id>")
+@access("read")
 def retrieve_file(file_id: str):
     return file_json(service().get_file(file_id))
 
 
 @openai_bp.delete("/files/<file_id>")
+@access("write")
 def delete_file(file_id: str):
     info = service().delete_file(file_id)
     return {"id": info.id, "object": "file", "deleted": True}
 
 
 @openai_bp.route("/files/<file_id>/content", methods=["GET", "HEAD"])
+@access("read")
 def file_content(file_id: str):
     info = service().get_file(file_id)
     return send_object(info.bucket, info.key, filename=info.filename, attachment=True)

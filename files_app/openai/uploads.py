@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from .. import auth, validation
+from ..access import access
 from ..errors import InvalidInput
 from ..multipart import MultipartReader
 from ..request_io import RequestBody, read_json_object
@@ -12,6 +13,7 @@ from .blueprint import openai_bp, part_json, service, upload_json
 
 
 @openai_bp.post("/uploads")
+@access("write")
 def create_upload():
     fields = read_json_object(request.stream)
     for name in ("filename", "purpose", "bytes", "mime_type"):
@@ -30,6 +32,7 @@ def create_upload():
 
 
 @openai_bp.post("/uploads/<upload_id>/parts")
+@access("write")
 def add_part(upload_id: str):
     """The `data` part streams into the upload's storage as it arrives (64 MiB at most)."""
     form = MultipartReader(RequestBody(request.stream), request.headers.get("Content-Type"))
@@ -43,6 +46,7 @@ def add_part(upload_id: str):
 
 
 @openai_bp.post("/uploads/<upload_id>/complete")
+@access("write")
 def complete_upload(upload_id: str):
     fields = read_json_object(request.stream)
     if "part_ids" not in fields:
@@ -52,5 +56,6 @@ def complete_upload(upload_id: str):
 
 
 @openai_bp.post("/uploads/<upload_id>/cancel")
+@access("write")
 def cancel_upload(upload_id: str):
     return upload_json(service().cancel_upload(upload_id, auth.current().owner))

@@ -14,17 +14,36 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
-from ..errors import Conflict, InvalidInput, TooManyAttempts
-from ..models import ApiToken, SigninFailure, User, WebSession, db, transaction
+from ..errors import Forbidden, InvalidInput, TooManyAttempts
+from ..models import ApiToken, Bucket, Grant, SigninFailure, User, WebSession, db, transaction
+from . import audit
 
-SCOPES = ("read", "write", "admin")  # each allows what the ones before it allow
+SCOPES = ("read", "write", "manage", "admin")  # each allows what the ones before it allow
+ROLES = ("admin", "member")
+BUCKET_LEVELS = ("read", "write", "manage")
 TOKEN_PREFIX = "fsk_"
 _USERNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
-_FIND_TOKEN = select(ApiToken.id, ApiToken.scope, ApiToken.bucket).where(
-    ApiToken.token_sha256 == bindparam("digest"))
+_FIND_TOKEN = (
+    select(ApiToken.id, ApiToken.name, ApiToken.scope, ApiToken.bucket, ApiToken.user_id, ApiToken.expires_at,
+           ApiToken.last_used_at, ApiToken.revoked_at, User.role, User.username, User.disabled_at)
+    .outerjoin(User, User.id == ApiToken.user_id).where(ApiToken.token_sha256 == bindparam("digest")))
+_TOKEN_BY_ID = (
+    select(*_FIND_TOKEN.selected_columns).outerjoin(User, User.id == ApiToken.user_id)
+    .where(ApiToken.id == bindparam("token_id")))
 _ANY = select(exists(select(ApiToken.id)) | exists(select(User.id)))
-_WEB_SESSION_USER = select(WebSession.user_id).where(
-    WebSession.id_sha256 == bindparam("digest"), WebSession.expires_at > bindparam("now"))
+_WEB_SESSION_USER = (
+    select(User.id, User.role, User.username, WebSession.last_seen_at).join(WebSession, WebSession.user_id == User.id)
+    .where(WebSession.id_sha256 == bindparam("digest"), WebSession.expires_at > bindparam("now"),
+           User.disabled_at.is_(None)))
+# Last use is written at most once a minute, by whichever request first finds it older.
+LAST_USE_EVERY = 60
+_TOUCH_TOKEN = (update(ApiToken).where(ApiToken.id == bindparam("token_id"),
+                                       ApiToken.last_used_at.is_(None) | (ApiToken.last_used_at < bindparam("before")))
+                .values(last_used_at=bindparam("now"), last_used_from=bindparam("address")))
+_TOUCH_SESSION = (update(WebSession).where(WebSession.id_sha256 == bindparam("digest"),
+                                           (WebSession.last_seen_at.is_(None))
+                                           | (WebSession.last_seen_at < bindparam("before")))
+                  .values(last_seen_at=bindparam("now"), address=bindparam("address")))
 WEB_SESSION_TTL = 14 * 86400  # a signed-in browser signs in again after two weeks
 # Sign-in failures allowed per window, per account and per address; then 429 until the window ends.
 SIGNIN_WINDOW = 300
@@ -33,14 +52,34 @@ SIGNIN_LIMITS = {"user": 5, "addr": 20, "share": 10}  # "share": a share link's 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a token or a user. `owner` marks the upload sessions they create."""
+    """Who is asking: a token or a signed-in user. `owner` marks what they make (sessions, files,
+    shares); `user_id` and `role` are the person behind it (None and "admin" for an operator's token
+    or the open service); `scope` caps what this credential may do, whatever the person may."""
 
     owner: str
     scope: str
     bucket: str | None = None
+    user_id: int | None = None
+    role: str = "admin"
+    name: str | None = None
 
     def allows(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+    @property
+    def is_admin(self) -> bool:
+        """May manage people, tokens, quotas and every bucket."""
+        return self.role == "admin" and self.scope == "admin"
+
+    @property
+    def sees_every_bucket(self) -> bool:
+        return self.role == "admin" and self.bucket is None
+
+
+def capped_scope(scope: str, role: str) -> str:
+    """A credential's scope as far as its person's role allows: a member's stops at `manage` (their
+    own buckets and grants), an admin's does not."""
+    return scope if role == "admin" or SCOPES.index(scope) <= SCOPES.index("manage") else "manage"
 
 
 @functools.cache
@@ -66,24 +105,54 @@ class AccountService:
             self._any_cached = (time.monotonic(), answer)
         return answer
 
-    def create_token(self, name: str, scope: str, bucket: str | None = None) -> str:
+    def credentials_made(self) -> None:
+        """A token or a user now exists: the service is closed from this request on."""
+        self._any_cached = (0.0, True)
+
+    def create_token(self, name: str, scope: str, bucket: str | None = None, *, user_id: int | None = None,
+                     role: str = "admin", expires_at: int | None = None) -> tuple[int, str]:
+        """A new token (its id, and the secret, shown once). A person's token may do no more than
+        the person: a member's is at most `manage`."""
         if scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", "invalid_scope")
+        if capped_scope(scope, role) != scope:
+            raise Forbidden(f"a {role}'s token may be at most {capped_scope('admin', role)!r}")
         if bucket is not None:
             validation.bucket_name(bucket)
+        name = name.strip()[:100]
+        if not name:
+            raise InvalidInput("a token needs a name (what it is for)", "invalid_name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with transaction():
-            db.session.add(ApiToken(name=name[:100], token_sha256=_digest(token), scope=scope, bucket=bucket,
-                                    created_at=int(time.time())))
-        self._any_cached = (0.0, True)
-        return token
+            row = ApiToken(name=name, token_sha256=_digest(token), scope=scope, bucket=bucket,
+                           created_at=int(time.time()), user_id=user_id, expires_at=expires_at)
+            db.session.add(row)
+            db.session.flush()
+            token_id = row.id
+            audit.record("token.create", detail={"token": token_id, "name": name, "scope": scope, "bucket": bucket,
+                                                 "user_id": user_id, "expires_at": expires_at})
+        self.credentials_made()
+        return token_id, token
 
-    def token_principal(self, token: str) -> Principal | None:
+    def token_principal(self, token: str, address: str | None = None) -> Principal | None:
+        """The token's principal, if it is live: not revoked, not expired, its person not disabled.
+        A personal token never allows more than its person's role does."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
+        now = int(time.time())
         with transaction():
             row = db.session.execute(_FIND_TOKEN, {"digest": _digest(token)}).first()
-        return Principal(f"token:{row.id}", row.scope, row.bucket) if row else None
+            if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+                return None
+            if row.user_id is not None and (row.role is None or row.disabled_at is not None):
+                return None  # its person was deleted or disabled
+            if row.last_used_at is None or row.last_used_at < now - LAST_USE_EVERY:
+                db.session.execute(_TOUCH_TOKEN, {"token_id": row.id, "before": now - LAST_USE_EVERY, "now": now,
+                                                  "address": (address or "")[:64] or None})
+        if row.user_id is None:
+            return Principal(f"token:{row.id}", row.scope, row.bucket, name=f"token {row.name}")
+        return Principal(f"token:{row.id}", capped_scope(row.scope, row.role), row.bucket, row.user_id, row.role,
+                         f"{row.username} (token {row.name})")
 
     def uploader_name(self, owner: str | None) -> str | None:
         """Who a file's `owner` is, as people read it: a user's name, a token's ("token <name>"), a
@@ -100,62 +169,90 @@ class AccountService:
             return f"a deleted {kind}"
         return name if kind == "user" else f"token {name}"
 
-    def create_user(self, username: str, password: str) -> None:
-        if not _USERNAME_RE.fullmatch(username):
-            raise InvalidInput("a user name is 1 to 100 letters, digits, '_', '.', '@' or '-'", "invalid_username")
-        if len(password) < 8:
-            raise InvalidInput("a password has at least 8 characters", "invalid_password")
-        try:
-            with transaction():
-                db.session.add(User(username=username, password_hash=generate_password_hash(password),
-                                    created_at=int(time.time())))
-        except IntegrityError:
-            raise Conflict(f"user {username!r} exists") from None
-        self._any_cached = (0.0, True)
-
-    def sign_in(self, username: str, password: str, address: str) -> str | None:
+    def sign_in(self, username: str, password: str, address: str, user_agent: str = "") -> str | None:
         """A new web session id for the right password, else None. Failures are counted per
-        account and per address; past the limit, TooManyAttempts (checked before the password)."""
+        account and per address; past the limit, TooManyAttempts (checked before the password).
+        A disabled person cannot sign in (and is told nothing more than a wrong password)."""
         subjects = [f"user:{username[:100]}", f"addr:{address}"]
         now = time.time()
         self.check_attempts(subjects, now)
         with transaction():
-            row = db.session.execute(select(User.id, User.password_hash).where(User.username == username)).first()
+            row = db.session.execute(select(User.id, User.password_hash, User.disabled_at)
+                                     .where(User.username == username)).first()
         # Check a hash even for an unknown name, so timing does not tell which names exist.
         stored = row.password_hash if row else _decoy_hash()
-        if not (check_password_hash(stored, password) and row):
+        if not (check_password_hash(stored, password) and row and row.disabled_at is None):
             self.count_failure(subjects, now)
+            with transaction():
+                audit.record("signin", outcome="failed", detail={"username": username[:100]})
             return None
         session_id = secrets.token_urlsafe(32)
         with transaction():
             db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
             db.session.add(WebSession(id_sha256=_digest(session_id), user_id=row.id, created_at=int(now),
-                                      expires_at=now + WEB_SESSION_TTL))
+                                      expires_at=now + WEB_SESSION_TTL, address=address[:64] or None,
+                                      user_agent=user_agent[:200] or None, last_seen_at=int(now)))
+            audit.record("signin", actor=(f"user:{row.id}", username), detail={"username": username})
         return session_id
 
     def sign_out(self, session_id: str) -> None:
         with transaction():
             db.session.execute(delete(WebSession).where(WebSession.id_sha256 == _digest(session_id)))
 
-    def web_session_principal(self, session_id: str) -> Principal | None:
+    def web_session_principal(self, session_id: str, address: str | None = None) -> Principal | None:
+        """The signed-in user's principal: an admin acts as an admin, a member up to `manage` in
+        the buckets they may manage. None once the session ended or the user is disabled."""
+        now = int(time.time())
+        digest = _digest(session_id)
         with transaction():
-            user_id = db.session.scalar(_WEB_SESSION_USER, {"digest": _digest(session_id), "now": time.time()})
-        return Principal(f"user:{user_id}", "admin") if user_id else None
+            row = db.session.execute(_WEB_SESSION_USER, {"digest": digest, "now": now}).first()
+            if row is not None and (row.last_seen_at is None or row.last_seen_at < now - LAST_USE_EVERY):
+                db.session.execute(_TOUCH_SESSION, {"digest": digest, "before": now - LAST_USE_EVERY, "now": now,
+                                                    "address": (address or "")[:64] or None})
+        if row is None:
+            return None
+        return Principal(f"user:{row.id}", capped_scope("admin", row.role), None, row.id, row.role, row.username)
 
     def principal_of(self, owner: str) -> Principal | None:
-        """Who `owner` ("user:<id>", "token:<id>") is now, with the scope they have now; None if
-        they are gone."""
+        """Who `owner` ("user:<id>", "token:<id>") is now, with what they may do now; None if they
+        are gone, disabled, revoked or expired."""
         kind, _, number = owner.partition(":")
         if not number.isdigit():
             return None
+        now = int(time.time())
         with transaction():
             if kind == "token":
-                row = db.session.execute(select(ApiToken.scope, ApiToken.bucket)
-                                         .where(ApiToken.id == int(number))).first()
-                return Principal(owner, row.scope, row.bucket) if row else None
-            if kind == "user" and db.session.scalar(select(User.id).where(User.id == int(number))) is not None:
-                return Principal(owner, "admin")
+                row = db.session.execute(_TOKEN_BY_ID, {"token_id": int(number)}).first()
+                if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+                    return None
+                if row.user_id is None:
+                    return Principal(owner, row.scope, row.bucket, name=f"token {row.name}")
+                if row.role is None or row.disabled_at is not None:
+                    return None
+                return Principal(owner, capped_scope(row.scope, row.role), row.bucket, row.user_id, row.role,
+                                 f"{row.username} (token {row.name})")
+            if kind == "user":
+                row = db.session.execute(select(User.role, User.username, User.disabled_at)
+                                         .where(User.id == int(number))).first()
+                if row is not None and row.disabled_at is None:
+                    return Principal(owner, capped_scope("admin", row.role), None, int(number), row.role, row.username)
         return None
+
+    def bucket_level(self, principal: Principal, bucket: str) -> str | None:
+        """What `principal`'s person may do in `bucket` ("read", "write", "manage"), before the
+        credential's scope caps it; None if nothing (or the bucket does not exist: "absent")."""
+        if principal.role == "admin":
+            return "manage"
+        with transaction():
+            row = db.session.execute(
+                select(Bucket.owner_id, Grant.level).outerjoin(
+                    Grant, (Grant.bucket_id == Bucket.id) & (Grant.user_id == bindparam("user_id")))
+                .where(Bucket.name == bindparam("bucket")), {"user_id": principal.user_id, "bucket": bucket}).first()
+        if row is None:
+            return "absent"
+        if row.owner_id is not None and row.owner_id == principal.user_id:
+            return "manage"
+        return row.level
 
     def check_attempts(self, subjects: list[str], now: float | None = None) -> None:
         """429 while any of `subjects` ("user:<name>", "share:<id>", "addr:<ip>") failed too often lately."""

@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
-from ..models import Bucket, OwnerUsage, Quota, SessionState, StoredObject, UploadSession, db, transaction
+from ..models import Bucket, Grant, OwnerUsage, Quota, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
 from . import counting, search
+from .acting import current_actor
 
 
 @dataclass(frozen=True)
@@ -99,21 +100,35 @@ _FOLDER_BATCH = 16  # rows per query when folders may be skipped: small, since a
 
 def _new_bucket(name: str) -> Bucket:
     now = int(time.time())
-    return Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now)
+    return Bucket(name=name, created_at=now, object_count=0, total_bytes=0, updated_at=now,
+                  owner_id=current_actor().user_id)
 
 
 _INSERT_BUCKET = insert(Bucket.__table__).returning(Bucket.__table__.c.id)
+_BUCKET_WRITABLE = select(Bucket.id, ((Bucket.owner_id == bindparam("user_id")) | exists(select(Grant.level).where(
+    Grant.bucket_id == Bucket.id, Grant.user_id == bindparam("user_id"), Grant.level.in_(("write", "manage")))))
+    .label("writable")).where(Bucket.name == bindparam("name"))
 
 
 def bucket_for_writing(name: str) -> int:
-    """The bucket's id, inside the caller's transaction, making it on first use. Two requests
-    making it at once: one gets an IntegrityError and goes round again (its transaction block
-    rolled back)."""
-    bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
+    """The bucket's id, inside the caller's transaction, making it on first use (it is then the
+    acting person's). Two requests making it at once: one gets an IntegrityError and goes round
+    again (its transaction block rolled back). A member may write only where they own the bucket
+    or were granted write, checked here again in the transaction that writes: the bucket another
+    member made between the request's check and now is not theirs."""
+    actor = current_actor()
+    if actor.every_bucket:
+        bucket_id = db.session.scalar(_BUCKET_ID, {"name": name})
+    else:
+        row = db.session.execute(_BUCKET_WRITABLE, {"name": name, "user_id": actor.user_id}).first()
+        bucket_id = row.id if row else None
+        if row is not None and not row.writable:
+            raise NotFound(f"bucket {name!r} does not exist, or is not shared with you")
     if bucket_id is None:
         now = int(time.time())
         bucket_id = db.session.execute(_INSERT_BUCKET, dict(name=name, created_at=now, object_count=0,
-                                                            total_bytes=0, updated_at=now)).scalar_one()
+                                                            total_bytes=0, updated_at=now,
+                                                            owner_id=actor.user_id)).scalar_one()
     return bucket_id
 
 
@@ -183,11 +198,17 @@ class ObjectService:
             raise NotFound(f"bucket {name!r} does not exist")
         return bucket_id
 
-    def list_buckets(self, only: str | None = None) -> list[BucketInfo]:
-        """Every bucket, or just `only` (a caller confined to one bucket sees no other)."""
+    def list_buckets(self, only: str | None = None, readable_by: int | None = None) -> list[BucketInfo]:
+        """Every bucket, or just `only` (a caller confined to one bucket sees no other), or those
+        the member `readable_by` owns or was granted."""
         query = _BUCKET_INFO.order_by(Bucket.name)
+        if only is not None:
+            query = query.where(Bucket.name == only)
+        if readable_by is not None:
+            query = query.where((Bucket.owner_id == readable_by) | Bucket.id.in_(
+                select(Grant.bucket_id).where(Grant.user_id == readable_by)))
         with transaction():
-            rows = db.session.execute(query.where(Bucket.name == only) if only is not None else query).all()
+            rows = db.session.execute(query).all()
         return [BucketInfo(*row) for row in rows]
 
     def get_bucket(self, name: str) -> BucketInfo:

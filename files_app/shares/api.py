@@ -9,6 +9,7 @@ from typing import Any
 from flask import request, url_for
 
 from .. import auth
+from ..access import access
 from ..api.blueprints import api_bp
 from ..request_io import read_json_object, shares
 from ..services.shares import ShareInfo
@@ -29,23 +30,27 @@ def share_json(share: ShareInfo, secret: str | None = None) -> dict[str, Any]:
 
 
 @api_bp.post("/shares")
+@access("write")
 def create_share():
     fields = read_json_object(request.stream)
-    auth.check_bucket(fields.get("bucket"))
+    auth.require_bucket(fields.get("bucket"), "write")  # sharing changes who may read
     share, secret = shares().create(fields, auth.current().owner)
     return share_json(share, secret), 201
 
 
 @api_bp.get("/shares")
+@access("authenticated")
 def list_shares():
     return {"data": [share_json(share) for share in shares().list(auth.current().owner, auth.sees_everything())]}
 
 
 @api_bp.get("/shares/<share_id>")
+@access("authenticated")
 def get_share(share_id: str):
     return share_json(shares().get(share_id, auth.current().owner, auth.sees_everything()))
 
 
 @api_bp.delete("/shares/<share_id>")
+@access("authenticated")
 def revoke_share(share_id: str):
     return share_json(shares().revoke(share_id, auth.current().owner, auth.sees_everything()))

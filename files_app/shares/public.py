@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, g, make_response, redirect, render_tem
 from werkzeug.http import http_date
 
 from .. import auth, validation
+from ..access import access
 from ..downloads import send_object, send_thumbnail
 from ..errors import Forbidden, InvalidInput, NotFound, ShareGone, Unauthorized
 from ..request_io import RequestBody, accounts, objects, shares, uploads, zip_response
@@ -35,7 +36,7 @@ def _open(secret: str, need: str = "read") -> ShareInfo:
         allowed = auth.service_open()  # made while the service was open: only while it still is
     else:
         creator = accounts().principal_of(share.created_by)
-        allowed = creator is not None and creator.allows(need) and creator.bucket in (None, share.bucket)
+        allowed = creator is not None and auth.bucket_refusal(creator, share.bucket, need) is None
     if not allowed:
         raise ShareGone("whoever shared this may no longer do so", state="revoked")
     g.principal = Principal(f"share:{share.id}", need, share.bucket)
@@ -58,6 +59,7 @@ def _require_unlocked(share: ShareInfo) -> None:
 
 
 @bp.get("/<secret>")
+@access("public")
 def page(secret: str):
     share = _open(secret)
     if not _unlocked(share):
@@ -79,6 +81,7 @@ def page(secret: str):
 
 
 @bp.post("/<secret>")
+@access("public")
 def unlock(secret: str):
     """The password form: a right one leaves a cookie for this link; failures are throttled per
     link and per address, as sign-ins are."""
@@ -95,6 +98,7 @@ def unlock(secret: str):
 
 
 @bp.route("/<secret>/f/<path:key>", methods=["GET", "HEAD"])
+@access("public")
 def content(secret: str, key: str):
     """A shared file's bytes (a folder's file by its name under the folder). Ranges and the
     untrusted-content headers as for every download; HTML and SVG are never shown inline."""
@@ -112,6 +116,7 @@ def content(secret: str, key: str):
 
 
 @bp.get("/<secret>/t/<path:key>")
+@access("public")
 def thumbnail(secret: str, key: str):
     """A shared folder's image as a thumbnail, for its listing (spends no download: it is not the file)."""
     share = _open(secret)
@@ -122,6 +127,7 @@ def thumbnail(secret: str, key: str):
 
 
 @bp.get("/<secret>/zip")
+@access("public")
 def zip_folder(secret: str):
     share = _open(secret)
     _require_unlocked(share)
@@ -137,6 +143,7 @@ def zip_folder(secret: str):
 # --- file requests: tus uploads into the shared folder -------------------------------------------
 
 @bp.post("/<secret>/uploads")
+@access("public")
 def create_upload(secret: str):
     """A tus creation: Upload-Length (no deferral) and the file's name in Upload-Metadata. The file
     goes under the shared folder by its name alone, and never replaces one: a taken name becomes
@@ -163,6 +170,7 @@ def create_upload(secret: str):
 
 
 @bp.route("/<secret>/uploads/<session_id>", methods=["HEAD", "PATCH", "DELETE"])
+@access("public")
 def upload(secret: str, session_id: str):
     """The upload's tus URL: only this link's uploads are found here."""
     _upload_share(secret)

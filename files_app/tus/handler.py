@@ -108,7 +108,7 @@ def create_upload():
     )
     length, deferred = request.headers.get("Upload-Length"), request.headers.get("Upload-Defer-Length")
     if kind != SessionKind.PARTIAL:
-        auth.check_bucket(target["bucket"])
+        auth.require_bucket(target["bucket"], "write")
     if kind == SessionKind.FINAL:
         if length is not None or deferred is not None:
             raise InvalidInput("a final upload's length is its partials' sum: send no Upload-Length",

@@ -5,24 +5,28 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from .. import validation
+from ..access import access
 from ..errors import FilesError
 from ..request_io import quotas
 from .pages import bp
 
 
 @bp.post("/b/<bucket>/quota")
+@access("admin", bucket="bucket")
 def set_quota(bucket: str):
     """A bucket's quota, from the bucket page (sizes as people write them: 10G, 500M; empty: none)."""
     return _set_quota("bucket", bucket, url_for("web.folder", bucket=bucket, path=""))
 
 
 @bp.get("/quotas")
+@access("admin")
 def quotas_page():
     """Every quota with what it counts now, and a form for a bucket's, a user's or a token's."""
     return render_template("quotas.html", quotas=quotas().all())
 
 
 @bp.post("/quotas")
+@access("admin")
 def set_any_quota():
     kind = request.form.get("kind", "")
     if kind not in ("bucket", "user", "token"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from .. import auth, validation
+from ..access import access
 from ..errors import FilesError
 from ..request_io import shares
 from .pages import bp
@@ -16,6 +17,7 @@ EXPIRY_CHOICES = [(3600, "1 hour"), (86400, "1 day"), (7 * 86400, "7 days"), (30
 
 
 @bp.get("/b/<bucket>/share")
+@access("read", bucket="bucket")
 def share_form(bucket: str):
     """?key= (a file) or ?prefix= (a folder); &upload=1 starts as a file request."""
     return render_template("share_new.html", bucket=bucket, key=request.args.get("key"),
@@ -24,6 +26,7 @@ def share_form(bucket: str):
 
 
 @bp.post("/b/<bucket>/share")
+@access("write", bucket="bucket")
 def create_share(bucket: str):
     form = request.form
     try:
@@ -40,7 +43,6 @@ def create_share(bucket: str):
             fields["allow_upload"] = True
             if limit := validation.form_number(form.get("upload_max_mib", ""), "upload_max_mib"):
                 fields["upload_max_bytes"] = limit * 1024 * 1024
-        auth.check_bucket(bucket)
         share, secret = shares().create(fields, auth.current().owner)
     except FilesError as error:
         flash(error.message, "error")
@@ -52,6 +54,7 @@ def create_share(bucket: str):
 
 
 @bp.get("/shares")
+@access("authenticated")
 def shared_links():
     """The caller's share links (an admin's: everyone's), newest first, with their state."""
     return render_template("shares.html", shares=shares().list(auth.current().owner, auth.sees_everything()),
@@ -59,6 +62,7 @@ def shared_links():
 
 
 @bp.post("/shares/<share_id>/revoke")
+@access("authenticated")
 def revoke_share(share_id: str):
     try:
         shares().revoke(share_id, auth.current().owner, auth.sees_everything())

@@ -19,6 +19,7 @@ from flask import (
 from markupsafe import Markup
 
 from .. import auth, validation
+from ..access import access
 from ..errors import FilesError
 from ..request_io import folders, objects, uploader_name, zip_response
 from ..services import archive
@@ -36,15 +37,17 @@ _TEXT_EXTENSIONS = {"log", "txt", "yaml", "yml", "toml", "ini", "cfg", "conf", "
 
 
 @bp.get("/")
+@access("authenticated")
 def buckets():
-    return render_template("buckets.html", buckets=objects().list_buckets(only=auth.current().bucket))
+    return render_template("buckets.html", buckets=objects().list_buckets(**auth.bucket_filter()))
 
 
 @bp.post("/buckets")
+@access("write")
 def create_bucket():
     name = request.form.get("name", "").strip()
     try:
-        auth.check_bucket(name)
+        auth.check_confinement(name)
         objects().create_bucket(name)
     except FilesError as error:
         flash(error.message, "error")
@@ -54,6 +57,7 @@ def create_bucket():
 
 
 @bp.post("/b/<bucket>/delete-bucket")
+@access("manage", bucket="bucket")
 def delete_bucket(bucket: str):
     try:
         objects().delete_bucket(bucket)
@@ -66,6 +70,7 @@ def delete_bucket(bucket: str):
 
 @bp.get("/b/<bucket>/", defaults={"path": ""}, endpoint="folder")
 @bp.get("/b/<bucket>/<path:path>")
+@access("read", bucket="bucket")
 def folder_or_file(bucket: str, path: str):
     """Keys never end in '/', so a path that does (or none) is a folder, anything else a file."""
     if path == "" or path.endswith("/"):
@@ -136,6 +141,7 @@ def preview_context(info, images_root: str | None, folder: str) -> dict:
 
 
 @bp.post("/b/<bucket>/zip")
+@access("read", bucket="bucket")
 def zip_selected(bucket: str):
     """The files selected on a page, as one zip (a form POST: a selection does not fit in a URL)."""
     keys = list(dict.fromkeys(request.form.getlist("key")))[:MAX_ZIP_SELECTION]
@@ -151,6 +157,7 @@ def zip_selected(bucket: str):
 
 
 @bp.post("/b/<bucket>/delete")
+@access("write", bucket="bucket")
 def delete_files(bucket: str):
     keys = request.form.getlist("key")
     back = request.form.get("back", "")
@@ -169,6 +176,7 @@ def delete_files(bucket: str):
 
 
 @bp.post("/b/<bucket>/move")
+@access("write", bucket="bucket")
 def move(bucket: str):
     """Rename or move (no bytes move) or, with action=copy, copy a file (`key` -> `to_key`) or a
     folder (`prefix` -> `to_prefix`)."""
@@ -199,6 +207,7 @@ def move(bucket: str):
 
 
 @bp.get("/b/<bucket>/new-folder")
+@access("write", bucket="bucket")
 def new_folder(bucket: str):
     """A folder is the keys that share a prefix: a new one is a page to upload into (it lists once a
     file is in it)."""
@@ -215,6 +224,7 @@ def new_folder(bucket: str):
 
 
 @bp.get("/b/<bucket>/delete-folder")
+@access("write", bucket="bucket")
 def confirm_delete_folder(bucket: str):
     """The confirmation: what the folder holds now. The delete takes no file made after this count."""
     prefix = request.args.get("prefix", "")
@@ -224,6 +234,7 @@ def confirm_delete_folder(bucket: str):
 
 
 @bp.post("/b/<bucket>/delete-folder")
+@access("write", bucket="bucket")
 def delete_folder(bucket: str):
     """The folder's files that the confirmation counted (made at or before `before`), and no others."""
     prefix, before = request.form.get("prefix", ""), request.form.get("before", "")
@@ -237,6 +248,7 @@ def delete_folder(bucket: str):
 
 
 @bp.get("/favicon.ico")
+@access("public")
 def favicon():
     return send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml")
 
@@ -287,6 +299,7 @@ def preview_kind(mime_type: str, key: str = "") -> str | None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@access("public")
 def login():
     accounts = current_app.extensions["files"].accounts
     target = _same_site_path(request.values.get("next", "")) or url_for("web.buckets")
@@ -304,6 +317,7 @@ def login():
 
 
 @bp.post("/logout")
+@access("authenticated")
 def logout():
     if isinstance(web_session := session.get("sid"), str):
         current_app.extensions["files"].accounts.sign_out(web_session)  # a copy of the cookie dies too
