@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
@@ -37,18 +38,15 @@ def test_commits_that_arrive_during_a_sync_share_the_next_one(tmp_path):
         real_sync()
 
     sync._sync = sync_and_hold_the_first
-    first = threading.Thread(target=sync.wait_durable)
-    first.start()
-    assert first_sync_started.wait(10)
-    later = [threading.Thread(target=sync.wait_durable) for _ in range(7)]
-    for thread in later:
-        thread.start()
-    wait_until(lambda: sync._asked == 8)  # all seven asked while the first sync ran
-    assert all(thread.is_alive() for thread in later)  # none returned on a sync that began before it asked
-    release_first.set()
-    for thread in [first, *later]:
-        thread.join(10)
-    assert not any(thread.is_alive() for thread in [first, *later])
+    with ThreadPoolExecutor(8) as pool:  # each caller's result is read: an error in its thread fails the test
+        first = pool.submit(sync.wait_durable)
+        assert first_sync_started.wait(10)
+        later = [pool.submit(sync.wait_durable) for _ in range(7)]
+        wait_until(lambda: sync._asked == 8)  # all seven asked while the first sync ran
+        assert not any(caller.done() for caller in later)  # none returned on a sync that began before it asked
+        release_first.set()
+        for caller in [first, *later]:
+            caller.result(timeout=10)
     assert sync.syncs == 2  # one for the first, one shared by the seven
 
 
