@@ -112,37 +112,45 @@ def test_sigkill_during_30_concurrent_uploads(server_factory, deployment):
     deadline = time.monotonic() + 240
     partial_seen = []
 
-    def watch_listings(stop: threading.Event):
+    def watch_listings(stop: threading.Event) -> int:
+        """List the bucket until stopped; a listed file that is not its whole source is a partial
+        object. Returns how many listed files it checked."""
+        checked = 0
         while not stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
             try:
-                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
                 connection.request("GET", "/v1/files/crash?limit=100")
                 response = connection.getresponse()
-                if response.status == 200:
-                    for file in json.loads(response.read())["data"]:
-                        source = sources[file["key"]]
-                        if (file["bytes"], file["sha256"]) != (len(source), hashlib.sha256(source).hexdigest()):
-                            partial_seen.append(file)
+                listed = json.loads(response.read())["data"] if response.status == 200 else []
             except (OSError, http.client.HTTPException, ValueError):
-                pass
+                listed = []  # the server is being killed or restarted
+            finally:
+                connection.close()
+            for file in listed:
+                source = sources[file["key"]]
+                if (file["bytes"], file["sha256"]) != (len(source), hashlib.sha256(source).hexdigest()):
+                    partial_seen.append(file)
+                checked += 1
             stop.wait(0.05)
+        return checked
 
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_listings, args=(stop,))
-    watcher.start()
     kills = 0
-    with ThreadPoolExecutor(30) as pool:
-        futures = [pool.submit(client.run, deadline) for client in clients]
-        for share in sorted(rng.uniform(0.1, 0.8) for _ in range(3)):  # kills while uploads are in flight
-            assert progress.wait_for(int(total * share), timeout=120)
-            server.kill()
-            kills += 1
-            server.start()
-        results = [f.result() for f in futures]
-    stop.set()
-    watcher.join()
+    with ThreadPoolExecutor(31) as pool:  # the watcher's result is read too: an error in it fails the test
+        watcher = pool.submit(watch_listings, stop)
+        try:
+            futures = [pool.submit(client.run, deadline) for client in clients]
+            for share in sorted(rng.uniform(0.1, 0.8) for _ in range(3)):  # kills while uploads are in flight
+                assert progress.wait_for(int(total * share), timeout=120)
+                server.kill()
+                kills += 1
+                server.start()
+            results = [f.result() for f in futures]
+        finally:
+            stop.set()
+        checked = watcher.result(timeout=30)
     assert kills == 3
-    assert partial_seen == []
+    assert partial_seen == [] and checked > 0
     for client, result in zip(clients, results, strict=True):
         assert (result["bytes"], result["sha256"]) == (len(client.data), hashlib.sha256(client.data).hexdigest())
     server.stop()
@@ -195,7 +203,7 @@ def test_sigkill_during_small_puts_keeps_every_acknowledged_file(server_factory,
     server = server_factory(**deployment).start()
     acknowledged: dict[str, bytes] = {}
     wrong: list[str] = []
-    lock, stop = threading.Lock(), threading.Event()
+    changed, stop = threading.Condition(), threading.Event()
 
     def putter(thread: int) -> None:
         rng = random.Random(thread)
@@ -214,21 +222,22 @@ def test_sigkill_during_small_puts_keeps_every_acknowledged_file(server_factory,
             finally:
                 connection.close()
             if response.status == 200:
-                with lock:
+                with changed:
                     acknowledged[key] = data
                     wrong.extend([key] if answer["sha256"] != hashlib.sha256(data).hexdigest() else [])
+                    changed.notify_all()
 
-    threads = [threading.Thread(target=putter, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    while len(acknowledged) < 200 and time.monotonic() < deadline:
-        time.sleep(0.05)  # until a few hundred files are acknowledged (bounded by the deadline)
-    server.kill()
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    with lock:
+    with ThreadPoolExecutor(8) as pool:  # each putter's result is read: an error in one fails the test
+        putters = [pool.submit(putter, n) for n in range(8)]
+        try:
+            with changed:  # until a few hundred files are acknowledged
+                changed.wait_for(lambda: len(acknowledged) >= 200, timeout=30)
+            server.kill()
+        finally:
+            stop.set()
+        for done in putters:
+            done.result(timeout=30)
+    with changed:
         before_kill = dict(acknowledged)
     assert len(before_kill) >= 200 and wrong == []
     server.start()
