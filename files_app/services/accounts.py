@@ -87,7 +87,7 @@ def _decoy_hash() -> str:
     return generate_password_hash("not a user")
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -124,7 +124,7 @@ class AccountService:
             raise InvalidInput("a token needs a name (what it is for)", "invalid_name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with transaction():
-            row = ApiToken(name=name, token_sha256=_digest(token), scope=scope, bucket=bucket,
+            row = ApiToken(name=name, token_sha256=digest(token), scope=scope, bucket=bucket,
                            created_at=int(time.time()), user_id=user_id, expires_at=expires_at)
             db.session.add(row)
             db.session.flush()
@@ -141,7 +141,7 @@ class AccountService:
             return None
         now = int(time.time())
         with transaction():
-            row = db.session.execute(_FIND_TOKEN, {"digest": _digest(token)}).first()
+            row = db.session.execute(_FIND_TOKEN, {"digest": digest(token)}).first()
             if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
                 return None
             if row.user_id is not None and (row.role is None or row.disabled_at is not None):
@@ -189,7 +189,7 @@ class AccountService:
         session_id = secrets.token_urlsafe(32)
         with transaction():
             db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
-            db.session.add(WebSession(id_sha256=_digest(session_id), user_id=row.id, created_at=int(now),
+            db.session.add(WebSession(id_sha256=digest(session_id), user_id=row.id, created_at=int(now),
                                       expires_at=now + WEB_SESSION_TTL, address=address[:64] or None,
                                       user_agent=user_agent[:200] or None, last_seen_at=int(now)))
             audit.record("signin", actor=(f"user:{row.id}", username), detail={"username": username})
@@ -197,18 +197,18 @@ class AccountService:
 
     def sign_out(self, session_id: str) -> None:
         with transaction():
-            db.session.execute(delete(WebSession).where(WebSession.id_sha256 == _digest(session_id)))
+            db.session.execute(delete(WebSession).where(WebSession.id_sha256 == digest(session_id)))
 
     def web_session_principal(self, session_id: str, address: str | None = None) -> Principal | None:
         """The signed-in user's principal: an admin acts as an admin, a member up to `manage` in
         the buckets they may manage. None once the session ended or the user is disabled."""
         now = int(time.time())
-        digest = _digest(session_id)
+        session_digest = digest(session_id)
         with transaction():
-            row = db.session.execute(_WEB_SESSION_USER, {"digest": digest, "now": now}).first()
+            row = db.session.execute(_WEB_SESSION_USER, {"digest": session_digest, "now": now}).first()
             if row is not None and (row.last_seen_at is None or row.last_seen_at < now - LAST_USE_EVERY):
-                db.session.execute(_TOUCH_SESSION, {"digest": digest, "before": now - LAST_USE_EVERY, "now": now,
-                                                    "address": (address or "")[:64] or None})
+                db.session.execute(_TOUCH_SESSION, {"digest": session_digest, "before": now - LAST_USE_EVERY,
+                                                    "now": now, "address": (address or "")[:64] or None})
         if row is None:
             return None
         return Principal(f"user:{row.id}", capped_scope("admin", row.role), None, row.id, row.role, row.username)

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from ..models import AuditEntry, db
+from ..errors import InvalidInput
+from ..models import AuditEntry, db, transaction
 from .acting import current_actor
 
 ACTIONS = (
@@ -35,6 +36,8 @@ def record(action: str, *, bucket: str | None = None, key: str | None = None, si
                               detail=json.dumps(detail, separators=(",", ":")) if detail else None,
                               outcome=outcome))
 
+_FAMILIES = {action.partition(".")[0] for action in ACTIONS}
+
 
 @dataclass(frozen=True)
 class AuditFilter:
@@ -45,9 +48,38 @@ class AuditFilter:
     until: float | None = None
 
 
-def page(filters: AuditFilter, *, buckets: list[str] | None, before_id: int | None, limit: int) -> list[AuditEntry]:
+@dataclass(frozen=True)
+class AuditInfo:
+    id: int
+    at: float
+    actor: str | None
+    actor_name: str | None
+    address: str | None
+    user_agent: str | None
+    action: str
+    bucket: str | None
+    key: str | None
+    bytes: int | None
+    detail: dict[str, Any] | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditInfo]
+    next_cursor: str | None  # the id to continue before, as text
+
+
+def page(filters: AuditFilter, *, buckets: list[str] | None, cursor: str | None = None, limit: int = 100) -> AuditPage:
     """Newest first, keyset-paged by id. `buckets`: only entries of these (a manager's view); None: all."""
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    before_id = None
+    if cursor:
+        if not cursor.isdigit() or len(cursor) > 18:
+            raise InvalidInput("cursor is not one this server gave out", "invalid_cursor")
+        before_id = int(cursor)
+    if filters.action is not None and filters.action not in ACTIONS and filters.action not in _FAMILIES:
+        raise InvalidInput(f"action is one of {', '.join(ACTIONS)}", "invalid_action")
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
     if buckets is not None:
         query = query.where(AuditEntry.bucket.in_(buckets))
     if filters.bucket is not None:
@@ -63,9 +95,15 @@ def page(filters: AuditFilter, *, buckets: list[str] | None, before_id: int | No
         query = query.where(AuditEntry.at < filters.until)
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
-    return list(db.session.scalars(query))
+    with transaction():
+        rows = list(db.session.scalars(query))
+    entries = [AuditInfo(row.id, row.at, row.actor, row.actor_name, row.address, row.user_agent, row.action,
+                         row.bucket, row.key, row.bytes, json.loads(row.detail) if row.detail else None, row.outcome)
+               for row in rows[:limit]]
+    return AuditPage(entries, str(entries[-1].id) if len(rows) > limit else None)
 
 
 def prune(older_than: float) -> int:
     """For gc: entries past FILES_AUDIT_DAYS."""
-    return db.session.execute(delete(AuditEntry).where(AuditEntry.at < older_than)).rowcount
+    with transaction():
+        return db.session.execute(delete(AuditEntry).where(AuditEntry.at < older_than)).rowcount

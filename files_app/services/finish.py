@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import LeaseLost, PreconditionFailed
 from ..models import Bucket, StoredObject, db, transaction
 from ..storage import BlobStore
-from . import quotas
+from . import audit, quotas
+from .acting import current_actor
 from .leases import Lease
 from .objects import ObjectInfo, bucket_for_writing, count_for_owner, count_in_bucket
 from .records import Target
@@ -148,6 +149,8 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                     db.session.execute(_INSERT, {"bucket_id": bucket_id, "key": target.key, **values})
                     count_in_bucket(bucket_id, 1, target.size, now)
                 count_for_owner(target.owner, 1, target.size)
+                audit.record("upload", bucket=target.bucket, key=target.key, size=target.size,
+                             detail={"replaced": True} if existing else None)
         except (_Replaced, IntegrityError):
             continue  # replaced, created or its bucket made concurrently: read it again
         if lease:
@@ -163,6 +166,9 @@ def _locate(target: Target):
     there is none, in the publishing transaction itself."""
     if target.bucket_id is not None:
         return target.bucket_id, db.session.execute(_FIND, {"bucket_id": target.bucket_id, "key": target.key}).first()
+    if not current_actor().every_bucket:  # a member: may they write there (checked in this transaction)?
+        bucket_id = bucket_for_writing(target.bucket)
+        return bucket_id, db.session.execute(_FIND, {"bucket_id": bucket_id, "key": target.key}).first()
     found = db.session.execute(_FIND_BY_NAME, {"bucket": target.bucket, "key": target.key}).first()
     if found is None:
         return bucket_for_writing(target.bucket), None

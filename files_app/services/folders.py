@@ -22,7 +22,7 @@ from .. import validation
 from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from ..models import StoredObject, db, transaction
 from ..storage import BlobStore
-from . import quotas
+from . import audit, quotas
 from .objects import (
     ObjectInfo,
     ObjectService,
@@ -82,6 +82,8 @@ class FolderService:
                         raise Conflict(f"{key!r} changed while it was being moved; look again and retry")
                     count_in_bucket(source.bucket_id, -1, -source.size, now)
                     count_in_bucket(target_bucket, 1, source.size, now)
+                    audit.record("move", bucket=bucket, key=key, size=source.size,
+                                 detail={"to_bucket": to_bucket, "to_key": to_key, "replaced": taken is not None})
                 break
             except IntegrityError:  # the name was taken (or its bucket made) at the same moment
                 continue
@@ -103,9 +105,14 @@ class FolderService:
             return self.objects.get(bucket, key)
         source, stream = self.objects.open(bucket, key)
         with stream:  # an open blob keeps its bytes, whatever happens to the source meanwhile
-            return self.uploads.put(bucket=to_bucket, key=to_key, body=stream, length=source.size,
-                                    mime_type=source.mime_type, sha256=source.sha256, create_only=not replace,
-                                    owner=owner)
+            copied = self.uploads.put(bucket=to_bucket, key=to_key, body=stream, length=source.size,
+                                      mime_type=source.mime_type, sha256=source.sha256, create_only=not replace,
+                                      owner=owner)
+        # The copy's own "upload" entry is written with it; this one says where its bytes came from.
+        with transaction():
+            audit.record("copy", bucket=bucket, key=key, size=source.size,
+                         detail={"to_bucket": to_bucket, "to_key": to_key})
+        return copied
 
     def move_folder(self, bucket: str, prefix: str, to_bucket: str, to_prefix: str, *,
                     replace: bool = False) -> FolderMove:
@@ -167,6 +174,8 @@ class FolderService:
                     count_in_bucket(bucket_id, -len(rows), -sum(row.size for row in rows), int(time.time()))
                     for owner, (files, size) in _by_owner(rows).items():
                         count_for_owner(owner, -files, -size)
+                    audit.record("folder.delete", bucket=bucket, key=prefix, size=sum(row.size for row in rows),
+                                 detail={"files": len(rows)})
             for row in rows:  # after the commit: a crash here leaves orphans for gc
                 self.store.release_blob(row.blob_id)
             deleted += len(rows)

@@ -18,7 +18,7 @@ from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFou
 from ..models import Bucket, Grant, OwnerUsage, Quota, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
-from . import counting, search
+from . import audit, counting, search
 from .acting import current_actor
 
 
@@ -129,6 +129,7 @@ def bucket_for_writing(name: str) -> int:
         bucket_id = db.session.execute(_INSERT_BUCKET, dict(name=name, created_at=now, object_count=0,
                                                             total_bytes=0, updated_at=now,
                                                             owner_id=actor.user_id)).scalar_one()
+        audit.record("bucket.create", bucket=name)
     return bucket_id
 
 
@@ -225,6 +226,7 @@ class ObjectService:
         try:
             with transaction():
                 db.session.add(bucket)
+                audit.record("bucket.create", bucket=bucket.name)
         except IntegrityError:
             raise Conflict(f"bucket {name!r} already exists") from None
         return BucketInfo(name, created_at, 0, 0, created_at)
@@ -241,6 +243,7 @@ class ObjectService:
                                                                UploadSession.state == SessionState.COMPLETED))
                 if db.session.execute(_DELETE_EMPTY_BUCKET, {"bucket_id": bucket_id}).rowcount != 1:
                     raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
+                audit.record("bucket.delete", bucket=name)
         except IntegrityError:  # PostgreSQL: a session or file committed while we waited for the row
             raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress") from None
 
@@ -290,6 +293,7 @@ class ObjectService:
             if gone == 1:  # the same blob: the same upload, so the same owner
                 count_in_bucket(bucket_id, -1, -info.size, int(time.time()))
                 count_for_owner(info.owner, -1, -info.size)
+                audit.record("delete", bucket=bucket, key=key, size=info.size)
         if gone != 1:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
         self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc

@@ -111,6 +111,13 @@ class PeopleService:
         with transaction():
             return UserInfo(*_user_row(name))
 
+    def user_by_id(self, user_id: int) -> UserInfo:
+        with transaction():
+            row = db.session.execute(select(*_USER_COLUMNS).where(User.id == user_id)).first()
+        if row is None:
+            raise NotFound("this user no longer exists")
+        return UserInfo(*row)
+
     def create_user(self, name: str, password: str, role: str | None = None) -> UserInfo:
         """A new person. `role` None: admin if they are the first person, else member."""
         if not _USERNAME_RE.fullmatch(name):

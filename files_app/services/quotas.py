@@ -31,6 +31,7 @@ from ..models import (
     db,
     transaction,
 )
+from . import audit
 
 _quotas, _sessions, _buckets = Quota.__table__, UploadSession.__table__, Bucket.__table__
 _TAKE = (update(_quotas).where(_quotas.c.subject.in_(bindparam("subjects", expanding=True)))
@@ -139,6 +140,9 @@ class QuotaService:
             else:
                 db.session.execute(_upsert(db.engine.dialect.name),
                                    {"subject": subject, "max_bytes": max_bytes, "max_files": max_files})
+            kind, _, name = subject.partition(":")
+            audit.record("quota", bucket=name if kind == "bucket" else None,
+                         detail={"subject": subject, "max_bytes": max_bytes, "max_files": max_files})
         return self.get(subject)
 
     def get(self, subject: str) -> QuotaInfo:

@@ -22,6 +22,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .. import validation
 from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
 from ..models import Share, db, transaction
+from . import audit
 from .records import SessionInfo
 from .uploads import UploadService
 
@@ -123,6 +124,9 @@ class ShareService:
                    listing=_flag(fields, "listing", not allow_upload) if key is None else False, revoked_at=None)
         with transaction():
             db.session.execute(insert(_shares), row)
+            audit.record("share.create", bucket=bucket, key=key if key is not None else prefix,
+                         detail={"share": share_id, "upload": allow_upload, "expires_at": expires_at,
+                                 "password": bool(password), "max_downloads": row["max_downloads"]})
         return ShareInfo(**{name: value for name, value in row.items() if name != "secret_sha256"}), secret
 
     def list(self, created_by: str | None, everyone: bool) -> list[ShareInfo]:
@@ -144,8 +148,10 @@ class ShareService:
     def revoke(self, share_id: str, created_by: str | None, everyone: bool) -> ShareInfo:
         share = self.get(share_id, created_by, everyone)
         with transaction():
-            db.session.execute(update(_shares).where(_shares.c.id == share.id, _shares.c.revoked_at.is_(None))
-                               .values(revoked_at=int(self.clock())))
+            if db.session.execute(update(_shares).where(_shares.c.id == share.id, _shares.c.revoked_at.is_(None))
+                                  .values(revoked_at=int(self.clock()))).rowcount:
+                audit.record("share.revoke", bucket=share.bucket, key=share.key if share.key is not None
+                             else share.prefix, detail={"share": share.id})
         return self.get(share_id, created_by, everyone)
 
     def open(self, secret: str) -> ShareInfo:
@@ -164,11 +170,22 @@ class ShareService:
     def password_matches(share: ShareInfo, password: str) -> bool:
         return share.password_hash is None or check_password_hash(share.password_hash, password[:200])
 
-    def count_download(self, share: ShareInfo) -> None:
-        """One more download, unless the link is used up, revoked or expired meanwhile (410): one
-        statement, so parallel downloads cannot pass its limit together."""
+    @staticmethod
+    def unlocked(share: ShareInfo) -> None:
+        """Someone gave the link's password: recorded."""
+        with transaction():
+            audit.record("share.open", bucket=share.bucket, key=share.key if share.key is not None else share.prefix,
+                         detail={"share": share.id})
+
+    def count_download(self, share: ShareInfo, key: str | None = None) -> None:
+        """One more download (of `key`, or the folder as a zip), unless the link is used up,
+        revoked or expired meanwhile (410): one statement, so parallel downloads cannot pass its
+        limit together."""
         with transaction():
             counted = db.session.execute(_COUNT_DOWNLOAD, {"share_id": share.id, "now": self.clock()}).rowcount
+            if counted == 1:
+                audit.record("share.download", bucket=share.bucket, key=key if key is not None else share.prefix,
+                             detail={"share": share.id, "zip": key is None})
         if counted != 1:
             self._refuse_now(share)
             raise ShareGone("this link's downloads are used up", state="exhausted")

@@ -19,7 +19,7 @@ from ..access import access
 from ..downloads import send_object, send_thumbnail
 from ..errors import Forbidden, InvalidInput, NotFound, ShareGone, Unauthorized
 from ..request_io import RequestBody, accounts, objects, shares, uploads, zip_response
-from ..services import ChunkRequest, archive
+from ..services import ChunkRequest, acting, archive
 from ..services.accounts import Principal
 from ..services.shares import ShareInfo
 from ..tus import handler, protocol
@@ -40,6 +40,8 @@ def _open(secret: str, need: str = "read") -> ShareInfo:
     if not allowed:
         raise ShareGone("whoever shared this may no longer do so", state="revoked")
     g.principal = Principal(f"share:{share.id}", need, share.bucket)
+    actor = acting.current_actor()
+    acting.set_actor(acting.Actor(g.principal.owner, f"share link {share.id}", actor.address, actor.user_agent))
     return share
 
 
@@ -91,6 +93,7 @@ def unlock(secret: str):
     if not shares().password_matches(share, request.form.get("password", "")):
         accounts().count_failure(subjects)
         return render_template("share_password.html", share=share, secret=secret, wrong=True), 401
+    shares().unlocked(share)
     response = make_response(redirect(url_for("shares.page", secret=secret)))
     response.set_cookie(f"s_{share.id}", _proof(share), max_age=max(share.expires_at - int(time.time()), 60),
                         path=f"/s/{secret}", httponly=True, samesite="Strict", secure=request.is_secure)
@@ -111,7 +114,7 @@ def content(secret: str, key: str):
         raise Forbidden("this link takes uploads; it shows no files")
     byte_range = request.range
     if request.method == "GET" and (byte_range is None or byte_range.ranges[0][0] == 0):
-        shares().count_download(share)  # a resumed download (a Range past 0) is the same download
+        shares().count_download(share, full_key)  # a resumed download (a Range past 0) is the same download
     return send_object(share.bucket, full_key, attachment=bool(request.args.get("download")))
 
 

@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=bool(app.config["FILES_HTTPS"]))
-    from . import quotas, sharing, views  # noqa: F401  (routes register on bp)
+    from . import account, activity, people, quotas, sharing, views  # noqa: F401  (routes register on bp)
 
     app.register_blueprint(bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
@@ -36,7 +36,13 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def who():
-        return {"service_open": auth.service_open(), "signed_in": auth.current().owner.startswith("user:")}
+        # Who is signed in (the header shows their name and role), and whether the admin pages are
+        # theirs to open (on an open service everyone's: that is where the first person is made).
+        principal = auth.current()
+        service_open = auth.service_open()
+        signed_in = principal.owner.startswith("user:")
+        return {"service_open": service_open, "signed_in": signed_in, "me": principal if signed_in else None,
+                "is_admin": service_open or (signed_in and auth.sees_everything()), "may_manage": may_manage}
 
     @app.after_request
     def csrf_with_every_session(response):
@@ -57,6 +63,11 @@ def init_app(app: Flask) -> None:
         if request.endpoint != "api.content":
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
+
+
+def may_manage(bucket: str) -> bool:
+    """Whether the caller may manage `bucket` (its Access and Activity links show)."""
+    return auth.bucket_refusal(auth.current(), bucket, "manage") is None
 
 
 def wants_html() -> bool:
