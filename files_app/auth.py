@@ -112,6 +112,18 @@ def bucket_refusal(principal: Principal, bucket: str | None, level: str) -> File
     return None
 
 
+def person() -> str | None:
+    """Whose things the caller makes, across their credentials: "user:<id>" for a person (signed in
+    or by any of their tokens), else the credential's owner (an operator's token); None when open."""
+    principal = current()
+    return f"user:{principal.user_id}" if principal.user_id is not None else principal.owner or None
+
+
+def only_their_own() -> str | None:
+    """For things that belong to a person (OpenAI files): a member sees only theirs; None: all."""
+    return None if current().role == "admin" else person()
+
+
 def bucket_filter() -> dict:
     """How the caller's bucket lists are narrowed: to a token's one bucket, to a member's own and
     granted ones."""

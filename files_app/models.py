@@ -268,7 +268,8 @@ class OpenAIFile(db.Model):
 
     __tablename__ = "openai_files"
     __table_args__ = (Index("ix_openai_files_created", "created_at", "id"),
-                      Index("ix_openai_files_purpose_created", "purpose", "created_at", "id"))
+                      Index("ix_openai_files_purpose_created", "purpose", "created_at", "id"),
+                      Index("ix_openai_files_owner_id", "owner", "id"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # file-<32 hex>
     bucket: Mapped[str] = mapped_column(String(63))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, current_app, request
 
 from .. import auth
+from ..services import acting
 from ..services.openai_files import OpenAIFileInfo, OpenAIService, PartInfo, UploadInfo
 
 PREFIX = "/v1/openai/v1"
@@ -17,9 +19,12 @@ _TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit
 
 
 @openai_bp.before_request
-def confined_tokens_stay_out():
-    """Every route here works in one bucket: a token confined to another may not use them."""
+def in_the_service_bucket():
+    """Every route here works in one bucket of the service's own: a token confined to another may
+    not use them, and a member writes there as the service does (each file is theirs by its row,
+    the bucket is nobody's: members never browse it through the files API)."""
     auth.check_confinement(current_app.config["FILES_OPENAI_BUCKET"])
+    acting.set_actor(dataclasses.replace(acting.current_actor(), user_id=None, every_bucket=True))
 
 
 def service() -> OpenAIService:

@@ -43,7 +43,8 @@ def create_file():
         if staged is not None:
             service().discard(staged)
         raise
-    return file_json(service().commit_file(staged, purpose=purpose, expires_after=expires_after))
+    return file_json(service().commit_file(staged, purpose=purpose, expires_after=expires_after,
+                                           person=auth.person()))
 
 
 def _form_settings(fields: dict[str, str], final: bool) -> tuple[str | None, int | None]:
@@ -68,7 +69,7 @@ def list_files():
             raise InvalidInput(f"give {name!r} once", f"invalid_{name}", param=name)
     limit = validation.list_limit(args.get("limit"), default=10000, maximum=10000)
     page = service().list_files(after=args.get("after"), limit=limit, order=args.get("order", "desc"),
-                                purpose=args.get("purpose"))
+                                purpose=args.get("purpose"), visible_to=auth.only_their_own())
     data = [file_json(info) for info in page.files]
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None, "has_more": page.has_more}
@@ -77,18 +78,18 @@ def list_files():
 @openai_bp.get("/files/<file_id>")
 @access("read")
 def retrieve_file(file_id: str):
-    return file_json(service().get_file(file_id))
+    return file_json(service().get_file(file_id, auth.only_their_own()))
 
 
 @openai_bp.delete("/files/<file_id>")
 @access("write")
 def delete_file(file_id: str):
-    info = service().delete_file(file_id)
+    info = service().delete_file(file_id, auth.only_their_own())
     return {"id": info.id, "object": "file", "deleted": True}
 
 
 @openai_bp.route("/files/<file_id>/content", methods=["GET", "HEAD"])
 @access("read")
 def file_content(file_id: str):
-    info = service().get_file(file_id)
+    info = service().get_file(file_id, auth.only_their_own())
     return send_object(info.bucket, info.key, filename=info.filename, attachment=True)

@@ -52,7 +52,7 @@ def complete_upload(upload_id: str):
     if "part_ids" not in fields:
         raise InvalidInput("missing field 'part_ids'", "missing_field", param="part_ids")
     return upload_json(service().complete_upload(upload_id, part_ids=fields["part_ids"], md5=fields.get("md5"),
-                                                 owner=auth.current().owner))
+                                                 owner=auth.current().owner, person=auth.person()))
 
 
 @openai_bp.post("/uploads/<upload_id>/cancel")

@@ -137,11 +137,14 @@ class OpenAIService:
         written = self.uploads.write(session.id, ChunkRequest(body, offset=0), owner=owner, with_creation=True)
         return StagedFile(file_id, session.id, key, filename, written.session.offset, owner)
 
-    def commit_file(self, staged: StagedFile, *, purpose: Any, expires_after: int | None) -> OpenAIFileInfo:
-        """The staged bytes become the file: its row, then its object (one durable publish)."""
+    def commit_file(self, staged: StagedFile, *, purpose: Any, expires_after: int | None,
+                    person: str | None = None) -> OpenAIFileInfo:
+        """The staged bytes become the file: its row, then its object (one durable publish).
+        `person`: whose file it is ("user:<id>", or a token's owner for an operator's token)."""
         try:
             purpose = validation.openai_purpose(purpose)
-            created_at, expires_at = self._insert_row(staged.file_id, staged.filename, purpose, expires_after)
+            created_at, expires_at = self._insert_row(staged.file_id, staged.filename, purpose, expires_after,
+                                                      person)
         except BaseException:
             self.discard(staged)
             raise
@@ -159,12 +162,13 @@ class OpenAIService:
             self.uploads.discard(staged.session_id)
 
     def list_files(self, *, after: Any = None, limit: int = 10000, order: str = "desc",
-                   purpose: Any = None) -> FilePage:
+                   purpose: Any = None, visible_to: str | None = None) -> FilePage:
+        """`visible_to`: only that person's files (a member's view); None: everyone's."""
         if after is not None and not FILE_ID_RE.fullmatch(str(after)):
             raise InvalidInput("after must be a file id (file-...)", "invalid_after", param="after")
         if order not in ("asc", "desc"):
             raise InvalidInput("order must be 'asc' or 'desc'", "invalid_order", param="order")
-        query = _VISIBLE
+        query = _VISIBLE if visible_to is None else _VISIBLE.where(_files.c.owner == visible_to)
         if purpose is not None:
             query = query.where(_files.c.purpose == validation.openai_purpose(purpose))
         if after is not None:
@@ -174,18 +178,22 @@ class OpenAIService:
             rows = db.session.execute(query, {"now": int(self.clock())}).all()
         return FilePage([OpenAIFileInfo.from_row(row) for row in rows[:limit]], len(rows) > limit)
 
-    def get_file(self, file_id: str) -> OpenAIFileInfo:
+    def get_file(self, file_id: str, visible_to: str | None = None) -> OpenAIFileInfo:
+        """Another person's file is as good as none (404) for a member (`visible_to`)."""
         row = None
         if FILE_ID_RE.fullmatch(file_id):
+            query = _VISIBLE.where(_files.c.id == file_id)
+            if visible_to is not None:
+                query = query.where(_files.c.owner == visible_to)
             with transaction():
-                row = db.session.execute(_VISIBLE.where(_files.c.id == file_id), {"now": int(self.clock())}).first()
+                row = db.session.execute(query, {"now": int(self.clock())}).first()
         if row is None:
             raise NotFound(f"no file {file_id!r}")
         return OpenAIFileInfo.from_row(row)
 
-    def delete_file(self, file_id: str) -> OpenAIFileInfo:
+    def delete_file(self, file_id: str, visible_to: str | None = None) -> OpenAIFileInfo:
         """The object goes first (durably), then the row: a crash between leaves a row gc removes."""
-        info = self.get_file(file_id)
+        info = self.get_file(file_id, visible_to)
         try:
             self.objects.delete(info.bucket, info.key)
         except NotFound:
@@ -243,7 +251,8 @@ class OpenAIService:
             raise
         return part
 
-    def complete_upload(self, upload_id: str, *, part_ids: Any, md5: Any, owner: str | None) -> UploadInfo:
+    def complete_upload(self, upload_id: str, *, part_ids: Any, md5: Any, owner: str | None,
+                        person: str | None = None) -> UploadInfo:
         """Join the parts, in the order given, into one file. The upload is claimed first, so a
         cancel or a second complete cannot free the parts while they are read."""
         upload = self._upload(upload_id, owner)
@@ -261,7 +270,7 @@ class OpenAIService:
                 raise _md5_mismatch()
             file_id = self._new_file_id()
             key = _key(file_id, upload.filename)
-            self._insert_row(file_id, upload.filename, upload.purpose, upload.file_expires_after)
+            self._insert_row(file_id, upload.filename, upload.purpose, upload.file_expires_after, person)
             try:  # the md5 is checked as the parts are joined, before the file is published
                 self.uploads.concatenate(sessions, bucket=self.bucket, key=key, mime_type=upload.mime_type,
                                          owner=owner, checksum=("md5", bytes.fromhex(md5)) if md5 else None)
@@ -326,14 +335,14 @@ class OpenAIService:
         return f"file-{int(self.clock() * 1_000_000):014x}{uuid.uuid4().hex[:18]}"
 
     def _insert_row(self, file_id: str, filename: str, purpose: str,
-                    expires_after: int | None) -> tuple[int, int | None]:
+                    expires_after: int | None, person: str | None) -> tuple[int, int | None]:
         """The file's row, written before its object is published; (created_at, expires_at)."""
         created_at = _created_at(file_id)
         expires_at = created_at + expires_after if expires_after else None
         with transaction():
             db.session.execute(insert(_files), dict(id=file_id, bucket=self.bucket, key=_key(file_id, filename),
                                                     filename=filename, purpose=purpose, created_at=created_at,
-                                                    expires_at=expires_at))
+                                                    expires_at=expires_at, owner=person))
         return created_at, expires_at
 
     def _upload(self, upload_id: str, owner: str | None):

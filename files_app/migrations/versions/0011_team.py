@@ -40,6 +40,7 @@ def upgrade() -> None:
         table.add_column(sa.Column("last_seen_at", sa.BigInteger, nullable=True))
     with op.batch_alter_table("openai_files") as table:
         table.add_column(sa.Column("owner", sa.String(64), nullable=True))
+    op.create_index("ix_openai_files_owner_id", "openai_files", ["owner", "id"])
     op.create_table(
         "grants",
         sa.Column("bucket_id", sa.Integer, sa.ForeignKey("buckets.id", ondelete="CASCADE"), primary_key=True),
@@ -71,6 +72,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("audit_log")
     op.drop_table("grants")
+    op.drop_index("ix_openai_files_owner_id", "openai_files")
     with op.batch_alter_table("openai_files") as table:
         table.drop_column("owner")
     with op.batch_alter_table("web_sessions") as table:
