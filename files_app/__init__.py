@@ -22,7 +22,7 @@ from .access import access
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
-from .services import ObjectService, UploadService
+from .services import ObjectService, UploadService, audit
 from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.openai_files import OpenAIService
@@ -47,14 +47,17 @@ class FilesExtension:
     quotas: QuotaService
     shares: ShareService
     people: PeopleService
+    audit_days: int
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
-        then expired sessions and unreferenced bytes, then expired sign-in records."""
+        then expired sessions and unreferenced bytes, then expired sign-in records, dead shares,
+        and audit entries older than FILES_AUDIT_DAYS."""
         counts = self.openai.collect_garbage(grace)
         counts.update(self.uploads.collect_garbage(grace))
         counts["expired_signins"] = self.accounts.forget_expired(time.time())
         counts["dead_shares"] = self.shares.forget_dead(self.shares.clock())
+        counts["old_audit_entries"] = audit.prune(time.time() - self.audit_days * 86400) if self.audit_days else 0
         return counts
 
 
@@ -84,7 +87,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["files"] = FilesExtension(store, objects, uploads, accounts,
                                              OpenAIService(uploads, objects, settings),
                                              FolderService(store, objects, uploads), ThumbnailService(objects),
-                                             QuotaService(time.time), ShareService(uploads), PeopleService(accounts))
+                                             QuotaService(time.time), ShareService(uploads), PeopleService(accounts),
+                                             settings["FILES_AUDIT_DAYS"])
 
     access("public")(app.view_functions["static"])  # the pages' CSS and scripts
     guard.init_app(app)  # first: a request from the wrong Host or site goes no further

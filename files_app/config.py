@@ -47,6 +47,8 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_S3_REGION": (str, "us-east-1"),
     "FILES_S3_PART_SIZE": (int, 8 * MIB),  # multipart part size; at least 5 MiB (S3's minimum)
     "FILES_S3_PRESIGN": (int, 0),  # 1: downloads redirect to a presigned URL on the object store
+    "FILES_AUDIT_DAYS": (int, 365),  # days the audit log keeps an entry (gc prunes older ones; 0: forever)
+    "FILES_METRICS": (str, "local"),  # /metrics: local (loopback, or an admin), admin (admins only), off
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 1024),  # per worker; each connection being served holds one
 }
@@ -87,6 +89,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError("FILES_STORAGE must be 'local' or 's3'")
     if settings["FILES_S3_PART_SIZE"] < 5 * MIB:
         raise ConfigError("FILES_S3_PART_SIZE must be at least 5 MiB (5242880), S3's smallest part")
+    if settings["FILES_METRICS"] not in ("local", "admin", "off"):
+        raise ConfigError("FILES_METRICS must be 'local', 'admin' or 'off'")
     if settings["FILES_AUTH"] not in ("auto", "off"):
         raise ConfigError("FILES_AUTH must be 'auto' or 'off'")
     data_dir = Path(settings["FILES_DATA_DIR"]).resolve()
