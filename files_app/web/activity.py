@@ -63,10 +63,11 @@ def activity():
         flash(error.message, "error")
         return redirect(url_for("web.activity"))
     shown = {name: value for name, value in args.items() if value}
+    paging = {**shown, "limit": request.args.get("limit")}  # the next page is as long as this one
     families = sorted({action.partition(".")[0] for action in audit.ACTIONS if "." in action})
     return render_template("activity.html", entries=entries, args=args, shown=shown, buckets=buckets,
-                           older=url_for("web.activity", **shown, cursor=older) if older else None,
-                           newest=url_for("web.activity", **shown) if request.args.get("cursor") else None,
+                           older=url_for("web.activity", **paging, cursor=older) if older else None,
+                           newest=url_for("web.activity", **paging) if request.args.get("cursor") else None,
                            actions=audit.ACTIONS, families=families, browser_name=browser_name,
                            detail_text=detail_text)
 
@@ -75,7 +76,7 @@ def detail_text(detail: dict | None) -> str:
     """An entry's details as people read them: "user: bob, level: read"."""
     if not detail:
         return ""
-    return ", ".join(f"{name.replace('_', ' ')}: {'—' if value is None else value}" for name, value in detail.items())
+    return ", ".join(f"{name.replace('_', ' ')}: {value}" for name, value in detail.items() if value is not None)
 
 
 @bp.get("/b/<bucket>/access")

@@ -182,6 +182,8 @@ document.addEventListener('click', (event) => {
   event.preventDefault()
   const count = button.dataset.count || '1'
   document.getElementById('confirm-message').textContent = button.dataset.confirm.replace('{count}', count)
+  // The answer names what it does: "Delete" unless the button says otherwise ("Revoke", "Sign out everywhere").
+  dialog.querySelector('[data-testid=confirm-delete]').textContent = button.dataset.confirmLabel || 'Delete'
   dialog.returnValue = ''
   dialog.showModal()
   dialog.addEventListener('close', () => {
@@ -204,9 +206,9 @@ document.addEventListener('click', async (event) => {
   if (!button) return
   try {
     await navigator.clipboard.writeText(button.dataset.copy)
-    button.textContent = 'Link copied'
+    button.textContent = button.dataset.copied || 'Link copied'
   } catch {
-    window.prompt('Copy this link', button.dataset.copy)
+    window.prompt(button.dataset.copied ? 'Copy this' : 'Copy this link', button.dataset.copy)
   }
 })
 
