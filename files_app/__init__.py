@@ -109,8 +109,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 def _private_data_dir(data_dir: Path) -> None:
     """Everything the service writes (database, blobs, keys) is readable by its own user only:
-    the database holds password and token hashes."""
+    the database holds password and token hashes. The data dir is made when missing; when the flask
+    command line makes the app, the operator's commands (cli.py) first note what was there, so that
+    one run in the wrong place takes back what it made instead of leaving a stray data dir."""
+    from .cli import note_data_dir
+
     os.umask(0o077)
+    note_data_dir(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     for made_before in ("files.db", "files.db-wal", "files.db-shm", "secret_key"):
