@@ -73,6 +73,20 @@ class Api:
     def revoke_share(self, share_id: str) -> dict:
         return self.call("DELETE", f"/v1/shares/{quote(share_id, safe='')}").json()
 
+    def account(self) -> dict:
+        return self.call("GET", "/v1/account").json()
+
+    def tokens(self) -> list[dict]:
+        return self.call("GET", "/v1/tokens").json()["data"]
+
+    def create_token(self, fields: dict) -> dict:
+        # Sent once, never retried: a retry after a lost answer would make a second token whose
+        # secret nobody ever sees.
+        return self.checked(self.http.post("/v1/tokens", json=fields)).json()
+
+    def revoke_token(self, token_id: int) -> dict:
+        return self.call("DELETE", f"/v1/tokens/{int(token_id)}").json()
+
     # --- the plumbing --------------------------------------------------------------------------
     def call(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs) -> httpx.Response:
         """One request, retried while the service asks to wait or the network breaks. Only for

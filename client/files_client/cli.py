@@ -1,4 +1,5 @@
-"""The `files` command: log in, list, make and remove buckets, copy and sync files both ways.
+"""The `files` command: log in, list, make and remove buckets, copy and sync files both ways, share
+links, and one's own API tokens.
 
 Remote paths are written `bucket` or `bucket/key` (`bucket/prefix/` for a folder). In `cp` and
 `sync`, the side that exists on this machine is the local one.
@@ -289,6 +290,89 @@ def unshare(share_id: str) -> None:
     """Revoke a share link (by the id `files shares` shows): it answers 410 from now on."""
     revoked = connect().revoke_share(share_id)
     click.echo(f"{revoked['id']} revoked", err=True)
+
+
+@main.command("whoami")
+@click.option("--json", "as_json", is_flag=True, help="The account as JSON.")
+@fail_on_api_errors
+def whoami(as_json: bool) -> None:
+    """Who the service takes you for: your name and role, and what this token may do."""
+    api = connect()
+    me = api.account()
+    if as_json:
+        click.echo(json.dumps(me, indent=2))
+    elif not me["owner"]:
+        click.echo(f"nobody in particular: {api.url} is open (it has no token and no user yet)")
+    else:
+        kind = (("an admin" if me["role"] == "admin" else "a member") if me["user_id"] is not None
+                else "an operator's token")
+        click.echo(f"{me['name']} on {api.url}: {kind}; may {me['scope']}"
+                   f"{' in bucket ' + me['bucket'] + ' only' if me['bucket'] else ''}")
+
+
+@main.group("token")
+def token_group() -> None:
+    """Your API tokens (an admin's: everyone's): list, create, revoke."""
+
+
+@token_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="The tokens as JSON.")
+@fail_on_api_errors
+def list_tokens(as_json: bool) -> None:
+    """Your tokens, newest first (an admin sees everyone's): what each may do, whose it is, when it was
+    made and last used (and from where), until when it works, and its state."""
+    tokens = connect().tokens()
+    if as_json:
+        click.echo(json.dumps(tokens, indent=2))
+        return
+    _columns(["ID", "NAME", "SCOPE", "BUCKET", "OWNER", "CREATED", "LAST USED", "FROM", "EXPIRES", "STATE"],
+             [[str(item["id"]), item["name"], item["scope"], item["bucket"] or "-", item["user"] or "-",
+               _when(item["created_at"]), _when(item["last_used_at"]) if item["last_used_at"] else "-",
+               item["last_used_from"] or "-", _when(item["expires_at"]) if item["expires_at"] else "never",
+               item["state"]] for item in tokens])
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["read", "write", "manage", "admin"]), default="read", show_default=True,
+              help="What it may do: never more than you may (admin: an admin's only).")
+@click.option("--bucket", default=None, help="Confine it to this bucket.")
+@click.option("--expires-in", "days", type=click.IntRange(1, 3650), default=None, metavar="DAYS",
+              help="It stops working after this many days (default: never).")
+@fail_on_api_errors
+def create_token(name: str, scope: str, bucket: str | None, days: int | None) -> None:
+    """Make a token for NAME (what it is for: a laptop, a CI job) and print it: it is shown only now,
+    alone on the last line."""
+    fields: dict = {"name": name, "scope": scope}
+    if bucket:
+        fields["bucket"] = bucket
+    if days:
+        fields["expires_in"] = days * 86400
+    made = connect().create_token(fields)
+    click.echo(f"token {made['id']} {made['name']!r} ({made['scope']}"
+               f"{', bucket ' + made['bucket'] if made['bucket'] else ''}, "
+               f"{'until ' + _when(made['expires_at']) if made['expires_at'] else 'no expiry'}); "
+               "it is shown only now:", err=True)
+    click.echo(made["token"])  # the secret alone on the last line
+
+
+@token_group.command("revoke")
+@click.argument("token_id", type=int)
+@fail_on_api_errors
+def revoke_token(token_id: int) -> None:
+    """Revoke a token (by the id `files token list` shows): the next request with it is 401."""
+    api = connect()
+    mine = api.account()["owner"] == f"token:{token_id}"
+    revoked = api.revoke_token(token_id)
+    click.echo(f"token {revoked['id']} {revoked['name']!r} revoked", err=True)
+    if mine:
+        click.echo("it was the token this client uses: `files login` with another one", err=True)
+
+
+def _columns(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def transfer_options(function):
