@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import api, auth, cors, guard, openai, shares, web
+from . import api, auth, cors, guard, metrics, openai, shares, web
 from .access import access
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
@@ -98,6 +98,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     web.init_app(app)
     shares.init_app(app)
     auth.init_app(app)
+    metrics.init_app(app)
     _register_error_handlers(app)
     _register_health(app)
 
