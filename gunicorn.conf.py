@@ -4,10 +4,34 @@ The worker (files_app.serving.FilesWorker) gives every connection its own thread
 FILES_THREADS per worker, so a slow upload never waits for another to finish; it cuts off headers
 that take longer than FILES_HEADER_TIMEOUT and bodies or readers that stall for FILES_CLIENT_TIMEOUT,
 and answers gunicorn's own protocol errors in the API's JSON error shape. Why this model and not
-gevent: README, "Serving model".
+gevent: README, "Serving model". Each worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR,
+made here for each start, and /metrics adds them up (files_app/metrics.py).
 """
 
-from files_app.config import load_settings
+import atexit
+import os
+import shutil
+import tempfile
+
+
+def _metrics_dir() -> str:
+    """A fresh private directory per server start, where each worker writes its metrics for /metrics
+    to add up (files_app/metrics.py): counters of an earlier run or of another server never mix in.
+    A reload of this file (SIGHUP) keeps the master's own; the master removes it when it exits."""
+    master = os.getpid()
+    made = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(made).startswith(f"files-metrics-{master}-") and os.path.isdir(made):
+        return made
+    made = tempfile.mkdtemp(prefix=f"files-metrics-{master}-")  # mode 0700
+    # Workers are forked with this handler too: only the master's exit removes the directory.
+    atexit.register(lambda: os.getpid() == master and shutil.rmtree(made, ignore_errors=True))
+    return made
+
+
+# Before files_app is imported: prometheus_client chooses multiprocess mode when it is first imported.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir()
+
+from files_app.config import load_settings  # noqa: E402 - after the metrics directory is set
 
 _settings = load_settings()
 
@@ -51,6 +75,7 @@ def on_starting(server):
 
     upgrade_database(create_app())
     _refuse_if_exposed(list(server.cfg.bind))
+    server.log.info("metrics: the workers write theirs in %s", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def when_ready(server):
@@ -75,3 +100,11 @@ def post_worker_init(worker):
     from files_app import start_periodic_gc
 
     start_periodic_gc(worker.wsgi)
+
+
+def child_exit(server, worker):
+    """A worker is gone (stopped, killed, restarted): its live gauges (requests in progress) go with
+    it; its counters stay in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
