@@ -59,7 +59,11 @@ def note_data_dir(data_dir: Path) -> None:
     if context is None:
         return  # the server, a test: the data dir is theirs to make
     if data_dir.is_dir():
-        found = _Found(data_dir, frozenset(entry.name for entry in data_dir.iterdir()), None, context.find_root())
+        try:
+            entries = frozenset(entry.name for entry in data_dir.iterdir())
+        except OSError:
+            return  # unreadable: create_app says why; nothing here is ever taken back
+        found = _Found(data_dir, entries, None, context.find_root())
     else:
         first = data_dir
         while not first.parent.exists() and first.parent != first:
