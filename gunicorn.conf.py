@@ -22,10 +22,27 @@ def _metrics_dir() -> str:
     made = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
     if os.path.basename(made).startswith(f"files-metrics-{master}-") and os.path.isdir(made):
         return made
+    _forget_dead_servers()
     made = tempfile.mkdtemp(prefix=f"files-metrics-{master}-")  # mode 0700
     # Workers are forked with this handler too: only the master's exit removes the directory.
     atexit.register(lambda: os.getpid() == master and shutil.rmtree(made, ignore_errors=True))
     return made
+
+
+def _forget_dead_servers() -> None:
+    """A master that was killed (SIGKILL, OOM) could not remove its directory: remove those of
+    masters that no longer run."""
+    import glob
+
+    for left in glob.glob(os.path.join(tempfile.gettempdir(), "files-metrics-*-*")):
+        pid = os.path.basename(left).split("-")[2]
+        try:
+            if pid.isdigit() and os.stat(left).st_uid == os.getuid():
+                os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(left, ignore_errors=True)
+        except OSError:
+            pass  # gone meanwhile, or alive as another user's: leave it
 
 
 # Before files_app is imported: prometheus_client chooses multiprocess mode when it is first imported.

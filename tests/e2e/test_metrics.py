@@ -154,6 +154,16 @@ def test_gc_runs_in_every_worker_and_what_it_frees_is_counted(server_factory):
              lambda shares: len([pid for pid, runs in shares.items() if runs]) >= 2, what="a pass in each worker")
 
 
+def test_a_killed_servers_directory_goes_at_the_next_start(server_factory):
+    first = server_factory().start()
+    left = metrics_dir(first)
+    first.kill()  # SIGKILL: no exit handler ran
+    assert left.exists()
+    second = server_factory().start()
+    assert metrics_dir(second) != left and metrics_dir(second).exists()
+    assert not left.exists()
+
+
 # --- who may read ------------------------------------------------------------------------------
 
 def assert_json_error(response: httpx.Response, status: int, code: str) -> None:
