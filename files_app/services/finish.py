@@ -110,9 +110,12 @@ _FIND_BY_NAME = (
                                                    _objects.c.key == bindparam("key"))))
     .where(_buckets.c.name == bindparam("bucket"))
 )
+# The file read in this transaction, still at this key with the same bytes: one moved away or
+# replaced meanwhile is not overwritten (the loop reads again).
 _SWAP_BLOB = (
     update(_objects)
-    .where(_objects.c.id == bindparam("object_id"), _objects.c.blob_id == bindparam("old_blob"))
+    .where(_objects.c.id == bindparam("object_id"), _objects.c.blob_id == bindparam("old_blob"),
+           _objects.c.bucket_id == bindparam("at_bucket_id"), _objects.c.key == bindparam("at_key"))
     .values(blob_id=bindparam("new_blob_id"), mime_type=bindparam("new_mime_type"), size=bindparam("new_size"),
             sha256=bindparam("new_sha256"), created_at=bindparam("new_created_at"),
             inline_data=bindparam("new_inline_data"), owner=bindparam("new_owner"))
@@ -139,7 +142,8 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                     raise PreconditionFailed(f"{target.key!r} was created by another upload meanwhile")
                 if existing:
                     swapped = db.session.execute(_SWAP_BLOB, {
-                        "object_id": existing.id, "old_blob": existing.blob_id,
+                        "object_id": existing.id, "old_blob": existing.blob_id, "at_bucket_id": bucket_id,
+                        "at_key": target.key,
                         **{f"new_{name}": value for name, value in values.items()}}).rowcount
                     if swapped != 1:
                         raise _Replaced()

@@ -41,6 +41,8 @@ _KEYS_UNDER = select(_objects.c.key).where(*_UNDER).order_by(_objects.c.key).lim
 _COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0)).where(*_UNDER)
 _OLD_UNDER = (select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
               .where(*_UNDER, _objects.c.created_at <= bindparam("before")).order_by(_objects.c.key).limit(BATCH))
+_DELETE_OLD_UNDER = (delete(_objects).where(*_UNDER, _objects.c.created_at <= bindparam("before"))
+                     .returning(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner))
 _AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 
@@ -72,11 +74,16 @@ class FolderService:
                     if taken is not None and not replace:
                         raise PreconditionFailed(f"{to_key!r} already exists in bucket {to_bucket!r}")
                     if taken is not None:
-                        db.session.execute(delete(_objects).where(_objects.c.id == taken.id))
+                        # Still that file at that key (not moved away or replaced meanwhile).
+                        if db.session.execute(delete(_objects).where(
+                                _objects.c.id == taken.id, _objects.c.blob_id == taken.blob_id,
+                                _objects.c.bucket_id == target_bucket, _objects.c.key == to_key)).rowcount != 1:
+                            raise Conflict(f"{to_key!r} changed while it was being replaced; look again and retry")
                         count_in_bucket(target_bucket, -1, -taken.size, now)
                         count_for_owner(taken.owner, -1, -taken.size)
                     moved = db.session.execute(
-                        update(_objects).where(_objects.c.id == source.id, _objects.c.blob_id == source.blob_id)
+                        update(_objects).where(_objects.c.id == source.id, _objects.c.blob_id == source.blob_id,
+                                               _objects.c.bucket_id == source.bucket_id, _objects.c.key == key)
                         .values(bucket_id=target_bucket, key=to_key)).rowcount
                     if moved != 1:
                         raise Conflict(f"{key!r} changed while it was being moved; look again and retry")
@@ -169,16 +176,22 @@ class FolderService:
         while True:
             with transaction(durable=True):
                 rows = db.session.execute(_OLD_UNDER, params).all()
+                gone = []
                 if rows:
-                    db.session.execute(delete(_objects).where(_objects.c.id.in_([row.id for row in rows])))
-                    count_in_bucket(bucket_id, -len(rows), -sum(row.size for row in rows), int(time.time()))
-                    for owner, (files, size) in _by_owner(rows).items():
+                    # The same conditions again in the DELETE: a file moved out of the folder, or
+                    # replaced by a newer one, since the SELECT is not taken; the counts move by
+                    # what was deleted (RETURNING), never by what was read.
+                    gone = db.session.execute(_DELETE_OLD_UNDER.where(
+                        _objects.c.id.in_([row.id for row in rows])), params).all()
+                if gone:
+                    count_in_bucket(bucket_id, -len(gone), -sum(row.size for row in gone), int(time.time()))
+                    for owner, (files, size) in _by_owner(gone).items():
                         count_for_owner(owner, -files, -size)
-                    audit.record("folder.delete", bucket=bucket, key=prefix, size=sum(row.size for row in rows),
-                                 detail={"files": len(rows)})
-            for row in rows:  # after the commit: a crash here leaves orphans for gc
+                    audit.record("folder.delete", bucket=bucket, key=prefix, size=sum(row.size for row in gone),
+                                 detail={"files": len(gone)})
+            for row in gone:  # after the commit: a crash here leaves orphans for gc
                 self.store.release_blob(row.blob_id)
-            deleted += len(rows)
+            deleted += len(gone)
             if len(rows) < BATCH:
                 return deleted
 

@@ -287,8 +287,10 @@ class ObjectService:
         row = self.row(bucket, key)
         info, blob_id, row_id, bucket_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id, row.bucket_id
         with transaction(durable=True):  # the blob goes next: the row must not come back after power loss
+            # Only if it is still this file at this key: one moved away meanwhile is not deleted from its new place.
             gone = db.session.execute(
-                delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id)
+                delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id,
+                                           StoredObject.bucket_id == bucket_id, StoredObject.key == key)
             ).rowcount
             if gone == 1:  # the same blob: the same upload, so the same owner
                 count_in_bucket(bucket_id, -1, -info.size, int(time.time()))

@@ -305,7 +305,7 @@ def login():
     target = _same_site_path(request.values.get("next", "")) or url_for("web.buckets")
     if request.method == "POST":
         web_session = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""),
-                                       request.remote_addr or "")
+                                       request.remote_addr or "", request.headers.get("User-Agent", ""))
         if web_session is not None:
             session.clear()  # the old CSRF token goes too: a new one with every sign-in
             session["sid"] = web_session

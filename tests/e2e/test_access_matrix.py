@@ -81,6 +81,7 @@ ROUTES: dict[str, tuple[str, str, dict]] = {
     "GET /login": ("public", "/login", {}),
     "POST /login": ("public", "/login", {}),
     "POST /logout": ("authenticated", "/logout", {}),
+    "GET /metrics": ("public", "/metrics", {}),  # from loopback (FILES_METRICS=local); the view decides
     "POST /people": ("admin", "/people", {}),
     "GET /people": ("admin", "/people", {}),
     "GET /people/<name>": ("admin", "/people/nobody", {}),
