@@ -24,7 +24,8 @@ MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
-# Groups: transfer, concurrency, listing, memory, slow, postgres, openai, cli, s3.
+AUDIT_PUTS = int(os.environ.get("BENCH_AUDIT_PUTS", 1500))
+# Groups: transfer, concurrency, listing, memory, slow, postgres, openai, cli, audit, s3.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
@@ -265,6 +266,35 @@ def slow_client_rows(ours) -> list[dict]:
     return rows + [entry]
 
 
+def audit_rows() -> list[dict]:
+    """A small PUT with its audit entry against the same server code with audit.record a no-op
+    (baselines/no_audit_app.py): two servers of their own, started like ours, each closed by an
+    admin token as in production, 1 KiB PUTs one after the other, interleaved."""
+    ours, base = servers.ours(WORK, name="ours-audit"), servers.no_audit(WORK)
+    tokens = {server.name: servers.admin_token(server) for server in (ours, base)}
+    try:
+        for server in (ours, base):
+            server.start()
+            workloads.small_puts(server.url, tokens[server.name], 200)  # warm: the bucket, imports, caches
+        entry = rate_row("audit_overhead_small_put",
+                         lambda: workloads.small_puts(ours.url, tokens[ours.name], AUDIT_PUTS),
+                         lambda: workloads.small_puts(base.url, tokens[base.name], AUDIT_PUTS), AUDIT_PUTS,
+                         "same server, audit.record a no-op", 0.9)
+    finally:
+        ours.stop()
+        base.stop()
+    # Each side did what it says: an upload entry per PUT of ours, none in the baseline's log.
+    puts = 200 + REPEATS * AUDIT_PUTS
+    entry["upload_entries"] = {name: _uploads_logged(WORK / name / "files.db") for name in ("ours-audit", "no-audit")}
+    entry["holds"] = entry["holds"] and entry["upload_entries"] == {"ours-audit": puts, "no-audit": 0}
+    return [entry]
+
+
+def _uploads_logged(database: Path) -> int:
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT count(*) FROM audit_log WHERE action = 'upload'").fetchone()[0]
+
+
 def postgres_rows(bare) -> list[dict]:
     """The seed's two-request flow with PostgreSQL holding the metadata (small files inline in it),
     against the bare app in the same run."""
@@ -329,7 +359,7 @@ def main() -> None:
                   "concurrency": lambda: concurrency_rows(ours, bare, peer),
                   "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours),
                   "slow": lambda: slow_client_rows(ours), "postgres": lambda: postgres_rows(bare),
-                  "openai": lambda: openai_rows(ours), "cli": lambda: cli_rows(ours)}
+                  "openai": lambda: openai_rows(ours), "cli": lambda: cli_rows(ours), "audit": audit_rows}
         for name, rows_of in groups.items():
             if not ONLY or name in ONLY:
                 rows += rows_of()

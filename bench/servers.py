@@ -96,6 +96,24 @@ def ours(work: Path, name: str = "", **settings: str) -> Server:
                   {"FILES_DATA_DIR": str(work / name), "FILES_HOST": "127.0.0.1", **settings}, work / f"{name}.log")
 
 
+def no_audit(work: Path, name: str = "no-audit") -> Server:
+    """Ours with audit.record a no-op (baselines/no_audit_app.py), started exactly like ours."""
+    return Server("files service without audit entries",
+                  [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "bench.baselines.no_audit_app:app"],
+                  {"FILES_DATA_DIR": str(work / name), "FILES_HOST": "127.0.0.1"}, work / f"{name}.log")
+
+
+def admin_token(server: Server) -> str:
+    """Make the server's schema and an admin token (`flask files init-db`, `token create`) before it
+    starts, so it serves closed, as in production, from its first request."""
+    env = {**os.environ, **server.env}
+    flask = [sys.executable, "-m", "flask", "--app", "app", "files"]
+    subprocess.run([*flask, "init-db"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    made = subprocess.run([*flask, "token", "create", "--name", "bench-admin", "--scope", "admin"], cwd=ROOT,
+                          env=env, check=True, capture_output=True, text=True, timeout=120)
+    return made.stdout.strip().splitlines()[-1]
+
+
 def bare(work: Path) -> Server:
     return Server("bare Flask", [sys.executable, "-m", "gunicorn", *gunicorn_flags(), "-b", "127.0.0.1:{port}",
                                  "bench.baselines.bare_app:app"],

@@ -139,6 +139,21 @@ def small_files(base: str, kind: str, count: int, threads: int, size: int = 4096
         return time.perf_counter() - start
 
 
+def small_puts(base: str, token: str, count: int, bucket: str = "audit", size: int = 1024) -> float:
+    """`count` new files of `size` bytes, one `PUT /v1/files/{bucket}/{key}` each with a bearer
+    token, one after the other on one keep-alive connection."""
+    payload, headers = b"a" * size, {"Authorization": f"Bearer {token}"}
+    conn = connect(base)
+
+    def run():
+        for _ in range(count):
+            request(conn, "PUT", f"/v1/files/{bucket}/{uuid.uuid4().hex}", payload, headers)
+    try:
+        return timed(run)
+    finally:
+        conn.close()
+
+
 def small_files_tus(endpoint: str, count: int, size: int = 4096) -> float:
     client = tus.TusClient(endpoint)
     payload = b"t" * size
