@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from files_app import create_app
@@ -37,16 +40,45 @@ def seaweedfs():
     weed.stop()
 
 
+def _migrated(settings: dict) -> None:
+    """Run the migrations once on `settings`' database, then let go of it."""
+    app = create_app({"TESTING": True, **settings})
+    upgrade_database(app)
+    with app.app_context():
+        from files_app.models import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite database at the newest migration, made once per test process: each test's app
+    starts from a copy of it instead of running every migration again."""
+    data_dir = tmp_path_factory.mktemp("migrated")
+    _migrated({"FILES_DATA_DIR": str(data_dir), "FILES_DATABASE_URL": ""})
+    return data_dir / "files.db"
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres, tmp_path_factory) -> str:
+    """The same for PostgreSQL: a template database that each test's database is made from."""
+    url = postgres.create_database()
+    _migrated({"FILES_DATA_DIR": str(tmp_path_factory.mktemp("migrated-pg")), "FILES_DATABASE_URL": url})
+    return url
+
+
 @pytest.fixture(params=["local", "scaled"])
 def deployment(request):
     """Every test of the app runs on both configurations: `local`, the embedded defaults (SQLite
     and the data dir), and `scaled`, PostgreSQL and SeaweedFS's S3 (a database and a bucket of
-    its own per test). The value is the FILES_* settings that differ from the defaults."""
+    its own per test, the database already at the newest migration). The value is the FILES_*
+    settings that differ from the defaults."""
     if request.param == "local":
         yield {}
         return
     cluster, weed = request.getfixturevalue("postgres"), request.getfixturevalue("seaweedfs")
-    url, bucket = cluster.create_database(), weed.create_bucket()
+    url, bucket = cluster.create_database(request.getfixturevalue("migrated_postgres")), weed.create_bucket()
     yield {"FILES_DATABASE_URL": url, **weed.settings(bucket)}
     cluster.drop_database(url)
     weed.delete_bucket(bucket)
@@ -58,9 +90,13 @@ def settings(tmp_path, deployment):
 
 
 @pytest.fixture
-def app(settings):
+def app(settings, request):
+    if not settings["FILES_DATABASE_URL"]:  # SQLite in the data dir: start from the migrated copy
+        data_dir = Path(settings["FILES_DATA_DIR"])
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), data_dir / "files.db")
     app = create_app(settings)
-    upgrade_database(app)
+    upgrade_database(app)  # (at the newest migration already: this only readies the blob store)
     yield app
     with app.app_context():
         from files_app.models import db

@@ -44,10 +44,13 @@ class PostgresCluster:
     def admin(self) -> psycopg.Connection:
         return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True)
 
-    def create_database(self) -> str:
+    def create_database(self, template: str | None = None) -> str:
+        """A new database, empty or a copy of `template` (another database's URL: nobody may be
+        connected to it)."""
         name = "t_" + uuid.uuid4().hex[:12]
+        copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
         with self.admin() as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"{copy}')
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def drop_database(self, url: str) -> None:
