@@ -269,3 +269,18 @@ def test_a_members_openai_files_are_their_own(app, client, runner):
     assert [f["id"] for f in everyone] == [made["id"]]
     # The service's bucket is nobody's: members do not browse it through the files API.
     assert_error(client.get("/v1/files/openai", headers=ann), 404, "not_found")
+
+
+def test_gc_prunes_audit_entries_past_files_audit_days(app, client, runner, monkeypatch):
+    admin = bearer(make_token(runner, "admin"))
+    upload(client, admin, "b", "old.txt")
+    import time as real_time
+
+    later = real_time.time() + 366 * 86400  # a year and a day on: the entries so far are past 365 days
+    monkeypatch.setattr("files_app.time.time", lambda: later)
+    with app.app_context():
+        counts = app.extensions["files"].collect_garbage()
+    monkeypatch.undo()
+    assert counts["old_audit_entries"] >= 2  # the token's creation, the bucket, the upload
+    upload(client, admin, "b", "new.txt")
+    assert [e["key"] for e in client.get("/v1/audit?action=upload", headers=admin).get_json()["data"]] == ["new.txt"]
