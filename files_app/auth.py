@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, current_app, g, redirect, request, session, url_for
+from flask import Flask, current_app, flash, g, redirect, request, session, url_for
 
 from . import access
 from .errors import CsrfFailed, FilesError, Forbidden, NotFound, Unauthorized
@@ -42,7 +42,10 @@ def init_app(app: Flask) -> None:
         principal, by_cookie = _identify(accounts)
         if principal is None:
             if request.blueprint == "web":
-                return redirect(url_for("web.login", next=request.full_path))
+                if session.pop("sid", None) is not None:  # it was signed in: say why it is not any more
+                    flash("Your session has ended (signed out everywhere, a new password, or the account was "
+                          "disabled). Sign in again.", "error")
+                return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
             raise Unauthorized("send Authorization: Bearer <token>")
         # Pages check their forms' token themselves (web/pages.py); everything else a cookie reaches
         # must send the page's token in a header: cookies ride along on cross-site requests.

@@ -52,6 +52,10 @@ class Forbidden(FilesError):
     code = "forbidden"
 
 
+class AccountDisabled(Forbidden):
+    code = "account_disabled"
+
+
 class CrossSite(Forbidden):
     """A state change from another site's page: no bearer token and no same-origin proof."""
 

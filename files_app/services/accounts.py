@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
-from ..errors import Forbidden, InvalidInput, TooManyAttempts
+from ..errors import AccountDisabled, Forbidden, InvalidInput, TooManyAttempts
 from ..models import ApiToken, Bucket, Grant, SigninFailure, User, WebSession, db, transaction
 from . import audit
 
@@ -181,11 +181,16 @@ class AccountService:
                                      .where(User.username == username)).first()
         # Check a hash even for an unknown name, so timing does not tell which names exist.
         stored = row.password_hash if row else _decoy_hash()
-        if not (check_password_hash(stored, password) and row and row.disabled_at is None):
+        if not (check_password_hash(stored, password) and row):
             self.count_failure(subjects, now)
             with transaction():
                 audit.record("signin", outcome="failed", detail={"username": username[:100]})
             return None
+        if row.disabled_at is not None:  # the right password: saying so tells its holder nothing new
+            with transaction():
+                audit.record("signin", outcome="disabled", actor=(f"user:{row.id}", username),
+                             detail={"username": username})
+            raise AccountDisabled("this account is disabled; ask an admin to enable it")
         session_id = secrets.token_urlsafe(32)
         with transaction():
             db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))

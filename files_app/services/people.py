@@ -232,9 +232,9 @@ class PeopleService:
             query = update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
             if not everyone:
                 query = query.where(ApiToken.user_id == user_id)
-            revoked = db.session.execute(query.values(revoked_at=int(time.time()))).rowcount
+            revoked = db.session.execute(query.values(revoked_at=int(time.time())).returning(ApiToken.name)).first()
             if revoked:
-                audit.record("token.revoke", detail={"token": token_id})
+                audit.record("token.revoke", detail={"token": token_id, "name": revoked.name})
         found = [info for info in self.tokens(user_id, everyone) if info.id == token_id]
         if not found:
             raise NotFound(f"token {token_id} does not exist")

@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from .. import auth, validation
 from ..access import access
-from ..errors import FilesError
+from ..errors import AccountDisabled, FilesError
 from ..request_io import folders, objects, uploader_name, zip_response
 from ..services import archive
 from . import markdown
@@ -304,8 +304,12 @@ def login():
     accounts = current_app.extensions["files"].accounts
     target = _same_site_path(request.values.get("next", "")) or url_for("web.buckets")
     if request.method == "POST":
-        web_session = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""),
-                                       request.remote_addr or "", request.headers.get("User-Agent", ""))
+        try:
+            web_session = accounts.sign_in(request.form.get("username", ""), request.form.get("password", ""),
+                                           request.remote_addr or "", request.headers.get("User-Agent", ""))
+        except AccountDisabled as refusal:
+            flash(f"{refusal.message[0].upper()}{refusal.message[1:]}.", "error")
+            return render_template("login.html", next=target), 403
         if web_session is not None:
             session.clear()  # the old CSRF token goes too: a new one with every sign-in
             session["sid"] = web_session

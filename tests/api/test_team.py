@@ -151,7 +151,9 @@ def test_disabling_a_person_stops_their_sessions_tokens_and_shares(app, client, 
     assert client.get(f"/s/{secret}/f/a.txt").status_code == 410
     failed = browser.post("/login", data={"username": "ann", "password": PASSWORD,
                                           "csrf_token": csrf_of(browser.get("/login"))})
-    assert failed.status_code == 401  # a disabled person cannot sign in
+    assert failed.status_code == 403 and b"This account is disabled" in failed.data  # the right password, told why
+    refused = client.get("/v1/audit?action=signin&user=ann", headers=bearer(admin)).get_json()["data"][0]
+    assert refused["outcome"] == "disabled"
     client.patch("/v1/users/ann", headers=bearer(admin), **json_body({"disabled": False}))
     assert client.get("/v1/files", headers=ann).status_code == 200  # tokens work again once enabled
 
