@@ -49,6 +49,10 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_S3_PRESIGN": (int, 0),  # 1: downloads redirect to a presigned URL on the object store
     "FILES_AUDIT_DAYS": (int, 365),  # days the audit log keeps an entry (gc prunes older ones; 0: forever)
     "FILES_METRICS": (str, "local"),  # /metrics: local (loopback, or an admin), admin (admins only), off
+    "FILES_HOOKS_POLL_MS": (int, 1000),  # how often each worker looks for webhook deliveries due (0: it sends none)
+    "FILES_HOOKS_TIMEOUT": (int, 10),  # seconds one webhook POST may take in all (connecting: at most 5)
+    "FILES_HOOKS_BACKOFF_MS": (int, 10000),  # a failed delivery's first retry; doubling, at most an hour apart
+    "FILES_HOOKS_RETRY_FOR": (int, 86400),  # seconds after its event a failing delivery is retried, then failed
     "FILES_WORKERS": (int, 2),
     "FILES_THREADS": (int, 1024),  # per worker; each connection being served holds one
 }

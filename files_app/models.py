@@ -343,3 +343,84 @@ class AuditEntry(db.Model):
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
+
+
+class Hook(db.Model):
+    """A webhook an admin registered: the events it wants (actions, buckets) POSTed to `url`, signed
+    with `secret` (kept as it is, since it signs every delivery; shown once, when the hook is made)."""
+
+    __tablename__ = "hooks"
+    __table_args__ = {"sqlite_autoincrement": True}  # a deleted hook's id never names another one
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    actions: Mapped[str] = mapped_column(Text)  # comma-separated: actions, families ("share") or "*"
+    buckets: Mapped[str | None] = mapped_column(Text)  # comma-separated; None: all, and events of no bucket
+    secret: Mapped[str] = mapped_column(String(256))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class HookDelivery(db.Model):
+    """One event (an audit entry) queued for one hook, written in the transaction of the change, and
+    its delivery's state: pending (with a lease while a worker sends it), delivered or failed.
+    `hook_id` has no foreign key on purpose (migration 0012)."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (Index("ix_hook_deliveries_queue", "state", "hook_id", "bucket", "id"),
+                      Index("ix_hook_deliveries_hook_id", "hook_id", "id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hook_id: Mapped[int] = mapped_column(Integer)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id", ondelete="CASCADE"), index=True)
+    bucket: Mapped[str] = mapped_column(String(63))  # "" for an event of no bucket: events are in order per bucket
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    lease_until: Mapped[float] = mapped_column(Float, default=0.0)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    # Set to the new audit entry: both rows are inserted at the commit's flush, the entry first (its
+    # id comes then), so queueing an event flushes nothing early.
+    entry: Mapped[AuditEntry] = db.relationship(AuditEntry)
+
+
+class HookRoutes:
+    """Which enabled hooks want which events, per process and database, for audit.record to match
+    every change against without a query (a service without hooks pays nothing). Loaded at the first
+    change, then kept fresh by the process's delivery threads at each poll and after its own changes
+    to hooks (services/webhooks.py). A process without them (a command, a test) sees the changes to
+    hooks it makes itself."""
+
+    Route = tuple[int, frozenset[str], frozenset[str] | None]  # hook id, actions, buckets (None: all)
+
+    def __init__(self) -> None:
+        self._by_database: dict[str, tuple[HookRoutes.Route, ...]] = {}
+
+    def load(self) -> tuple[Route, ...]:
+        """Read the enabled hooks in the session's transaction, without flushing what it holds."""
+        with db.session.no_autoflush:
+            rows = db.session.execute(db.select(Hook.id, Hook.actions, Hook.buckets).where(Hook.enabled)).all()
+        routes = tuple((hook_id, frozenset(actions.split(",")), frozenset(buckets.split(",")) if buckets else None)
+                       for hook_id, actions, buckets in rows)
+        self._by_database[str(db.engine.url)] = routes
+        return routes
+
+    def current(self) -> tuple[Route, ...]:
+        """As last loaded (the first time, loaded now, inside the caller's transaction)."""
+        routes = self._by_database.get(str(db.engine.url))
+        return self.load() if routes is None else routes
+
+    def matching(self, action: str, bucket: str | None) -> list[int]:
+        """The hooks an event goes to."""
+        family = action.partition(".")[0]
+        return [hook_id for hook_id, actions, buckets in self.current()
+                if ("*" in actions or action in actions or family in actions)
+                and (buckets is None or (bucket is not None and bucket in buckets))]
+
+
+hook_routes = HookRoutes()

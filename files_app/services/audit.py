@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from ..errors import InvalidInput
-from ..models import AuditEntry, db, transaction
+from ..models import AuditEntry, HookDelivery, db, hook_routes, transaction
 from .acting import current_actor
 
 ACTIONS = (
@@ -31,10 +31,16 @@ def record(action: str, *, bucket: str | None = None, key: str | None = None, si
     `actor` names who acted when the request's actor is not them yet (a sign-in)."""
     who = current_actor()
     owner, name = actor if actor is not None else (who.owner, who.name)
-    db.session.add(AuditEntry(at=time.time(), actor=owner, actor_name=name, address=who.address,
-                              user_agent=who.user_agent, action=action, bucket=bucket, key=key, bytes=size,
-                              detail=json.dumps(detail, separators=(",", ":")) if detail else None,
-                              outcome=outcome))
+    entry = AuditEntry(at=time.time(), actor=owner, actor_name=name, address=who.address,
+                       user_agent=who.user_agent, action=action, bucket=bucket, key=key, bytes=size,
+                       detail=json.dumps(detail, separators=(",", ":")) if detail else None, outcome=outcome)
+    db.session.add(entry)
+    # The event, queued for each hook that wants it in the same transaction: a crash neither loses
+    # nor invents one (services/webhooks.py delivers them). Which hooks want it is known without a
+    # query (read once per process, then kept fresh off the request path); no hooks: nothing added.
+    for hook_id in hook_routes.matching(action, bucket):
+        db.session.add(HookDelivery(hook_id=hook_id, entry=entry, bucket=bucket or "", state="pending", attempts=0,
+                                    created_at=entry.at, next_attempt_at=entry.at, lease_until=0.0))
 
 _FAMILIES = {action.partition(".")[0] for action in ACTIONS}
 
