@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, render_template, request, session
+from flask import Flask, g, render_template, request, session
 
 from .. import auth
 from .pages import bp, count, csrf_token, folder_url, human_bytes, kind, when
@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=bool(app.config["FILES_HTTPS"]))
-    from . import account, activity, people, quotas, sharing, views  # noqa: F401  (routes register on bp)
+    from . import account, activity, hooks, people, quotas, sharing, views  # noqa: F401  (routes register on bp)
 
     app.register_blueprint(bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
@@ -42,7 +42,8 @@ def init_app(app: Flask) -> None:
         service_open = auth.service_open()
         signed_in = principal.owner.startswith("user:")
         return {"service_open": service_open, "signed_in": signed_in, "me": principal if signed_in else None,
-                "is_admin": service_open or (signed_in and auth.sees_everything()), "may_manage": may_manage}
+                "is_admin": service_open or (signed_in and auth.sees_everything()), "may_manage": may_manage,
+                "may_write": may_write, "may_admin": auth.current().is_admin}
 
     @app.after_request
     def csrf_with_every_session(response):
@@ -68,6 +69,15 @@ def init_app(app: Flask) -> None:
 def may_manage(bucket: str) -> bool:
     """Whether the caller may manage `bucket` (its Access and Activity links show)."""
     return auth.bucket_refusal(auth.current(), bucket, "manage") is None
+
+
+def may_write(bucket: str) -> bool:
+    """Whether the caller may change `bucket`'s files: a reader is not offered what would be refused.
+    Asked once per page (the answer is kept for the request)."""
+    answers = g.setdefault("may_write", {})
+    if bucket not in answers:
+        answers[bucket] = auth.bucket_refusal(auth.current(), bucket, "write") is None
+    return answers[bucket]
 
 
 def wants_html() -> bool:
