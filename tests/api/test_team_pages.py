@@ -122,3 +122,28 @@ def test_a_member_cannot_open_the_admin_pages_or_another_buckets_access(app, cli
         assert "root" not in [info.name for info in app.extensions["files"].people.tokens(None, everyone=True)]
     body = member.get("/activity").get_data(as_text=True)
     assert "activity-none" in body  # bob manages nothing: sees nothing, not even his own sign-in
+
+
+def test_a_reader_is_not_offered_what_would_be_refused(app, client, runner):
+    """A member who may only read a bucket sees no upload, new-folder, move, share or delete control
+    on its pages; its writer sees them."""
+    from tests.api.test_team import json_body, person, signed_in
+    from tests.helpers import make_token
+
+    admin = make_token(runner, "admin")
+    owner = person(app, client, admin, "owner")
+    person(app, client, admin, "reader")
+    client.put("/v1/files/shared/docs/a.txt", data=b"a", headers=owner)
+    client.put("/v1/files/shared/top.txt", data=b"t", headers=owner)
+    assert client.put("/v1/grants/shared/reader", headers=owner, **json_body({"level": "read"})).status_code == 200
+    controls = (b'data-testid="file-input"', b'data-testid="new-folder"', b'data-testid="delete-selected"',
+                b'data-testid="row-delete"', b'data-testid="share-bucket"', b'data-testid="quota-open"')
+    reader, _ = signed_in(app, "reader")
+    page = reader.get("/b/shared/").data
+    assert b'data-testid="read-only"' in page and not [c for c in controls if c in page]
+    folder, file_page = reader.get("/b/shared/docs/").data, reader.get("/b/shared/docs/a.txt").data
+    assert b'data-testid="move-folder"' not in folder and b'data-testid="delete-folder"' not in folder
+    assert b'data-testid="delete"' not in file_page and b'data-testid="move"' not in file_page
+    writer, _ = signed_in(app, "owner")
+    page = writer.get("/b/shared/").data
+    assert b'data-testid="read-only"' not in page and all(c in page for c in controls[:5])
