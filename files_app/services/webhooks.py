@@ -3,24 +3,33 @@ signed, at least once, in order per bucket, retried with backoff for a day.
 
 - The queue is a table: audit.record adds one `hook_deliveries` row per matching hook in the
   transaction of the change, so a crash neither loses nor invents an event. Which hooks match is
-  read from a per-process copy of the hooks (models.HookRoutes): no query per change. Another
-  worker's or host's new hook, change or deletion reaches this process at its delivery loop's next
-  poll (FILES_HOOKS_POLL_MS): an event of a change made meanwhile goes by the hooks as they were
-  (a hook made less than a poll ago may miss it; a deleted one's are dropped).
+  read from a per-process copy of the hooks (models.HookRoutes): no query per change. A hook made,
+  changed or deleted in another worker or host reaches this process's copy within a poll
+  (FILES_HOOKS_POLL_MS, read by a thread of its own): an event of a change made meanwhile here goes
+  by the hooks as they were (a hook made less than a poll ago may miss it; a deleted hook's are
+  dropped). The process that changed a hook reads them again at once.
 - Delivery is off the request path: a thread per worker (`start_delivery`) claims due deliveries
   with a lease (a compare-and-set UPDATE ... RETURNING, on SQLite and PostgreSQL alike), so workers
   and hosts never send one event at once; a worker killed mid-send leaves a lease that expires
   (FILES_HOOKS_TIMEOUT + 5 s), and the event is sent again (at least once: receivers dedupe by the
   X-Files-Event id). A delivery is claimed only while no earlier one of its hook and bucket is
-  pending, so a receiver sees each bucket's events in the order they were recorded; a failing one
-  holds back its bucket's later events until it succeeds or is given up.
+  pending, so a receiver sees each bucket's events in the order of their ids; a failing one holds
+  back its bucket's later events until it succeeds or is given up. (The ids are the audit log's,
+  given as each change commits: SQLite has one writer at a time, so they follow the commits. On
+  PostgreSQL two changes of one bucket committing at the same moment may take ids in the other
+  order than their commits, and the later id may then go first, if it is claimed in between.)
 - Each POST: the event as JSON, `X-Files-Signature: sha256=<hex HMAC-SHA256 of the body with the
   hook's secret>`, `X-Files-Event` (the audit entry's id), `X-Files-Delivery`. A 2xx is delivered;
   anything else (a redirect too) is retried after FILES_HOOKS_BACKOFF_MS, doubling up to an hour,
-  until FILES_HOOKS_RETRY_FOR has passed since the event: then the delivery is failed.
+  until FILES_HOOKS_RETRY_FOR has passed since the event: then the delivery is failed. One POST may
+  take FILES_HOOKS_TIMEOUT seconds in all (connecting at most 5), and POSTs go concurrently, so a
+  slow receiver holds back only its own bucket's events.
 - Security: a hook sends the service's events to any http(s) URL an admin names, loopback and the
-  local network included (a server-side request by design, as S3's notifications): only admins may
-  register one, and the receiver's answer is never shown beyond its status and a short error.
+  local network included (a server-side request by design, as S3's notifications; nothing else is
+  refused, since a receiver on the same host is a common setup): only admins may register one, the
+  answer is never shown beyond its status and a short error, no redirect is followed, and no proxy
+  from the environment is used. The secret is kept as it is (it signs every event), so the database
+  that holds it is the service's own, readable by its user only.
 """
 
 from __future__ import annotations
@@ -347,9 +356,16 @@ class Deliverer:
                         ~exists().where(earlier.c.state == "pending", earlier.c.hook_id == queued.c.hook_id,
                                         earlier.c.bucket == queued.c.bucket, earlier.c.id < queued.c.id))
                  .order_by(queued.c.id).limit(self.settings.batch))
-        # The conditions again on the row itself: of two workers that chose the same head, the second
-        # finds it leased (PostgreSQL re-reads a row another transaction changed) and takes nothing.
-        take = (update(_d).where(_d.c.id.in_(heads), _d.c.state == "pending", _d.c.lease_until <= now)
+        # Read first: a look that finds nothing due writes nothing (on SQLite a write takes the one
+        # write lock that uploads wait for). Then the conditions again on each row as it is taken: of
+        # two workers that chose the same head, the second finds it leased (PostgreSQL re-reads a row
+        # another transaction changed) and takes nothing. (A head stays the head: no event comes
+        # before one already queued, and none is ever pending again.)
+        with transaction():
+            due = db.session.execute(heads).scalars().all()
+        if not due:
+            return []
+        take = (update(_d).where(_d.c.id.in_(due), _d.c.state == "pending", _d.c.lease_until <= now)
                 .values(lease_until=now + self.settings.lease, lease_token=token).returning(_d.c.id))
         with transaction():
             taken = db.session.execute(take).scalars().all()
