@@ -12,15 +12,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from files_app import create_app
 from files_app.schema import upgrade_database
+from tests.e2e.conftest import SCREENSHOTS
+from tests.e2e.test_team_ui import axe_clean, browser_page, confirm, sign_in
 from tests.live_server import ROOT
 
 FAST = {"FILES_HOOKS_POLL_MS": "100", "FILES_HOOKS_BACKOFF_MS": "200"}
@@ -29,6 +34,7 @@ FAST = {"FILES_HOOKS_POLL_MS": "100", "FILES_HOOKS_BACKOFF_MS": "200"}
 pytestmark = pytest.mark.skipif("start_delivery" not in (ROOT / "gunicorn.conf.py").read_text(),
                                 reason="gunicorn.conf.py does not start the webhook delivery threads yet")
 WAIT = 90  # seconds a condition may take on a busy machine before the test fails
+PASSWORD = "correct horse battery"
 
 
 class Receiver:
@@ -100,8 +106,9 @@ def receiver():
     made.stop()
 
 
-def prepared(server_factory, deployment, hooks: list[dict], **settings) -> tuple:
-    """A server (not started) whose database already holds an admin token and `hooks`; their secrets."""
+def prepared(server_factory, deployment, hooks: list[dict], admin: str | None = None, **settings) -> tuple:
+    """A server (not started) whose database already holds an admin token, `hooks` (their ids and
+    secrets come back) and, if named, an admin person."""
     server = server_factory(**deployment, **FAST, **settings)
     app = create_app({**server.env, "FILES_DATA_DIR": str(server.data_dir)})
     upgrade_database(app)
@@ -110,6 +117,8 @@ def prepared(server_factory, deployment, hooks: list[dict], **settings) -> tuple
         from files_app.services import webhooks
 
         _, token = app.extensions["files"].accounts.create_token("hooks", "admin")
+        if admin:
+            app.extensions["files"].people.create_user(admin, PASSWORD)
         made = [webhooks.create_hook(hook["url"], hook["actions"], hook.get("buckets"), hook.get("secret"))
                 for hook in hooks]
         db.engine.dispose()
@@ -242,3 +251,56 @@ def test_events_of_a_server_killed_before_their_delivery_arrive_after_its_restar
     assert_in_order_per_bucket(receiver.delivered())
     log = httpx.get(f"{server.url}/v1/hooks/{hook}/deliveries", params={"limit": 1000}, headers=admin).json()
     assert len(log["data"]) == len(wanted) and all(d["state"] == "delivered" for d in log["data"])
+
+
+def eventually(condition, what: str) -> None:
+    """Until `condition()` holds (checked every 50 ms), at most WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_hooks_page_makes_a_hook_shows_its_secret_once_and_each_hooks_deliveries(server_factory, receiver,
+                                                                                    browser, scheme):
+    server, admin, [(hook, _)] = prepared(server_factory, {}, [{"url": receiver.url, "actions": ["upload"]}],
+                                          admin="ada")
+    server.start()
+    for key in ("one", "two"):
+        assert httpx.put(f"{server.url}/v1/files/b/{key}", content=b"x", headers=admin).status_code == 200
+    eventually(lambda: [d["state"] for d in httpx.get(f"{server.url}/v1/hooks/{hook}/deliveries",
+                                                       headers=admin).json()["data"]] == ["delivered"] * 2,
+               "both events delivered")
+    context, page = browser_page(browser, scheme)
+    sign_in(page, server, "ada")
+    with page.expect_navigation():
+        page.click("[data-testid=hooks-link]")
+    expect(page.locator("[data-testid=hook-row]")).to_have_count(1)
+    axe_clean(page, "hooks")
+    page.fill("[data-testid=hook-url-input]", receiver.url + "/other")
+    page.fill("[data-testid=hook-actions]", "delete, share")
+    page.fill("[data-testid=hook-buckets]", "b")
+    with page.expect_navigation():
+        page.click("[data-testid=hook-create]")
+    secret = page.locator("[data-testid=hook-secret]").input_value()
+    assert re.fullmatch(r"[0-9a-f]{64}", secret)
+    expect(page.locator("[data-testid=hook-row]")).to_have_count(2)
+    axe_clean(page, "hook-made")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"hooks-made-{scheme}.png"), full_page=True)
+    page.goto(server.url + "/hooks")  # shown once: not on the page again
+    assert secret not in page.content()
+    made = page.locator("[data-testid=hook-row]").nth(1)
+    expect(made).to_contain_text("delete, share")
+    with page.expect_navigation():
+        page.click(f"[data-testid=hook-row][data-id='{hook}'] [data-testid=hook-link]")
+    expect(page.locator("[data-testid=delivery-row][data-state=delivered]")).to_have_count(2)
+    axe_clean(page, "hook-deliveries")
+    page.screenshot(path=str(SCREENSHOTS / f"hooks-deliveries-{scheme}.png"), full_page=True)
+    page.goto(server.url + "/hooks")
+    confirm(page, made.locator("[data-testid=hook-delete]"))
+    expect(page.locator("[data-testid=flash]").first).to_contain_text("The hook is deleted")
+    expect(page.locator("[data-testid=hook-row]")).to_have_count(1)
+    assert page.console_errors == []
+    context.close()
