@@ -89,9 +89,12 @@ def _info(row: Hook, counts: Mapping[tuple[int, str], int]) -> HookInfo:
                     counts.get((row.id, "failed"), 0))
 
 
-def _counts() -> dict[tuple[int, str], int]:
+def _counts(hook_id: int | None = None) -> dict[tuple[int, str], int]:
+    """Pending and failed deliveries per hook (of one hook, or all)."""
     query = (select(_d.c.hook_id, _d.c.state, func.count()).where(_d.c.state.in_(("pending", "failed")))
              .group_by(_d.c.hook_id, _d.c.state))
+    if hook_id is not None:
+        query = query.where(_d.c.hook_id == hook_id)
     return {(hook_id, state): number for hook_id, state, number in db.session.execute(query)}
 
 
@@ -103,7 +106,7 @@ def hooks() -> list[HookInfo]:
 
 def hook(hook_id: int) -> HookInfo:
     with transaction():
-        return _info(_row(hook_id), _counts())
+        return _info(_row(hook_id), _counts(hook_id))
 
 
 def _row(hook_id: int) -> Hook:
@@ -203,7 +206,7 @@ def update_hook(hook_id: int, changes: Mapping[str, Any]) -> HookInfo:
         for name, value in values.items():
             setattr(row, name, value)
         audit.record("hook.update", detail={"hook": hook_id, "changed": ",".join(sorted(values)) or None})
-        changed = _info(row, _counts())
+        changed = _info(row, _counts(hook_id))
     _reload_routes()
     return changed
 
