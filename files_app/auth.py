@@ -60,6 +60,8 @@ def init_app(app: Flask) -> None:
                 raise Forbidden("only an admin may do this")
             if rule.bucket is not None:
                 check_confinement((request.view_args or {}).get(rule.bucket))
+            elif principal.bucket:  # people, tokens, quotas of everyone: not a one-bucket credential's business
+                raise Forbidden(f"this token is confined to bucket {principal.bucket!r}")
         elif rule.level != "authenticated":
             if rule.bucket is not None:
                 require_bucket((request.view_args or {}).get(rule.bucket), rule.level)
@@ -105,6 +107,8 @@ def bucket_refusal(principal: Principal, bucket: str | None, level: str) -> File
         return Forbidden(f"this credential may {principal.scope}, not {level}")
     if principal.role == "admin" or not isinstance(bucket, str):
         return None  # admins may do everything; no bucket: the view refuses the request itself
+    if bucket == current_app.config["FILES_OPENAI_BUCKET"]:  # the service's own: nobody's to make or browse
+        return NotFound(f"bucket {bucket!r} does not exist, or is not shared with you")
     have = current_app.extensions["files"].accounts.bucket_level(principal, bucket)
     if have == "absent":
         return None  # reads find nothing; a write makes it, as theirs

@@ -121,4 +121,8 @@ def read_json_object(stream) -> dict[str, Any]:
         raise InvalidInput(f"the body is not valid JSON: {error}", "invalid_json") from None
     if not isinstance(value, dict):
         raise InvalidInput("the body must be a JSON object", "invalid_json")
+    try:  # "\ud800" parses, but a lone surrogate is no text: nothing downstream could store or encode it
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("the JSON body holds a lone surrogate (\\ud800-\\udfff): not text", "invalid_json") from None
     return value

@@ -35,11 +35,7 @@ def _time(name: str) -> float | None:
 @access("authenticated")
 def list_audit():
     """?user=&bucket=&action=&since=&until=&limit=&cursor=, newest first."""
-    principal = auth.current()
-    buckets = None if auth.sees_everything() else people().managed_buckets(principal)
-    if principal.bucket:  # a confined token: its bucket's entries at most
-        buckets = [name for name in (buckets or [principal.bucket]) if name == principal.bucket]
-        buckets = buckets if principal.allows("manage") else []
+    buckets = people().audit_scope(auth.current(), auth.sees_everything())
     filters = audit.AuditFilter(actor=request.args.get("user"), bucket=request.args.get("bucket"),
                                 action=request.args.get("action"), since=_time("since"), until=_time("until"))
     page = audit.page(filters, buckets=buckets, cursor=request.args.get("cursor"),

@@ -57,7 +57,7 @@ def create_bucket(bucket: str):
     """An empty bucket (uploads make theirs as needed); 409 if it exists."""
     if bucket.startswith("session:"):  # a session's URL, which takes no PUT
         raise MethodNotAllowed(valid_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"])
-    auth.check_confinement(bucket)
+    auth.require_bucket(bucket, "write")  # (one that exists and is not theirs: 404, as everywhere)
     return bucket_json(objects().create_bucket(bucket)), 201
 
 

@@ -18,8 +18,8 @@ from .. import auth
 from ..access import access
 from ..errors import Forbidden, InvalidInput
 from ..request_io import accounts, people, read_json_object
-from ..services.accounts import SCOPES, digest
-from ..services.people import GrantInfo, TokenInfo, UserInfo
+from ..services.accounts import ROLES, SCOPES, digest
+from ..services.people import GrantInfo, TokenInfo, UserInfo, check_password
 from .blueprints import api_bp
 
 MAX_TOKEN_TTL = 10 * 365 * 86400
@@ -87,9 +87,16 @@ def update_user(name: str):
     unknown = set(fields) - {"role", "disabled", "password"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", "invalid_field")
-    if (password := _text(fields, "password", False)) is not None:
+    password, role, disabled = _text(fields, "password", False), _text(fields, "role", False), _flag(fields, "disabled")
+    people().user(name)  # 404 first, and every field checked before anything changes
+    if password is not None:
+        check_password(password)
+    if role is not None and role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", "invalid_role")
+    info = people().update_user(name, role=role, disabled=disabled)
+    if password is not None:
         people().set_password(name, password)
-    return user_json(people().update_user(name, role=_text(fields, "role", False), disabled=_flag(fields, "disabled")))
+    return user_json(people().user(name)) if password is not None else user_json(info)
 
 
 @api_bp.delete("/users/<name>")
@@ -117,14 +124,14 @@ def _person_id() -> int:
 
 
 @api_bp.post("/account/password")
-@access("authenticated")
+@access("write")
 def change_password():
     """{current_password, new_password}: every other web session of theirs ends."""
     fields = read_json_object(request.stream)
     name = people().user_by_id(_person_id()).name
     sid = session.get("sid")
     people().set_password(name, _text(fields, "new_password"), current_password=_text(fields, "current_password"),
-                          keep_session=digest(sid) if isinstance(sid, str) else None)
+                          keep_session=digest(sid) if isinstance(sid, str) else None, address=request.remote_addr)
     return "", 204
 
 
@@ -139,18 +146,24 @@ def list_web_sessions():
 
 
 @api_bp.delete("/account/sessions")
-@access("authenticated")
+@access("write")
 def sign_out_everywhere():
     """Every web session of theirs ends, this one too."""
     return {"ended": people().sign_out_everywhere(_person_id())}
 
 
 # --- tokens ------------------------------------------------------------------------------------
+def _own_token() -> int | None:
+    kind, _, number = auth.current().owner.partition(":")
+    return int(number) if kind == "token" else None
+
+
 @api_bp.get("/tokens")
 @access("authenticated")
 def list_tokens():
     now = time.time()
-    return {"data": [token_json(info, now) for info in people().tokens(auth.current().user_id, auth.sees_everything())]}
+    return {"data": [token_json(info, now) for info in people().tokens(auth.current().user_id, auth.sees_everything(),
+                                                                       _own_token())]}
 
 
 @api_bp.post("/tokens")
@@ -170,9 +183,14 @@ def create_token():
         raise Forbidden(f"this token is confined to bucket {principal.bucket!r}: so are the tokens it makes")
     if principal.user_id is None and not principal.is_admin:
         raise Forbidden("only a person or an admin token makes tokens")
+    if bucket is not None and not principal.bucket:
+        auth.require_bucket(bucket, "read")  # no token for a bucket its person may not read
+    expires_at = _expiry(fields)
+    if principal.expires_at is not None and (expires_at is None or expires_at > principal.expires_at):
+        expires_at = principal.expires_at  # a token made by a token does not outlive it
     token_id, secret = accounts().create_token(_text(fields, "name"), scope, bucket, user_id=principal.user_id,
-                                               role=principal.role, expires_at=_expiry(fields))
-    info = next(info for info in people().tokens(principal.user_id, True) if info.id == token_id)
+                                               role=principal.role, expires_at=expires_at)
+    info = next(info for info in people().tokens(None, True) if info.id == token_id)
     return {**token_json(info, time.time()), "token": secret}, 201
 
 
@@ -193,8 +211,11 @@ def _expiry(fields: dict[str, Any]) -> int | None:
 @api_bp.delete("/tokens/<int:token_id>")
 @access("authenticated")
 def revoke_token(token_id: int):
-    """Yours (an admin: anyone's). Someone else's is 404, as if it did not exist."""
-    info = people().revoke_token(token_id, auth.current().user_id, auth.sees_everything())
+    """Yours (an admin: anyone's). Someone else's is 404, as if it did not exist. A read-only
+    credential revokes only itself: revoking others is a change."""
+    if token_id != _own_token() and not auth.current().allows("write"):
+        raise Forbidden("a read-only credential may revoke only itself")
+    info = people().revoke_token(token_id, auth.current().user_id, auth.sees_everything(), _own_token())
     return token_json(info, time.time())
 
 

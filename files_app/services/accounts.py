@@ -62,6 +62,7 @@ class Principal:
     user_id: int | None = None
     role: str = "admin"
     name: str | None = None
+    expires_at: int | None = None  # a token's expiry: the tokens it makes expire no later
 
     def allows(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
@@ -120,8 +121,8 @@ class AccountService:
         if bucket is not None:
             validation.bucket_name(bucket)
         name = name.strip()[:100]
-        if not name:
-            raise InvalidInput("a token needs a name (what it is for)", "invalid_name")
+        if not name or not name.isprintable():
+            raise InvalidInput("a token needs a name (what it is for), without control characters", "invalid_name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with transaction():
             row = ApiToken(name=name, token_sha256=digest(token), scope=scope, bucket=bucket,
@@ -150,9 +151,10 @@ class AccountService:
                 db.session.execute(_TOUCH_TOKEN, {"token_id": row.id, "before": now - LAST_USE_EVERY, "now": now,
                                                   "address": (address or "")[:64] or None})
         if row.user_id is None:
-            return Principal(f"token:{row.id}", row.scope, row.bucket, name=f"token {row.name}")
+            return Principal(f"token:{row.id}", row.scope, row.bucket, name=f"token {row.name}",
+                             expires_at=row.expires_at)
         return Principal(f"token:{row.id}", capped_scope(row.scope, row.role), row.bucket, row.user_id, row.role,
-                         f"{row.username} (token {row.name})")
+                         f"{row.username} (token {row.name})", row.expires_at)
 
     def uploader_name(self, owner: str | None) -> str | None:
         """Who a file's `owner` is, as people read it: a user's name, a token's ("token <name>"), a
@@ -175,14 +177,13 @@ class AccountService:
         A disabled person cannot sign in (and is told nothing more than a wrong password)."""
         subjects = [f"user:{username[:100]}", f"addr:{address}"]
         now = time.time()
-        self.check_attempts(subjects, now)
+        self.count_attempt(subjects, now)
         with transaction():
             row = db.session.execute(select(User.id, User.password_hash, User.disabled_at)
                                      .where(User.username == username)).first()
         # Check a hash even for an unknown name, so timing does not tell which names exist.
         stored = row.password_hash if row else _decoy_hash()
         if not (check_password_hash(stored, password) and row):
-            self.count_failure(subjects, now)
             with transaction():
                 audit.record("signin", outcome="failed", detail={"username": username[:100]})
             return None
@@ -191,9 +192,9 @@ class AccountService:
                 audit.record("signin", outcome="disabled", actor=(f"user:{row.id}", username),
                              detail={"username": username})
             raise AccountDisabled("this account is disabled; ask an admin to enable it")
+        self.attempt_succeeded(subjects)
         session_id = secrets.token_urlsafe(32)
         with transaction():
-            db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
             db.session.add(WebSession(id_sha256=digest(session_id), user_id=row.id, created_at=int(now),
                                       expires_at=now + WEB_SESSION_TTL, address=address[:64] or None,
                                       user_agent=user_agent[:200] or None, last_seen_at=int(now)))
@@ -259,34 +260,48 @@ class AccountService:
             return "manage"
         return row.level
 
-    def check_attempts(self, subjects: list[str], now: float | None = None) -> None:
-        """429 while any of `subjects` ("user:<name>", "share:<id>", "addr:<ip>") failed too often lately."""
+    def count_attempt(self, subjects: list[str], now: float | None = None) -> None:
+        """Count an attempt against each of `subjects` ("user:<name>", "share:<id>", "addr:<ip>")
+        before its password is checked, each in one statement, so that N guesses sent at once cost
+        N attempts; 429 once any of them is past its limit in the current window (even for the
+        right password)."""
         now = time.time() if now is None else now
-        with transaction():
-            rows = db.session.execute(select(SigninFailure.subject, SigninFailure.failures,
-                                             SigninFailure.window_start)
-                                      .where(SigninFailure.subject.in_(subjects))).all()
-        for row in rows:
-            left = row.window_start + SIGNIN_WINDOW - now
-            if left > 0 and row.failures >= SIGNIN_LIMITS[row.subject.partition(":")[0]]:
-                raise TooManyAttempts("too many failed sign-ins; wait before trying again", retry_after=int(left) + 1)
-
-    def count_failure(self, subjects: list[str], now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        wait = None
         for subject in subjects:
-            for _ in range(3):  # insert or add one; two failures racing to insert go round once
-                try:
-                    with transaction():
-                        counted = db.session.execute(
-                            update(SigninFailure).where(SigninFailure.subject == subject,
-                                                        SigninFailure.window_start > now - SIGNIN_WINDOW)
-                            .values(failures=SigninFailure.failures + 1)).rowcount
-                        if not counted:
-                            db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject))
-                            db.session.add(SigninFailure(subject=subject, failures=1, window_start=now))
-                    break
-                except IntegrityError:
-                    continue
+            attempts, window_start = self._count(subject, now)
+            if attempts > SIGNIN_LIMITS[subject.partition(":")[0]]:
+                wait = max(wait or 0, window_start + SIGNIN_WINDOW - now)
+        if wait is not None:
+            raise TooManyAttempts("too many failed sign-ins; wait before trying again", retry_after=int(wait) + 1)
+
+    def attempt_succeeded(self, subjects: list[str]) -> None:
+        """The password was right: the first subject (the account, the link) starts again; the
+        others (the address) take this attempt back."""
+        with transaction():
+            db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subjects[0]))
+            db.session.execute(update(SigninFailure).where(SigninFailure.subject.in_(subjects[1:]),
+                                                           SigninFailure.failures > 0)
+                               .values(failures=SigninFailure.failures - 1))
+
+    @staticmethod
+    def _count(subject: str, now: float) -> tuple[int, float]:
+        """One more attempt in `subject`'s window (a new window once the last one is over)."""
+        for _ in range(3):  # add one, or start a window; two attempts racing to start one go round once
+            try:
+                with transaction():
+                    row = db.session.execute(
+                        update(SigninFailure).where(SigninFailure.subject == subject,
+                                                    SigninFailure.window_start > now - SIGNIN_WINDOW)
+                        .values(failures=SigninFailure.failures + 1)
+                        .returning(SigninFailure.failures, SigninFailure.window_start)).first()
+                    if row is not None:
+                        return row.failures, row.window_start
+                    db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject))
+                    db.session.add(SigninFailure(subject=subject, failures=1, window_start=now))
+                return 1, now
+            except IntegrityError:
+                continue
+        return 1, now  # (three races in a row: count it as the first)
 
     def forget_expired(self, now: float) -> int:
         """For gc: signed-in sessions past their time and failure windows that are over."""

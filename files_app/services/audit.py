@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 
 from ..errors import InvalidInput
 from ..models import AuditEntry, HookDelivery, db, hook_routes, transaction
@@ -76,18 +76,23 @@ class AuditPage:
     next_cursor: str | None  # the id to continue before, as text
 
 
-def page(filters: AuditFilter, *, buckets: list[str] | None, cursor: str | None = None, limit: int = 100) -> AuditPage:
-    """Newest first, keyset-paged by id. `buckets`: only entries of these (a manager's view); None: all."""
+def page(filters: AuditFilter, *, buckets: dict[str, int] | None, cursor: str | None = None,
+         limit: int = 100) -> AuditPage:
+    """Newest first, keyset-paged by id. `buckets`: only entries of these buckets from the entry id
+    each starts at (a manager's view: nothing of an earlier bucket of the same name); None: all."""
     before_id = None
     if cursor:
-        if not cursor.isdigit() or len(cursor) > 18:
+        if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 10 or int(cursor) > 2**31 - 1:
             raise InvalidInput("cursor is not one this server gave out", "invalid_cursor")
         before_id = int(cursor)
     if filters.action is not None and filters.action not in ACTIONS and filters.action not in _FAMILIES:
         raise InvalidInput(f"action is one of {', '.join(ACTIONS)}", "invalid_action")
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
     if buckets is not None:
-        query = query.where(AuditEntry.bucket.in_(buckets))
+        if not buckets:
+            return AuditPage([], None)
+        query = query.where(or_(*[(AuditEntry.bucket == name) & (AuditEntry.id >= first)
+                                  for name, first in buckets.items()]))
     if filters.bucket is not None:
         query = query.where(AuditEntry.bucket == filters.bucket)
     if filters.action is not None:
@@ -107,6 +112,16 @@ def page(filters: AuditFilter, *, buckets: list[str] | None, cursor: str | None 
                          row.bucket, row.key, row.bytes, json.loads(row.detail) if row.detail else None, row.outcome)
                for row in rows[:limit]]
     return AuditPage(entries, str(entries[-1].id) if len(rows) > limit else None)
+
+
+def first_entries(buckets: list[str]) -> dict[str, int]:
+    """Where each bucket's own history starts: the entry that made it (its name may have been a
+    deleted bucket's before); 0 for a bucket made before the audit log was."""
+    made = select(AuditEntry.bucket, func.max(AuditEntry.id)).where(
+        AuditEntry.action == "bucket.create", AuditEntry.bucket.in_(buckets)).group_by(AuditEntry.bucket)
+    with transaction():
+        found = dict(db.session.execute(made).all()) if buckets else {}
+    return {name: found.get(name, 0) for name in buckets}
 
 
 def prune(older_than: float) -> int:

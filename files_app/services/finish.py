@@ -14,7 +14,7 @@ from typing import Protocol
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import LeaseLost, PreconditionFailed
+from ..errors import LeaseLost, NotFound, PreconditionFailed
 from ..models import Bucket, StoredObject, db, transaction
 from ..storage import BlobStore
 from . import audit, quotas
@@ -167,12 +167,15 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
 def _locate(target: Target):
     """(the bucket's id, the file under the key or None). A target without a bucket id (a file
     sent whole, with no session to hold its bucket) finds its bucket by name, and makes it if
-    there is none, in the publishing transaction itself."""
+    there is none, in the publishing transaction itself. A member's right to write there is checked
+    again here, in this transaction: a grant taken away since the upload began stops it."""
+    if not current_actor().every_bucket:
+        bucket_id = bucket_for_writing(target.bucket)
+        if target.bucket_id is not None and bucket_id != target.bucket_id:
+            raise NotFound(f"bucket {target.bucket!r} is not the one this upload began in")
+        return bucket_id, db.session.execute(_FIND, {"bucket_id": bucket_id, "key": target.key}).first()
     if target.bucket_id is not None:
         return target.bucket_id, db.session.execute(_FIND, {"bucket_id": target.bucket_id, "key": target.key}).first()
-    if not current_actor().every_bucket:  # a member: may they write there (checked in this transaction)?
-        bucket_id = bucket_for_writing(target.bucket)
-        return bucket_id, db.session.execute(_FIND, {"bucket_id": bucket_id, "key": target.key}).first()
     found = db.session.execute(_FIND_BY_NAME, {"bucket": target.bucket, "key": target.key}).first()
     if found is None:
         return bucket_for_writing(target.bucket), None

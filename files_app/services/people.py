@@ -194,16 +194,23 @@ class PeopleService:
                                                 "buckets": owned})
 
     def set_password(self, name: str, new_password: str, *, current_password: str | None = None,
-                     keep_session: str | None = None) -> None:
-        """A new password. With `current_password` (a person changing their own) it must match.
+                     keep_session: str | None = None, address: str | None = None) -> None:
+        """A new password. With `current_password` (a person changing their own) it must match,
+        and guesses are counted and limited as sign-ins are (per account and per `address`).
         Every web session of theirs ends but `keep_session` (the id hash of the one asking)."""
         check_password(new_password)
         with transaction():
             row = db.session.execute(select(User.id, User.password_hash).where(User.username == name)).first()
         if row is None:
             raise NotFound(f"user {name!r} does not exist")
-        if current_password is not None and not check_password_hash(row.password_hash, current_password):
-            raise Forbidden("the current password is not right")
+        if current_password is not None:
+            subjects = [f"user:{name}", f"addr:{address or ''}"]
+            self.accounts.count_attempt(subjects)
+            if not check_password_hash(row.password_hash, current_password[:1024]):
+                with transaction():
+                    audit.record("user.password", outcome="failed", detail={"user": name, "by_self": True})
+                raise Forbidden("the current password is not right")
+            self.accounts.attempt_succeeded(subjects)
         new_hash = generate_password_hash(new_password)
         with transaction():
             db.session.execute(update(User).where(User.id == row.id).values(password_hash=new_hash))
@@ -214,28 +221,30 @@ class PeopleService:
             audit.record("user.password", detail={"user": name, "by_self": current_password is not None})
 
     # --- tokens ------------------------------------------------------------------------------
-    def tokens(self, user_id: int | None, everyone: bool) -> list[TokenInfo]:
-        """A person's tokens (`user_id`), or every token (`everyone`, for admins), newest first."""
+    def tokens(self, user_id: int | None, everyone: bool, own_token: int | None = None) -> list[TokenInfo]:
+        """A person's tokens (`user_id`), or every token (`everyone`, for admins), newest first. A
+        token that belongs to no person and is no admin's sees itself alone (`own_token`)."""
         query = (select(ApiToken.id, ApiToken.name, ApiToken.scope, ApiToken.bucket, User.username,
                         ApiToken.created_at, ApiToken.expires_at, ApiToken.last_used_at, ApiToken.last_used_from,
                         ApiToken.revoked_at)
                  .outerjoin(User, User.id == ApiToken.user_id).order_by(ApiToken.id.desc()))
         if not everyone:
-            query = query.where(ApiToken.user_id == user_id)
+            query = query.where(ApiToken.user_id == user_id if user_id is not None else ApiToken.id == own_token)
         with transaction():
             return [TokenInfo(*row) for row in db.session.execute(query)]
 
-    def revoke_token(self, token_id: int, user_id: int | None, everyone: bool) -> TokenInfo:
-        """Revoke one of `user_id`'s tokens (or anyone's, `everyone`). Someone else's is 404: its id
-        tells a member nothing. Revoking twice is no error."""
+    def revoke_token(self, token_id: int, user_id: int | None, everyone: bool,
+                     own_token: int | None = None) -> TokenInfo:
+        """Revoke one of `user_id`'s tokens (or anyone's, `everyone`; or, for a token of no person,
+        itself). Someone else's is 404: its id tells a member nothing. Revoking twice is no error."""
         with transaction():
             query = update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
             if not everyone:
-                query = query.where(ApiToken.user_id == user_id)
+                query = query.where(ApiToken.user_id == user_id if user_id is not None else ApiToken.id == own_token)
             revoked = db.session.execute(query.values(revoked_at=int(time.time())).returning(ApiToken.name)).first()
             if revoked:
                 audit.record("token.revoke", detail={"token": token_id, "name": revoked.name})
-        found = [info for info in self.tokens(user_id, everyone) if info.id == token_id]
+        found = [info for info in self.tokens(user_id, everyone, own_token) if info.id == token_id]
         if not found:
             raise NotFound(f"token {token_id} does not exist")
         return found[0]
@@ -290,14 +299,25 @@ class PeopleService:
                 select(Bucket.name).where((Bucket.owner_id == principal.user_id) | Bucket.id.in_(
                     select(Grant.bucket_id).where(Grant.user_id == principal.user_id))).order_by(Bucket.name)))
 
-    def managed_buckets(self, principal: Principal) -> list[str] | None:
-        """The names of the buckets `principal`'s person may manage; None: every bucket."""
-        if principal.role == "admin":
+    def audit_scope(self, principal: Principal, everything: bool) -> dict[str, int] | None:
+        """Whose audit entries `principal` may read: all (None) for an unconfined admin credential
+        (`everything`); else the buckets they manage, each from the entry that made it (an older
+        bucket of the same name is not theirs), and none without a credential that may manage."""
+        if everything:
             return None
+        if not principal.allows("manage"):
+            return {}
+        query = select(Bucket.name)
+        if principal.role != "admin":
+            query = query.where((Bucket.owner_id == principal.user_id) | Bucket.id.in_(
+                select(Grant.bucket_id).where(Grant.user_id == principal.user_id, Grant.level == "manage")))
+        if principal.bucket:
+            query = query.where(Bucket.name == principal.bucket)
+        elif principal.role == "admin":
+            return {}  # an admin's credential that is not an admin's (confined elsewhere): nothing
         with transaction():
-            return list(db.session.scalars(
-                select(Bucket.name).where((Bucket.owner_id == principal.user_id) | Bucket.id.in_(
-                    select(Grant.bucket_id).where(Grant.user_id == principal.user_id, Grant.level == "manage")))))
+            names = list(db.session.scalars(query))
+        return audit.first_entries(names)
 
     @staticmethod
     def _bucket(name: str):

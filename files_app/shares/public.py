@@ -89,10 +89,10 @@ def unlock(secret: str):
     link and per address, as sign-ins are."""
     share = _open(secret)
     subjects = [f"share:{share.id}", f"addr:{request.remote_addr}"]
-    accounts().check_attempts(subjects)
+    accounts().count_attempt(subjects)
     if not shares().password_matches(share, request.form.get("password", "")):
-        accounts().count_failure(subjects)
         return render_template("share_password.html", share=share, secret=secret, wrong=True), 401
+    accounts().attempt_succeeded(subjects)
     shares().unlocked(share)
     response = make_response(redirect(url_for("shares.page", secret=secret)))
     response.set_cookie(f"s_{share.id}", _proof(share), max_age=max(share.expires_at - int(time.time()), 60),

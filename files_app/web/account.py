@@ -92,7 +92,8 @@ def change_password():
         if form.get("new_password", "") != form.get("repeat_password", ""):
             raise InvalidInput("the two new passwords differ", "passwords_differ")
         people().set_password(me.name, form.get("new_password", ""),
-                              current_password=form.get("current_password", ""), keep_session=this_session_digest())
+                              current_password=form.get("current_password", ""), keep_session=this_session_digest(),
+                              address=request.remote_addr)
     except FilesError as error:
         flash(f"The password was not changed: {error.message}.", "error")
         return _back()

@@ -31,18 +31,10 @@ def _day(text: str, name: str, end: bool = False) -> float | None:
     return moment + 86400 if end else moment
 
 
-def readable_buckets_for_activity() -> list[str] | None:
+def readable_buckets_for_activity() -> dict[str, int] | None:
     """Whose entries the caller may read: every one (None) for an admin; else those of the buckets
     they manage, and none at all without a credential that may manage."""
-    principal = auth.current()
-    if auth.sees_everything():
-        return None
-    if not principal.allows("manage"):
-        return []
-    managed = people().managed_buckets(principal)
-    if principal.bucket:
-        return [principal.bucket] if managed is None or principal.bucket in managed else []
-    return managed if managed is not None else []  # an admin's credential that is not an admin's: strict
+    return people().audit_scope(auth.current(), auth.sees_everything())
 
 
 @bp.get("/activity")
@@ -56,7 +48,7 @@ def activity():
                                     action=args["action"] or None, since=_day(args["since"], "since"),
                                     until=_day(args["until"], "until", end=True))
         limit = validation.list_limit(request.args.get("limit"), default=PAGE_SIZE, maximum=1000)
-        if buckets != []:
+        if buckets != {}:
             found = audit.page(filters, buckets=buckets, cursor=request.args.get("cursor") or None, limit=limit)
             entries, older = found.entries, found.next_cursor
     except FilesError as error:

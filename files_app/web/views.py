@@ -47,7 +47,7 @@ def buckets():
 def create_bucket():
     name = request.form.get("name", "").strip()
     try:
-        auth.check_confinement(name)
+        auth.require_bucket(name, "write")
         objects().create_bucket(name)
     except FilesError as error:
         flash(error.message, "error")

@@ -36,7 +36,6 @@ EXPECTED = {
     "person":        "401 401 401 401 403 403 403 403 403 ok  ok  ok  ok  ok  ok",
     "read:scope":    "401 401 401 401 ok  ok  ok  ok  ok  ok  ok  ok  ok  ok  ok",
     "write:scope":   "401 401 401 401 403 ok  ok  ok  ok  ok  ok  ok  ok  ok  ok",
-    "make-bucket":   "401 401 401 401 403 ok  ok  ok  403 ok  ok  ok  ok  ok  ok",
     "openai:read":   "401 401 401 401 ok  ok  ok  403 403 ok  ok  ok  ok  ok  ok",
     "openai:write":  "401 401 401 401 403 ok  ok  403 403 ok  ok  ok  ok  ok  ok",
     "read":          "401 401 401 401 ok  ok  ok  ok  403 404 ok  ok  ok  ok  ok",
@@ -120,7 +119,7 @@ ROUTES: dict[str, tuple[str, str, dict]] = {
     "PATCH /v1/files": ("public", "/v1/files", {}),
     "POST /v1/files/": ("write", "/v1/files/", _BODY),
     "PATCH /v1/files/": ("public", "/v1/files/", {}),
-    "PUT /v1/files/<bucket>": ("make-bucket", f"/v1/files/{B}", {}),
+    "PUT /v1/files/<bucket>": ("write", f"/v1/files/{B}", {}),  # (it exists: 409 once allowed)
     "DELETE /v1/files/<bucket>": ("manage", f"/v1/files/{B}", {}),
     "GET /v1/files/<bucket>": ("read", f"/v1/files/{B}", {}),
     "PATCH /v1/files/<bucket>": ("public", f"/v1/files/{B}", {}),
