@@ -77,13 +77,14 @@ def test_the_audit_log_matches_the_data_after_sigkill(any_server):
     stop, done = threading.Event(), []
     with ThreadPoolExecutor(6) as pool:
         workers = [pool.submit(work, server.url, headers, seed, stop, done) for seed in range(6)]
-        # Kill once enough has happened that some requests are surely in flight (checked every 50 ms).
-        deadline = time.monotonic() + 120
-        while len(done) < 300 and not stop.wait(0.05):
-            assert time.monotonic() < deadline, f"only {len(done)} operations in 120 s"
-            assert not any(worker.done() for worker in workers), [w.exception() for w in workers if w.done()]
-        server.kill()
-        stop.set()
+        try:  # kill once enough has happened that some requests are surely in flight (checked every 50 ms)
+            deadline = time.monotonic() + 120
+            while len(done) < 300 and not stop.wait(0.05):
+                assert time.monotonic() < deadline, f"only {len(done)} operations in 120 s"
+                assert not any(worker.done() for worker in workers), [w.exception() for w in workers if w.done()]
+        finally:  # whatever happened, the workers stop (else leaving the pool would wait for them forever)
+            server.kill()
+            stop.set()
         for worker in workers:
             worker.result()
     server.start(same_port=True)
