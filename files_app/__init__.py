@@ -22,7 +22,7 @@ from .access import access
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, Unavailable
 from .models import db
-from .services import ObjectService, UploadService, audit
+from .services import ObjectService, UploadService, audit, webhooks
 from .services.accounts import AccountService
 from .services.folders import FolderService
 from .services.openai_files import OpenAIService
@@ -57,7 +57,10 @@ class FilesExtension:
         counts.update(self.uploads.collect_garbage(grace))
         counts["expired_signins"] = self.accounts.forget_expired(time.time())
         counts["dead_shares"] = self.shares.forget_dead(self.shares.clock())
-        counts["old_audit_entries"] = audit.prune(time.time() - self.audit_days * 86400) if self.audit_days else 0
+        cutoff = time.time() - self.audit_days * 86400
+        # A hook's deliveries first: they point at the entries they deliver.
+        counts["old_hook_deliveries"] = webhooks.prune(cutoff) if self.audit_days else 0
+        counts["old_audit_entries"] = audit.prune(cutoff) if self.audit_days else 0
         return counts
 
 

@@ -35,6 +35,7 @@ signed, at least once, in order per bucket, retried with backoff for a day.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import hmac
 import json
@@ -283,6 +284,18 @@ def prune(older_than: float) -> int:
 
 
 # --- delivery -------------------------------------------------------------------------------------
+def _run_apart(coroutine):
+    """asyncio.run, also from a thread whose own event loop is running (a caller inside another
+    framework's loop): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as apart:
+        return apart.submit(asyncio.run, coroutine).result()
+
+
+
 @dataclass(frozen=True)
 class DeliverySettings:
     poll: float = 1.0  # seconds between looks at the queue when it had nothing due
@@ -346,7 +359,7 @@ class Deliverer:
                 return 0
         claims = self.claim()
         if claims:
-            results = asyncio.run(self._send_all(claims))
+            results = _run_apart(self._send_all(claims))
             self.finish(claims, results)
         return len(claims)
 

@@ -26,13 +26,8 @@ from files_app import create_app
 from files_app.schema import upgrade_database
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.test_team_ui import axe_clean, browser_page, confirm, sign_in
-from tests.live_server import ROOT
 
 FAST = {"FILES_HOOKS_POLL_MS": "100", "FILES_HOOKS_BACKOFF_MS": "200"}
-# Until the server's workers start the delivery threads (gunicorn.conf.py's post_worker_init calling
-# files_app.services.webhooks.start_delivery, beside the gc thread), nothing would be delivered.
-pytestmark = pytest.mark.skipif("start_delivery" not in (ROOT / "gunicorn.conf.py").read_text(),
-                                reason="gunicorn.conf.py does not start the webhook delivery threads yet")
 WAIT = 90  # seconds a condition may take on a busy machine before the test fails
 PASSWORD = "correct horse battery"
 
