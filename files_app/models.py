@@ -332,7 +332,7 @@ class AuditEntry(db.Model):
                       {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[float] = mapped_column(Float, index=True)
+    at: Mapped[float] = mapped_column(Float)  # ids follow time: prune and time filters walk the primary key
     actor: Mapped[str | None] = mapped_column(String(64), index=True)
     actor_name: Mapped[str | None] = mapped_column(String(120))
     address: Mapped[str | None] = mapped_column(String(64))

