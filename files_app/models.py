@@ -384,9 +384,6 @@ class HookDelivery(db.Model):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(200))
     delivered_at: Mapped[float | None] = mapped_column(Float)
-    # Set to the new audit entry: both rows are inserted at the commit's flush, the entry first (its
-    # id comes then), so queueing an event flushes nothing early.
-    entry: Mapped[AuditEntry] = db.relationship(AuditEntry)
 
 
 class HookRoutes:

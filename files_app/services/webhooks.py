@@ -15,9 +15,10 @@ signed, at least once, in order per bucket, retried with backoff for a day.
   X-Files-Event id). A delivery is claimed only while no earlier one of its hook and bucket is
   pending, so a receiver sees each bucket's events in the order of their ids; a failing one holds
   back its bucket's later events until it succeeds or is given up. (The ids are the audit log's,
-  given as each change commits: SQLite has one writer at a time, so they follow the commits. On
-  PostgreSQL two changes of one bucket committing at the same moment may take ids in the other
-  order than their commits, and the later id may then go first, if it is claimed in between.)
+  given as each change writes its entry, inside its transaction: SQLite has one writer at a time,
+  so they follow the commits. On PostgreSQL, two changes of one bucket in flight at once may commit
+  in the other order than their ids, and the later id may then go first if it is claimed between
+  the two commits.)
 - Each POST: the event as JSON, `X-Files-Signature: sha256=<hex HMAC-SHA256 of the body with the
   hook's secret>`, `X-Files-Event` (the audit entry's id), `X-Files-Delivery`. A 2xx is delivered;
   anything else (a redirect too) is retried after FILES_HOOKS_BACKOFF_MS, doubling up to an hour,
@@ -61,7 +62,6 @@ MAX_HOOKS = 100
 MAX_URL = 2048
 STATES = ("pending", "delivered", "failed")
 FAMILIES = {action.partition(".")[0] for action in audit.ACTIONS}
-KEEP_LOG_DAYS = 7  # gc drops deliveries older than this (an audit entry's pruning takes its own along)
 
 _d, _h, _a = HookDelivery.__table__, Hook.__table__, AuditEntry.__table__
 
@@ -81,7 +81,7 @@ class HookInfo:
     created_at: int
     created_by: str | None
     pending: int = 0  # deliveries waiting (or being retried)
-    failed: int = 0  # given up (kept KEEP_LOG_DAYS)
+    failed: int = 0  # given up (kept as long as their audit entries: gc prunes both by FILES_AUDIT_DAYS)
 
 
 def _info(row: Hook, counts: Mapping[tuple[int, str], int]) -> HookInfo:
@@ -293,7 +293,6 @@ def _run_apart(coroutine):
         return asyncio.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(1) as apart:
         return apart.submit(asyncio.run, coroutine).result()
-
 
 
 @dataclass(frozen=True)
