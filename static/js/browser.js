@@ -117,9 +117,10 @@ const elsewhere = () => {
 }
 
 function updateSelection () {
-  const deleteSelected = deleteButton()
+  const deleteSelected = deleteButton() // (none for someone who may only read: they download a selection)
+  const zipSelected = document.querySelector('[data-testid=zip-selected]')
   const selectAll = selectAllBox()
-  if (!deleteSelected) return
+  if (!deleteSelected && !zipSelected) return
   const boxes = visibleBoxes()
   const chosen = boxes.filter((box) => box.checked).length
   if (selectionKey) {
@@ -132,10 +133,11 @@ function updateSelection () {
   }
   const others = selectionKey ? elsewhere().length : 0
   const total = chosen + others
-  deleteSelected.disabled = total === 0
-  const zipSelected = document.querySelector('[data-testid=zip-selected]')
+  if (deleteSelected) {
+    deleteSelected.disabled = total === 0
+    deleteSelected.dataset.count = String(total)
+  }
   if (zipSelected) zipSelected.disabled = total === 0
-  deleteSelected.dataset.count = String(total)
   document.getElementById('selection-count').textContent =
     total ? `${total} selected` + (others ? ` (${others} on other pages)` : '') : ''
   const clear = document.querySelector('[data-testid=clear-selection]')
@@ -331,7 +333,7 @@ document.addEventListener('keydown', (event) => {
     event.preventDefault()
     box.checked = !box.checked
     updateSelection()
-  } else if (event.key === 'Delete' && box && deleteButton().disabled) {
+  } else if (event.key === 'Delete' && box && deleteButton()?.disabled) {
     box.checked = true // nothing selected anywhere: the row in hand (the page-wide Delete then asks)
     updateSelection()
   }

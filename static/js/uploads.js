@@ -15,11 +15,12 @@ const items = []
 const csrfToken = () => document.querySelector('meta[name=csrf-token]').content
 
 // --- collecting files: picked, dropped, and dropped folders -----------------------------------
-document.getElementById('file-input').addEventListener('change', (event) => {
+// (A page for someone who may only read has no pickers: the drop zone still says so if files are dropped.)
+document.getElementById('file-input')?.addEventListener('change', (event) => {
   addFiles([...event.target.files].map((file) => ({ file, path: file.name })))
   event.target.value = ''
 })
-document.getElementById('folder-input').addEventListener('change', (event) => {
+document.getElementById('folder-input')?.addEventListener('change', (event) => {
   addFiles([...event.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })))
   event.target.value = ''
 })
