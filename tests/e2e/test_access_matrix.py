@@ -167,7 +167,7 @@ ROUTES: dict[str, tuple[str, str, dict]] = {
     "GET /v1/thumbnails/<bucket>/<path:key>": ("read", f"/v1/thumbnails/{B}/f.txt", {}),
     "POST /v1/tokens": ("authenticated", "/v1/tokens", json_of({"name": "x", "scope": "root"})),
     "GET /v1/tokens": ("authenticated", "/v1/tokens", {}),
-    "DELETE /v1/tokens/<int:token_id>": ("authenticated", "/v1/tokens/999999", {}),
+    "DELETE /v1/tokens/<int:token_id>": ("write:scope", "/v1/tokens/999999", {}),  # (a read one: only itself)
     "POST /v1/users": ("admin", "/v1/users", json_of({"name": "x"})),
     "GET /v1/users": ("admin", "/v1/users", {}),
     "DELETE /v1/users/<name>": ("admin", "/v1/users/nobody", {}),
