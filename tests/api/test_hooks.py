@@ -64,9 +64,8 @@ def test_an_admin_registers_lists_changes_and_deletes_a_hook(client, admin):
     assert_error(client.get(f"/v1/hooks/{hook['id']}", headers=admin), 404, "not_found")
     assert [h["id"] for h in client.get("/v1/hooks", headers=admin).get_json()["data"]] == [own["id"]]
     # Each change is in the activity log, without the secret or the URL (which may carry a token).
-    logged = client.get("/v1/audit?action=hook.create", headers=admin)
     entries = [e for e in client.get("/v1/audit", headers=admin).get_json()["data"] if e["action"].startswith("hook.")]
-    assert [e["action"] for e in entries] == ["hook.delete", "hook.update", "hook.create", "hook.create"], logged.data
+    assert [e["action"] for e in entries] == ["hook.delete", "hook.update", "hook.create", "hook.create"]
     assert all(e["detail"]["hook"] in (hook["id"], own["id"]) and "s" * 20 not in json.dumps(e) and
                "/events" not in json.dumps(e) for e in entries)
 
