@@ -286,7 +286,7 @@ class AccountService:
     @staticmethod
     def _count(subject: str, now: float) -> tuple[int, float]:
         """One more attempt in `subject`'s window (a new window once the last one is over)."""
-        for _ in range(3):  # add one, or start a window; two attempts racing to start one go round once
+        for _ in range(10):  # add one, or start a window; attempts racing to start one go round again
             try:
                 with transaction():
                     row = db.session.execute(
@@ -296,12 +296,15 @@ class AccountService:
                         .returning(SigninFailure.failures, SigninFailure.window_start)).first()
                     if row is not None:
                         return row.failures, row.window_start
-                    db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject))
+                    # Only a window that is over goes: one another attempt just started stays (the
+                    # insert below then clashes with it, and this attempt is counted in it instead).
+                    db.session.execute(delete(SigninFailure).where(SigninFailure.subject == subject,
+                                                                   SigninFailure.window_start <= now - SIGNIN_WINDOW))
                     db.session.add(SigninFailure(subject=subject, failures=1, window_start=now))
                 return 1, now
             except IntegrityError:
                 continue
-        return 1, now  # (three races in a row: count it as the first)
+        raise TooManyAttempts("too many sign-in attempts at once; wait before trying again", retry_after=1)
 
     def forget_expired(self, now: float) -> int:
         """For gc: signed-in sessions past their time and failure windows that are over."""
