@@ -72,10 +72,6 @@ class Principal:
         """May manage people, tokens, quotas and every bucket."""
         return self.role == "admin" and self.scope == "admin"
 
-    @property
-    def sees_every_bucket(self) -> bool:
-        return self.role == "admin" and self.bucket is None
-
 
 def capped_scope(scope: str, role: str) -> str:
     """A credential's scope as far as its person's role allows: a member's stops at `manage` (their

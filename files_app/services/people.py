@@ -279,15 +279,24 @@ class PeopleService:
         if level is not None and level not in BUCKET_LEVELS:
             raise InvalidInput(f"level must be one of {', '.join(BUCKET_LEVELS)}", "invalid_level")
         now = int(time.time())
-        with transaction():
-            bucket_row = self._bucket(bucket)
-            user_row = _user_row(user)
-            if user_row.id == bucket_row.owner_id:
-                raise InvalidInput(f"{user!r} owns bucket {bucket!r}: an owner needs no grant", "owner")
-            db.session.execute(delete(Grant).where(Grant.bucket_id == bucket_row.id, Grant.user_id == user_row.id))
-            if level is not None:
-                db.session.add(Grant(bucket_id=bucket_row.id, user_id=user_row.id, level=level, created_at=now))
-            audit.record("grant", bucket=bucket, detail={"user": user, "level": level})
+        for _ in range(3):  # two grants of one person racing to insert: the loser goes round once more
+            try:
+                with transaction():
+                    bucket_row = self._bucket(bucket)
+                    user_row = _user_row(user)
+                    if user_row.id == bucket_row.owner_id:
+                        raise InvalidInput(f"{user!r} owns bucket {bucket!r}: an owner needs no grant", "owner")
+                    db.session.execute(delete(Grant).where(Grant.bucket_id == bucket_row.id,
+                                                           Grant.user_id == user_row.id))
+                    if level is not None:
+                        db.session.add(Grant(bucket_id=bucket_row.id, user_id=user_row.id, level=level,
+                                             created_at=now))
+                    audit.record("grant", bucket=bucket, detail={"user": user, "level": level})
+                break
+            except IntegrityError:
+                continue
+        else:
+            raise Conflict(f"{user!r}'s access to {bucket!r} is being changed at the same time; retry")
         return GrantInfo(user, level, now) if level is not None else None
 
     def visible_buckets(self, principal: Principal) -> list[str] | None:

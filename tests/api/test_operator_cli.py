@@ -19,7 +19,7 @@ from flask.cli import FlaskGroup
 
 from files_app import create_app
 from files_app.models import db
-from tests.api.test_team import PASSWORD, json_body, signed_in, upload
+from tests.api.test_team import PASSWORD, person, upload
 from tests.helpers import bearer, make_token, put
 from tests.live_server import ROOT
 
@@ -49,13 +49,7 @@ def minute(timestamp: float) -> str:
 
 def personal_token(app, client, admin: str, name: str, role: str = "member", scope: str = "write") -> str:
     """A person made through the API, and a token of theirs made by them, signed in."""
-    made = client.post("/v1/users", headers=bearer(admin), **json_body({"name": name, "password": PASSWORD,
-                                                                          "role": role}))
-    assert made.status_code == 201, made.data
-    browser, csrf = signed_in(app, name)
-    token = browser.post("/v1/tokens", headers={"X-CSRF-Token": csrf}, **json_body({"name": "laptop", "scope": scope}))
-    assert token.status_code == 201, token.data
-    return token.get_json()["token"]
+    return person(app, client, admin, name, role, scope)["Authorization"].removeprefix("Bearer ")
 
 
 def test_tokens_listed_with_their_expiry_last_use_and_state_and_revoked(app, client, runner):
