@@ -126,7 +126,8 @@ def services(app):
 
 @pytest.fixture
 def server_factory(tmp_path):
-    """Real gunicorn servers on free ports sharing one data dir; stopped after the test."""
+    """Real gunicorn servers on free ports sharing one data dir; killed after the test (a graceful
+    stop waits a second or two per server for nothing: the data dir goes with the test)."""
     servers: list[GunicornServer] = []
 
     def make(**env: str) -> GunicornServer:
@@ -136,7 +137,7 @@ def server_factory(tmp_path):
 
     yield make
     for server in servers:
-        server.stop()
+        server.kill()
 
 
 @pytest.fixture
@@ -148,6 +149,4 @@ def server(server_factory):
 @pytest.fixture
 def any_server(deployment, server_factory):
     """A real server in each configuration: the lease is a compare-and-set on both databases."""
-    server = server_factory(**deployment).start()
-    yield server
-    server.stop()
+    return server_factory(**deployment).start()

@@ -89,12 +89,13 @@ def test_successor_bound():
 
 
 @pytest.mark.parametrize("deployment", ["scaled"], indirect=True)
-def test_a_million_files_on_postgresql_by_cursor(services):
-    """A million rows made by PostgreSQL itself; cursor pages of 10,000 cover each key once, in
-    order, and the folder view of the same bucket skips a folder's 10,000 keys in one seek."""
+def test_200_000_files_on_postgresql_by_cursor(services):
+    """200,000 rows made by PostgreSQL itself; cursor pages of 2,000 cover each key once, in order,
+    and the folder view of the same bucket skips a folder's 2,000 keys in one seek. (A million
+    keys are the benchmarks' `list_*` and `search_1m` rows: here they cost a minute of the suite.)"""
     from sqlalchemy import text
 
-    count = 1_000_000
+    count = 200_000
     bucket_id = db.session.execute(text(
         "INSERT INTO buckets (name, created_at, object_count, total_bytes, updated_at)"
         " VALUES ('big', 0, :count, 0, 0) RETURNING id"), {"count": count}).scalar_one()
@@ -106,7 +107,7 @@ def test_a_million_files_on_postgresql_by_cursor(services):
     db.session.commit()
     seen, pages, cursor, previous = 0, 0, None, ""
     while True:
-        page = services.objects.list("big", limit=10_000, cursor=cursor)
+        page = services.objects.list("big", limit=2_000, cursor=cursor)
         keys = [o.key for o in page.objects]
         assert keys == sorted(keys) and (not keys or keys[0] > previous)
         seen, pages, previous = seen + len(keys), pages + 1, keys[-1] if keys else previous
