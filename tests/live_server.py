@@ -46,29 +46,51 @@ class GunicornServer:
 
     def start(self, timeout: float = 30.0, health_headers: dict | None = None,
               same_port: bool = False) -> GunicornServer:
-        """`same_port`: come back where clients know to find it (a restart)."""
-        if not (same_port and self.port):
-            self.port = free_port()
+        """`same_port`: come back where clients know to find it (a restart). A free port can be
+        taken by another test's server between the probe and gunicorn's bind: then gunicorn logs
+        "Connection in use" and this tries another port (unless `same_port`), and a /healthz
+        answer only counts once this master's log says it listens there, never another server's."""
+        for _attempt in range(5):
+            if not (same_port and self.port):
+                self.port = free_port()
+            if self._launch(timeout, health_headers):
+                return self
+            if same_port:
+                break
+        raise RuntimeError(f"gunicorn could not bind port {self.port}:\n{self.log.read_text()}")
+
+    def _launch(self, timeout: float, health_headers: dict | None) -> bool:
+        """Start gunicorn on self.port: True once it answers, False if the port was taken."""
         env = {**os.environ, "FILES_DATA_DIR": str(self.data_dir), "FILES_HOST": "127.0.0.1",
                "FILES_PORT": str(self.port), "FILES_WORKERS": "2", **self.env}
         if "FILES_DATABASE_URL" not in self.env:
             env.pop("FILES_DATABASE_URL", None)  # the embedded default: SQLite in the data dir
+        log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        listening = f"Listening at: {self.url} ({self.process.pid})"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with open(self.log, "rb") as log:
+                log.seek(log_start)
+                said = log.read().decode(errors="replace")
+            if "Connection in use" in said:
+                self.kill()
+                return False
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                probe = urllib.request.Request(self.url + "/healthz", headers=health_headers or {})
-                with urllib.request.urlopen(probe, timeout=2) as response:
-                    if response.status == 200:
-                        return self
+                if listening in said:
+                    probe = urllib.request.Request(self.url + "/healthz", headers=health_headers or {})
+                    with urllib.request.urlopen(probe, timeout=2) as response:
+                        if response.status == 200:
+                            return True
             except OSError:
-                time.sleep(0.1)  # polling for readiness, bounded by the deadline
+                pass
+            time.sleep(0.1)  # polling for readiness, bounded by the deadline
         self.stop()
         raise RuntimeError(f"gunicorn did not answer within {timeout}s:\n{self.log.read_text()}")
 
