@@ -449,3 +449,32 @@ def quota_list() -> None:
         usage = info.usage
         click.echo(f"{info.subject}\tmax_bytes={info.max_bytes}\tmax_files={info.max_files}\t"
                    f"used_bytes={usage.bytes}\tused_files={usage.files}\tpromised_bytes={usage.promised_bytes}")
+
+
+# --- counters -----------------------------------------------------------------------------------
+@files_cli.command("check")
+@click.option("--repair", is_flag=True, help="Set every counter that differs to what its rows say (under a lock).")
+@_operator
+def check(repair: bool) -> None:
+    """Compare every counter (buckets' files and bytes, owners' usage, shares' counts, sessions' offsets)
+    with the rows it counts; print each difference. Exit status 1 when a counter drifted (unless --repair
+    mended it), 0 when none did."""
+    from .services import consistency
+
+    found = consistency.repair() if repair else consistency.check()
+    for drift in found:
+        click.echo(str(drift))
+    if not found:
+        click.echo("no drift: every counter matches its rows")
+        return
+    mended = [drift for drift in found if drift.actual is not None]
+    if repair:
+        click.echo(f"repaired {len(mended)} counter{'s' if len(mended) != 1 else ''}"
+                   + (f"; {len(found) - len(mended)} difference(s) left as they are" if len(mended) < len(found)
+                      else ""))
+        if len(mended) == len(found):
+            return
+    else:
+        click.echo(f"{len(found)} difference{'s' if len(found) != 1 else ''}; `flask files check --repair` "
+                   "mends the counters")
+    raise SystemExit(1)
