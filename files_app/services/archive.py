@@ -52,6 +52,7 @@ def zip_folder(objects: ObjectService, bucket: str, prefix: str) -> Iterator[byt
 def zip_keys(objects: ObjectService, bucket: str, keys: Iterable[str], folder: str = "") -> Iterator[bytes]:
     """These files as a zip archive, piece by piece, named relative to `folder` where they are in it.
     A file missing (or deleted while the archive is made) is left out."""
+    folder = folder.rpartition("/")[0] + "/" if "/" in folder else ""  # "a/b" (no slash) is in folder "a/"
     sink = _Chunks()
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for key in keys:
@@ -59,7 +60,7 @@ def zip_keys(objects: ObjectService, bucket: str, keys: Iterable[str], folder: s
                 info, stream = objects.open(bucket, key)
             except NotFound:
                 continue
-            name = info.key[len(folder):] if folder and info.key.startswith(folder) else info.key
+            name = entry_name(info.key[len(folder):] if info.key.startswith(folder) else info.key)
             entry = zipfile.ZipInfo(name, time.gmtime(max(info.created_at, 315532800))[:6])
             with stream, archive.open(entry, "w", force_zip64=info.size >= _ZIP64_FROM) as member:
                 while data := stream.read(READ_SIZE):
@@ -70,6 +71,16 @@ def zip_keys(objects: ObjectService, bucket: str, keys: Iterable[str], folder: s
                 yield chunk
     if chunk := sink.take():
         yield chunk  # the central directory
+
+
+def entry_name(name: str) -> str:
+    """A member's name that no unzip tool can place outside the folder it extracts into: never empty,
+    absolute or with '.' or '..' segments, '/' its only separator. A key is such a name already (the key
+    rules); this holds for whatever an older rule stored, and for a folder that cuts a key mid-segment."""
+    segments = [segment for segment in name.replace("\\", "/").split("/") if segment not in ("", ".", "..")]
+    if segments and len(segments[0]) == 2 and segments[0][1] == ":":
+        segments[0] = segments[0][0] + "_"  # "C:" is a drive to Windows tools
+    return "/".join(segments) or "file"
 
 
 def _every_file(objects: ObjectService, bucket: str, prefix: str) -> Iterator[ObjectInfo]:

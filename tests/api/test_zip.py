@@ -59,3 +59,14 @@ def test_a_file_deleted_while_the_zip_is_made_is_left_out(app, client, monkeypat
     monkeypatch.setattr(service, "open", deleted_first)
     zipped = archive(client.get("/v1/zip/b?prefix=f/"))
     assert zipped.testzip() is None and zipped.namelist() == ["1.txt", "3.txt"]
+
+
+def test_entry_names_stay_inside_whatever_a_key_held():
+    """Keys cannot hold these today; a name cut from one, or stored under an older rule, is made safe."""
+    from files_app.services.archive import entry_name
+
+    assert entry_name("b/y.bin") == "b/y.bin"
+    assert entry_name("") == "file" and entry_name("/") == "file" and entry_name("..") == "file"
+    assert entry_name("../evil.txt") == "evil.txt" and entry_name("/abs.txt") == "abs.txt"
+    assert entry_name("a\\..\\..\\evil.txt") == "a/evil.txt" and entry_name("a//./b") == "a/b"
+    assert entry_name("C:/Windows/x") == "C_/Windows/x"
