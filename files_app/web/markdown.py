@@ -4,7 +4,8 @@ remote ones are never fetched (they become links), so a file cannot make the bro
 
 from __future__ import annotations
 
-from urllib.parse import quote, urljoin, urlsplit
+import posixpath
+from urllib.parse import quote, unquote, urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
@@ -35,11 +36,26 @@ def _image(bucket_root: str, folder: str):
             return f'<a href="{_escape(source)}">{_escape(alt or source)} (image not loaded)</a>'
         if bucket_root is None:
             return _escape(alt)
-        resolved = urljoin(bucket_root + folder, quote(source, safe="/%"))
-        if not resolved.startswith(bucket_root):
-            return _escape(alt)  # "../" past the bucket: nothing to show
-        return f'<img src="{_escape(resolved)}" alt="{_escape(alt)}">'
+        key = image_key(folder, source)
+        if key is None:
+            return _escape(alt)  # past the bucket: nothing to show
+        return f'<img src="{_escape(bucket_root + quote(key, safe="/"))}" alt="{_escape(alt)}">'
     return rule
+
+
+def image_key(folder: str, source: str) -> str | None:
+    """The key a relative image names from `folder`, or None when it leaves the bucket. Decided on
+    what the browser and the server will see, not on the text: percent-escapes decoded (a browser
+    resolves "%2e%2e" as "..", the server decodes "%2f" into "/"), backslashes as slashes (a browser
+    reads "\\" as "/" in http URLs). The answer is re-encoded whole, so no escape survives to be read
+    another way."""
+    path = unquote(source.split("#", 1)[0].split("?", 1)[0]).replace("\\", "/")
+    if not path or path.startswith("/") or any(ord(character) < 0x20 for character in path):
+        return None
+    key = posixpath.normpath(folder + path)
+    if key in (".", "..") or key.startswith(("../", "/")):
+        return None
+    return key
 
 
 def _escape(value: str) -> str:
