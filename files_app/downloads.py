@@ -1,6 +1,11 @@
 """Downloads as every view serves them: streamed, conditional (ETag, Last-Modified), single Range, HEAD;
 and thumbnails, cached by the browser.
 
+A suffix Range longer than the file is the whole file (RFC 9110 14.1.3), not a 416; several ranges,
+other units or a Range that does not parse are answered with the whole file (200). A share link
+counts its downloads through `count`, called exactly when the answer is going to carry the whole
+file or its first byte, whatever Range and If-Range said; HEAD, 304 and errors never call it.
+
 Under gunicorn the body is its `wsgi.file_wrapper`, which uses sendfile(); for a Range the
 file is positioned at the range's start and Content-Length bounds it, so sendfile still
 applies (Werkzeug's own Range support would wrap the file in a Python iterator). Uploaded content
@@ -10,12 +15,15 @@ anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, request
 from werkzeug.http import http_date
 
 from . import validation
 from .errors import NotFound
 from .request_io import filename_params, objects, thumbnails
+from .services.objects import ObjectInfo
 from .services.thumbnails import PLACEHOLDER
 
 READ_SIZE = 1024 * 1024
@@ -25,12 +33,18 @@ _INLINE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/av
 _CONTENT_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
 
 
-def send_object(bucket: str, key: str, *, filename: str | None = None, attachment: bool = False) -> Response:
+def send_object(bucket: str, key: str, *, filename: str | None = None, attachment: bool = False,
+                check: Callable[[ObjectInfo], None] | None = None,
+                count: Callable[[], None] | None = None) -> Response:
     """The object's bytes as a response: conditional, ranged, HEAD, sendfile or a presigned
     redirect where the store allows. `filename`: the name to save it as (else the key's last
-    segment); `attachment`: never shown inline."""
+    segment); `attachment`: never shown inline. `check`: called with the file that was opened,
+    before anything is sent (it raises to refuse these bytes); `count`: called once the answer is
+    known to carry the whole file or its first byte (it raises to refuse the download)."""
     info, stream = objects().open(bucket, key)
     try:
+        if check is not None:
+            check(info)
         etag = info.sha256
         content_type = validation.header_safe_mime(info.mime_type)
         headers = {
@@ -47,8 +61,9 @@ def send_object(bucket: str, key: str, *, filename: str | None = None, attachmen
             return Response(status=304, headers=headers)
         start, length, status = 0, info.size, 200
         byte_range = request.range if _if_range_holds(etag, info.created_at) else None
-        if byte_range is not None and byte_range.units == "bytes" and len(byte_range.ranges) == 1:
-            bounds = byte_range.range_for_length(info.size)
+        if byte_range is not None and byte_range.units == "bytes" and len(byte_range.ranges) == 1 and (
+                info.size or byte_range.ranges[0][0] >= 0):  # an empty file's suffix: the (empty) file
+            bounds = _bounds(byte_range.ranges[0], info.size)
             if bounds is None:
                 stream.close()
                 return Response(status=416, headers={**headers, "Content-Range": f"bytes */{info.size}"})
@@ -56,6 +71,8 @@ def send_object(bucket: str, key: str, *, filename: str | None = None, attachmen
             length, status = stop - start, 206
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
         headers["Content-Length"] = str(length)
+        if count is not None and request.method != "HEAD" and start == 0:
+            count()  # the whole file, or a range from its first byte: a download
         if request.method == "HEAD":
             stream.close()
             body = b""
@@ -72,6 +89,17 @@ def send_object(bucket: str, key: str, *, filename: str | None = None, attachmen
     except BaseException:
         stream.close()
         raise
+
+
+def _bounds(byte_range: tuple[int, int | None], size: int) -> tuple[int, int] | None:
+    """[start, stop) of one parsed range in a file of `size` bytes, or None if it is unsatisfiable.
+    A suffix longer than the file is the whole file (RFC 9110 14.1.3; Werkzeug says 416)."""
+    start, stop = byte_range
+    if start < 0:
+        start, stop = max(size + start, 0), size
+    else:
+        stop = size if stop is None else min(stop, size)
+    return (start, stop) if start < stop else None
 
 
 def _not_modified(etag: str, modified: int) -> bool:

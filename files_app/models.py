@@ -152,6 +152,9 @@ class Share(db.Model):
     uploaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     listing: Mapped[bool] = mapped_column(default=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # A file's share: the blob_id its file had when shared (unique to that upload). A file deleted,
+    # replaced or moved away takes the share with it: a later file at the same key is another file.
+    blob_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class SessionKind(StrEnum):

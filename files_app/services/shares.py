@@ -1,6 +1,10 @@
 """Share links: a file or a folder for anyone with the link, until it expires, is revoked or is
 used up; and file requests: a folder anyone with the link may upload into (never overwriting).
 
+A file's share remembers which file it shares (the blob_id its file had when shared, unique to
+that upload): deleted, replaced or moved away, the file takes its share with it (410), and a later
+file at the same key is never served through it. A folder's share serves what the folder holds.
+
 A link's secret (144 random bits) is shown once; only its sha256 is kept, as for tokens. Each share
 also has an `id`, a handle for the API (list, read, revoke) that opens nothing by itself. A share
 acts with its creator's access at the time of use (the views check it): a token deleted, narrowed
@@ -21,8 +25,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
 from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
-from ..models import Share, db, transaction
+from ..models import SessionState, Share, UploadSession, db, transaction
 from . import audit
+from .objects import ObjectInfo
 from .records import SessionInfo
 from .uploads import UploadService
 
@@ -42,6 +47,12 @@ _RESERVE_UPLOAD = (update(_shares).where(*_LIVE, or_(
     .values(uploaded_bytes=_shares.c.uploaded_bytes + bindparam("size")))
 _GIVE_BACK = (update(_shares).where(_shares.c.id == bindparam("share_id"))
               .values(uploaded_bytes=_shares.c.uploaded_bytes - bindparam("size")))
+_sessions = UploadSession.__table__
+# A file request's upload given up: its row goes only if it is still this link's and unfinished, and
+# the statement's RETURNING says what to give back, so an abort sent twice at once refunds once.
+_ABORT_UPLOAD = (delete(_sessions).where(_sessions.c.id == bindparam("sid"), _sessions.c.owner == bindparam("owner"),
+                                         _sessions.c.state == SessionState.ACTIVE)
+                 .returning(_sessions.c.size, _sessions.c.store_state))
 
 
 @dataclass(frozen=True)
@@ -61,12 +72,13 @@ class ShareInfo:
     uploaded_bytes: int
     listing: bool  # visitors see the folder's files (a file request's default: no)
     revoked_at: int | None
+    blob_id: str | None = None  # a file's share: its file's, when shared (never shown)
 
     @classmethod
     def from_row(cls, row) -> ShareInfo:
         return cls(row.id, row.bucket, row.key, row.prefix, row.created_by, row.created_at, row.expires_at,
                    row.password_hash, row.max_downloads, row.downloads, bool(row.allow_upload),
-                   row.upload_max_bytes, row.uploaded_bytes, bool(row.listing), row.revoked_at)
+                   row.upload_max_bytes, row.uploaded_bytes, bool(row.listing), row.revoked_at, row.blob_id)
 
     def state(self, now: float) -> str:
         """active, revoked, expired, or exhausted (its downloads used up, and no uploads allowed)."""
@@ -97,8 +109,10 @@ class ShareService:
         key, prefix = fields.get("key"), fields.get("prefix")
         if (key is None) == (prefix is None):
             raise InvalidInput("give key (a file) or prefix (a folder: '' or ending in '/')", "invalid_share")
+        blob_id = None
         if key is not None:
-            key = self.objects.get(bucket, validation.object_key(key, new=False)).key  # 404 if there is none
+            shared = self.objects.row(bucket, validation.object_key(key, new=False))  # 404 if there is none
+            key, blob_id = shared.key, shared.blob_id
         else:
             prefix = validation.list_prefix(prefix)
             if prefix and not prefix.endswith("/"):
@@ -121,7 +135,8 @@ class ShareService:
                    password_hash=generate_password_hash(password) if password else None,
                    max_downloads=_count(fields, "max_downloads"), downloads=0, allow_upload=allow_upload,
                    upload_max_bytes=upload_max, uploaded_bytes=0,
-                   listing=_flag(fields, "listing", not allow_upload) if key is None else False, revoked_at=None)
+                   listing=_flag(fields, "listing", not allow_upload) if key is None else False, revoked_at=None,
+                   blob_id=blob_id)
         with transaction():
             db.session.execute(insert(_shares), row)
             audit.record("share.create", bucket=bucket, key=key if key is not None else prefix,
@@ -165,6 +180,17 @@ class ShareService:
         share = ShareInfo.from_row(row)
         _refuse_dead(share, self.clock())
         return share
+
+    def file_of(self, share: ShareInfo) -> ObjectInfo:
+        """A file's share: its file, if the key still holds the file that was shared (410 if it was
+        deleted, replaced or moved away since)."""
+        try:
+            row = self.objects.row(share.bucket, share.key)
+        except NotFound:
+            row = None
+        if row is None or share.blob_id is None or not secrets.compare_digest(row.blob_id, share.blob_id):
+            raise ShareGone("the shared file was deleted or replaced since it was shared", state="file_gone")
+        return ObjectInfo.from_row(share.bucket, row)
 
     @staticmethod
     def password_matches(share: ShareInfo, password: str) -> bool:
@@ -214,6 +240,22 @@ class ShareService:
             with transaction():
                 db.session.execute(_GIVE_BACK, {"share_id": share.id, "size": size})
             raise
+
+    def abort_upload(self, share: ShareInfo, session_id: str, owner: str) -> None:
+        """A file request's upload given up (tus DELETE): its session goes, and its bytes go back to
+        the link's budget, in one transaction with the delete. A finished upload's session is only
+        forgotten: its file is there, and keeps its bytes counted."""
+        self.uploads.get(session_id, owner)  # 404 unless it is this link's
+        with transaction():
+            gone = db.session.execute(_ABORT_UPLOAD, {"sid": session_id, "owner": owner}).first()
+            if gone is not None and gone.size:
+                db.session.execute(_GIVE_BACK, {"share_id": share.id, "size": gone.size})
+        if gone is None:  # finished, or aborted by another request meanwhile: as uploads.abort does
+            self.uploads.discard(session_id)
+            return
+        store = self.uploads.store  # as UploadService.discard frees an unfinished session's bytes
+        store.discard_partial(session_id, gone.store_state)
+        store.delete_blob(session_id)
 
     def _free_key(self, share: ShareInfo, key: str) -> str:
         """The key, or "name (n).ext" for the first n free: nothing stored is ever replaced."""

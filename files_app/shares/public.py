@@ -1,7 +1,11 @@
 """What anyone with a share link sees and does, without signing in: `/s/<secret>` (a file with its
 preview, or a folder's files, or a file request's drop zone), its bytes, a folder as a zip, and tus
 uploads into a file request. Each request opens the share again: expired, revoked, used up, or its
-creator's access gone, it answers 410.
+creator's access gone, it answers 410; so does a file's link whose file was deleted or replaced.
+
+A download spends one of a link's downloads when its answer carries the whole file or its first
+byte (decided where the answer is: downloads.send_object), whatever Range and If-Range say; HEAD,
+304, a resumed range and errors spend none.
 """
 
 from __future__ import annotations
@@ -68,11 +72,13 @@ def page(secret: str):
         return render_template("share_password.html", share=share, secret=secret)
     context = {"share": share, "secret": secret}
     if share.key is not None:
-        info = objects().get(share.bucket, share.key)
+        info = shares().file_of(share)
         if share.max_downloads:  # no preview: it would spend a download, or show the file without one
             context.update(file=info, preview=None)
         else:  # the file page's previews; a relative image in Markdown would be another file: not shown
             context.update(preview_context(info, None, ""))
+            if shares().file_of(share).sha256 != info.sha256:  # replaced while its preview was read
+                raise ShareGone("the shared file was replaced since it was shared", state="file_gone")
     else:
         path = _subfolder(share, request.args.get("path", ""))
         context.update(path=path, crumbs=folder_crumbs(path))
@@ -112,10 +118,17 @@ def content(secret: str, key: str):
         raise NotFound("no such file in this share")
     if share.key is None and not share.listing:
         raise Forbidden("this link takes uploads; it shows no files")
-    byte_range = request.range
-    if request.method == "GET" and (byte_range is None or byte_range.ranges[0][0] == 0):
-        shares().count_download(share, full_key)  # a resumed download (a Range past 0) is the same download
-    return send_object(share.bucket, full_key, attachment=bool(request.args.get("download")))
+    check = None
+    if share.key is not None:
+        sha256 = shares().file_of(share).sha256
+
+        def check(info):  # the bytes opened are the shared file's: not another's put there meanwhile
+            if info.sha256 != sha256:
+                raise ShareGone("the shared file was replaced since it was shared", state="file_gone")
+
+    # A resumed download (a range past byte 0) is the same download: counted once, by its first byte.
+    return send_object(share.bucket, full_key, attachment=bool(request.args.get("download")), check=check,
+                       count=lambda: shares().count_download(share, full_key))
 
 
 @bp.get("/<secret>/t/<path:key>")
@@ -137,9 +150,11 @@ def zip_folder(secret: str):
     if share.key is not None or not share.listing:
         raise NotFound("this link shares no folder to download")
     path = _subfolder(share, request.args.get("path", ""))
-    shares().count_download(share)
     name = (path.rstrip("/").rpartition("/")[2] or (share.prefix or "").rstrip("/").rpartition("/")[2]
             or share.bucket) + ".zip"
+    if request.method == "HEAD":  # no archive, and no download spent
+        return zip_response(iter(()), name)
+    shares().count_download(share)
     return zip_response(archive.zip_folder(objects(), share.bucket, (share.prefix or "") + path), name)
 
 
@@ -176,9 +191,9 @@ def create_upload(secret: str):
 @access("public")
 def upload(secret: str, session_id: str):
     """The upload's tus URL: only this link's uploads are found here."""
-    _upload_share(secret)
-    if request.method == "DELETE":
-        uploads().abort(session_id, g.principal.owner)
+    share = _upload_share(secret)
+    if request.method == "DELETE":  # its bytes go back to the link
+        shares().abort_upload(share, session_id, g.principal.owner)
         response = handler.empty(204, {})
     elif request.method == "HEAD":
         response = handler.head_upload(session_id)
