@@ -21,6 +21,8 @@ from tests.live_server import GunicornServer
 SIZE = 100_000  # past FILES_INLINE_MAX: served from the blob store (sendfile)
 DATA = bytes(range(256)) * (SIZE // 256) + b"z" * (SIZE % 256)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,8 @@ def _put(server, bucket: str, key: str, data: bytes) -> None:
 
 
 def _carries_first_byte(status: int, body: bytes, headers: dict) -> bool:
-    return (status == 200 and body == DATA) or (status == 206 and headers.get("content-range", "").startswith("bytes 0-"))
+    return (status == 200 and body == DATA) or (
+        status == 206 and headers.get("content-range", "").startswith("bytes 0-"))
 
 
 def _etag(server, path: str) -> str:
@@ -195,21 +198,18 @@ def test_a_files_link_dies_with_its_file_and_serves_no_later_one(server):
 def test_an_aborted_file_request_upload_gives_its_bytes_back(server):
     _request(server, "PUT", "/v1/files/inbox")
     link, share_id = _share(server, bucket="inbox", prefix="in/", allow_upload=True, upload_max_bytes=10_000)
-    tus = {"Tus-Resumable": "1.0.0"}
-
     def create(index: int) -> tuple[int, str]:
         name = base64.b64encode(f"f{index}.bin".encode()).decode()
         status, _, headers = _request(server, "POST", f"{link}/uploads", headers={
-            **tus, "Upload-Length": "1000", "Upload-Metadata": f"filename {name}"})
+            **TUS, "Upload-Length": "1000", "Upload-Metadata": f"filename {name}"})
         return status, headers.get("location", "").removeprefix(server.url)
 
     made = [create(index) for index in range(10)]
     assert [status for status, _ in made] == [201] * 10 and create(10)[0] == 507
     # Half sent, then aborted; each abort sent three times at once: given back once.
-    _request(server, "PATCH", made[0][1], b"x" * 500, {**tus, "Upload-Offset": "0",
-                                                       "Content-Type": "application/offset+octet-stream"})
+    _request(server, "PATCH", made[0][1], b"x" * 500, PATCH)
     with ThreadPoolExecutor(30) as pool:
-        aborts = list(pool.map(lambda location: _request(server, "DELETE", location, headers=tus)[0],
+        aborts = list(pool.map(lambda location: _request(server, "DELETE", location, headers=TUS)[0],
                                [location for _, location in made] * 3))
     assert aborts.count(204) >= 10 and set(aborts) <= {204, 404}, aborts
     assert _state(server, share_id)["uploaded_bytes"] == 0
@@ -217,7 +217,6 @@ def test_an_aborted_file_request_upload_gives_its_bytes_back(server):
     assert [status for status, _ in again] == [201] * 10 + [507]
     # A finished upload's session forgotten afterwards gives nothing back: its file is there.
     finished = again[0][1]
-    assert _request(server, "PATCH", finished, b"y" * 1000, {**tus, "Upload-Offset": "0",
-                                                            "Content-Type": "application/offset+octet-stream"})[0] == 204
-    _request(server, "DELETE", finished, headers=tus)
+    assert _request(server, "PATCH", finished, b"y" * 1000, PATCH)[0] == 204
+    _request(server, "DELETE", finished, headers=TUS)
     assert _state(server, share_id)["uploaded_bytes"] == 10_000
