@@ -20,7 +20,7 @@ from ..storage import BlobStore
 from . import audit, quotas
 from .acting import current_actor
 from .leases import Lease
-from .objects import ObjectInfo, bucket_for_writing, count_for_owner, count_in_bucket
+from .objects import ObjectInfo, Tally, bucket_for_writing
 from .records import Target
 
 
@@ -138,6 +138,7 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                 else:  # a file sent whole: no session recorded its promise, so check it here
                     quotas.enforce(target.bucket, target.owner, target.size, now)
                 bucket_id, existing = _locate(target)
+                tally = Tally()
                 if existing and target.create_only:
                     raise PreconditionFailed(f"{target.key!r} was created by another upload meanwhile")
                 if existing:
@@ -147,12 +148,14 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                         **{f"new_{name}": value for name, value in values.items()}}).rowcount
                     if swapped != 1:
                         raise _Replaced()
-                    count_in_bucket(bucket_id, 0, target.size - existing.size, now)
-                    count_for_owner(existing.owner, -1, -existing.size)
+                    # The statement matched the blob read: a row's size and owner change only with its
+                    # blob (blob ids are unique), so what it replaced is what was read.
+                    tally.gone(bucket_id, [existing])
                 else:
                     db.session.execute(_INSERT, {"bucket_id": bucket_id, "key": target.key, **values})
-                    count_in_bucket(bucket_id, 1, target.size, now)
-                count_for_owner(target.owner, 1, target.size)
+                tally.bucket(bucket_id, 1, target.size)
+                tally.owner(target.owner, 1, target.size)
+                tally.apply(now)  # the counter rows last, in one order (objects.Tally)
                 audit.record("upload", bucket=target.bucket, key=target.key, size=target.size,
                              detail={"replaced": True} if existing else None)
         except (_Replaced, IntegrityError):

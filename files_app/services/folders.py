@@ -26,9 +26,8 @@ from . import audit, quotas
 from .objects import (
     ObjectInfo,
     ObjectService,
+    Tally,
     bucket_for_writing,
-    count_for_owner,
-    count_in_bucket,
     key_successor_bound,
 )
 from .uploads import UploadService
@@ -73,22 +72,28 @@ class FolderService:
                     taken = db.session.execute(_AT, {"bucket_id": target_bucket, "key": to_key}).first()
                     if taken is not None and not replace:
                         raise PreconditionFailed(f"{to_key!r} already exists in bucket {to_bucket!r}")
+                    replaced = []
                     if taken is not None:
-                        # Still that file at that key (not moved away or replaced meanwhile).
-                        if db.session.execute(delete(_objects).where(
-                                _objects.c.id == taken.id, _objects.c.blob_id == taken.blob_id,
-                                _objects.c.bucket_id == target_bucket, _objects.c.key == to_key)).rowcount != 1:
+                        # Still that file at that key (not moved away or replaced meanwhile): the counters
+                        # move by the row the DELETE returns.
+                        replaced = db.session.execute(delete(_objects).where(
+                            _objects.c.id == taken.id, _objects.c.blob_id == taken.blob_id,
+                            _objects.c.bucket_id == target_bucket, _objects.c.key == to_key)
+                            .returning(_objects.c.size, _objects.c.owner)).all()
+                        if not replaced:
                             raise Conflict(f"{to_key!r} changed while it was being replaced; look again and retry")
-                        count_in_bucket(target_bucket, -1, -taken.size, now)
-                        count_for_owner(taken.owner, -1, -taken.size)
                     moved = db.session.execute(
                         update(_objects).where(_objects.c.id == source.id, _objects.c.blob_id == source.blob_id,
                                                _objects.c.bucket_id == source.bucket_id, _objects.c.key == key)
-                        .values(bucket_id=target_bucket, key=to_key)).rowcount
-                    if moved != 1:
+                        .values(bucket_id=target_bucket, key=to_key).returning(_objects.c.size)).all()
+                    if not moved:
                         raise Conflict(f"{key!r} changed while it was being moved; look again and retry")
-                    count_in_bucket(source.bucket_id, -1, -source.size, now)
-                    count_in_bucket(target_bucket, 1, source.size, now)
+                    # The file rows first, the counter rows last (Tally: one order for every writer).
+                    tally = Tally()
+                    tally.gone(target_bucket, replaced)
+                    tally.bucket(source.bucket_id, -1, -moved[0].size)
+                    tally.bucket(target_bucket, 1, moved[0].size)
+                    tally.apply(now)
                     audit.record("move", bucket=bucket, key=key, size=source.size,
                                  detail={"to_bucket": to_bucket, "to_key": to_key, "replaced": taken is not None})
                 break
@@ -184,9 +189,9 @@ class FolderService:
                     gone = db.session.execute(_DELETE_OLD_UNDER.where(
                         _objects.c.id.in_([row.id for row in rows])), params).all()
                 if gone:
-                    count_in_bucket(bucket_id, -len(gone), -sum(row.size for row in gone), int(time.time()))
-                    for owner, (files, size) in _by_owner(gone).items():
-                        count_for_owner(owner, -files, -size)
+                    tally = Tally()
+                    tally.gone(bucket_id, gone)
+                    tally.apply(int(time.time()))
                     audit.record("folder.delete", bucket=bucket, key=prefix, size=sum(row.size for row in gone),
                                  detail={"files": len(gone)})
             for row in gone:  # after the commit: a crash here leaves orphans for gc
@@ -194,15 +199,6 @@ class FolderService:
             deleted += len(gone)
             if len(rows) < BATCH:
                 return deleted
-
-
-def _by_owner(rows) -> dict[str | None, tuple[int, int]]:
-    """(files, bytes) of the rows per owner."""
-    totals: dict[str | None, tuple[int, int]] = {}
-    for row in rows:
-        files, size = totals.get(row.owner, (0, 0))
-        totals[row.owner] = (files + 1, size + row.size)
-    return totals
 
 
 def _folder(prefix: str, name: str) -> str:

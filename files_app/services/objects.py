@@ -133,6 +133,38 @@ def bucket_for_writing(name: str) -> int:
     return bucket_id
 
 
+class Tally:
+    """What one transaction's statements changed (their RETURNING rows, never an earlier read), moved
+    into the counters at its end: buckets by id, then owners by name. Every writer takes its file rows
+    first and its counter rows last, each kind in one order, so two writers never wait for each other's
+    counter rows in opposite orders (PostgreSQL would end one of them as a deadlock)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, list[int]] = {}
+        self.owners: dict[str, list[int]] = {}
+
+    def bucket(self, bucket_id: int, files: int, size: int) -> None:
+        counts = self.buckets.setdefault(bucket_id, [0, 0])
+        counts[0], counts[1] = counts[0] + files, counts[1] + size
+
+    def owner(self, owner: str | None, files: int, size: int) -> None:
+        if owner:  # files sent while the service was open have no owner
+            counts = self.owners.setdefault(owner, [0, 0])
+            counts[0], counts[1] = counts[0] + files, counts[1] + size
+
+    def gone(self, bucket_id: int, rows) -> None:
+        """Rows a statement deleted (each with its size and owner)."""
+        for row in rows:
+            self.bucket(bucket_id, -1, -row.size)
+            self.owner(row.owner, -1, -row.size)
+
+    def apply(self, now: int) -> None:
+        for bucket_id in sorted(self.buckets):
+            count_in_bucket(bucket_id, *self.buckets[bucket_id], now)
+        for owner in sorted(self.owners):
+            count_for_owner(owner, *self.owners[owner])
+
+
 def count_in_bucket(bucket_id: int, files: int, size: int, now: int) -> None:
     """Keep a bucket's file count and byte total in step, inside the caller's transaction."""
     db.session.execute(_COUNT, {"bucket_id": bucket_id, "files": files, "bytes": size, "now": now})
@@ -287,16 +319,19 @@ class ObjectService:
         row = self.row(bucket, key)
         info, blob_id, row_id, bucket_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id, row.bucket_id
         with transaction(durable=True):  # the blob goes next: the row must not come back after power loss
-            # Only if it is still this file at this key: one moved away meanwhile is not deleted from its new place.
+            # Only if it is still this file at this key: one moved away meanwhile is not deleted from its
+            # new place, and one another request deleted first is not counted out twice. The counters
+            # move by the row the DELETE returns.
             gone = db.session.execute(
-                delete(StoredObject).where(StoredObject.id == row_id, StoredObject.blob_id == blob_id,
-                                           StoredObject.bucket_id == bucket_id, StoredObject.key == key)
-            ).rowcount
-            if gone == 1:  # the same blob: the same upload, so the same owner
-                count_in_bucket(bucket_id, -1, -info.size, int(time.time()))
-                count_for_owner(info.owner, -1, -info.size)
-                audit.record("delete", bucket=bucket, key=key, size=info.size)
-        if gone != 1:
+                delete(_objects).where(_objects.c.id == row_id, _objects.c.blob_id == blob_id,
+                                       _objects.c.bucket_id == bucket_id, _objects.c.key == key)
+                .returning(_objects.c.size, _objects.c.owner)).all()
+            if gone:
+                tally = Tally()
+                tally.gone(bucket_id, gone)
+                tally.apply(int(time.time()))
+                audit.record("delete", bucket=bucket, key=key, size=gone[0].size)
+        if not gone:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
         self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
         return info
