@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from flask import Response, current_app, request, stream_with_context
 
+from . import validation
 from .errors import IncompleteBody, InvalidInput
 from .services import ObjectService, UploadService
 from .services.accounts import AccountService
@@ -60,8 +61,12 @@ def thumbnails() -> ThumbnailService:
 
 
 def filename_params(name: str) -> str:
-    """Content-Disposition's file name, for old clients (ASCII) and new (RFC 6266 UTF-8)."""
-    ascii_name = name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_")
+    """Content-Disposition's file name, for old clients (ASCII) and new (RFC 6266 UTF-8): only a base
+    name (what follows the last '/' or '\\', never '', '.' or '..'), so that no browser or tool saves
+    it anywhere but where it was asked to, and no control or invisible character in it."""
+    name = validation.visible(validation.key_name(name))
+    ascii_name = "".join(character if " " <= character <= "~" and character not in '"\\%' else "_"
+                         for character in name)
     return f"filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 

@@ -9,6 +9,7 @@ import base64
 import binascii
 import mimetypes
 import re
+import unicodedata
 from typing import Any
 
 from .errors import InvalidInput, TooLarge
@@ -29,6 +30,13 @@ CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
 # C0 and C1 controls, DEL, and the bidi overrides/isolates that make a name display as another.
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _C0_RE = re.compile("[\x00-\x1f\x7f]")  # what keys stored before the rule above could not hold
+# Invisible in a name, or moving what follows: format characters (Cf: bidi marks and overrides, zero-width
+# spaces, the BOM, soft hyphens, tags), line and paragraph separators, and the Hangul fillers that
+# render as nothing. Kept: ZWNJ and ZWJ (Persian, Indic scripts and emoji sequences need them) and
+# variation selectors (Mn, as combining marks are).
+_INVISIBLE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+_JOINERS = frozenset("\u200c\u200d")
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 
 def bucket_name(value: Any) -> str:
@@ -50,13 +58,44 @@ def object_key(value: Any, *, new: bool = True) -> str:
         raise InvalidInput("key must be valid UTF-8", "invalid_key") from None
     if len(encoded) > MAX_KEY_BYTES:
         raise InvalidInput(f"key must be at most {MAX_KEY_BYTES} bytes of UTF-8", "invalid_key")
-    if (_CONTROL_RE if new else _C0_RE).search(value):
-        raise InvalidInput("key must not contain control characters or bidi overrides", "invalid_key")
+    if new:
+        _refuse_invisible(value, "key", "invalid_key")
+    elif found := _C0_RE.search(value):
+        raise _refused(found.group(), "key", "invalid_key")
     if value.startswith("/"):
         raise InvalidInput("key must not start with '/'", "invalid_key")
     if any(segment in ("", ".", "..") for segment in value.split("/")):
         raise InvalidInput("key must not have empty, '.' or '..' segments", "invalid_key")
     return value
+
+
+def _refuse_invisible(value: str, what: str, code: str, **extra: Any) -> None:
+    """Refuse the first control, invisible or bidi character of `value`, naming it."""
+    if found := _CONTROL_RE.search(value):
+        raise _refused(found.group(), what, code, **extra)
+    if value.isascii():
+        return
+    for character in value:
+        if _invisible(character):
+            raise _refused(character, what, code, **extra)
+
+
+def _invisible(character: str) -> bool:
+    return character in _FILLERS or (unicodedata.category(character) in _INVISIBLE_CATEGORIES
+                                     and character not in _JOINERS)
+
+
+def visible(value: str, replacement: str = "_") -> str:
+    """`value` with each control, invisible or bidi character replaced: a stored name shown or sent in
+    a header, whatever rule it was stored under."""
+    return value if value.isascii() and value.isprintable() else "".join(
+        replacement if _CONTROL_RE.match(character) or _invisible(character) else character for character in value)
+
+
+def _refused(character: str, what: str, code: str, **extra: Any) -> InvalidInput:
+    name = unicodedata.name(character, "control character")
+    return InvalidInput(f"{what} must not contain U+{ord(character):04X} ({name}): control, invisible and bidi "
+                        "characters make a name show as another", code, character=f"U+{ord(character):04X}", **extra)
 
 
 MAX_SEARCH = 256
@@ -214,8 +253,9 @@ def openai_filename(value: Any) -> str:
     if len(value.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
         raise InvalidInput(f"filename must be at most {MAX_FILENAME_BYTES} bytes of UTF-8", "invalid_filename",
                            param="filename")
-    if _CONTROL_RE.search(value) or not _encodes(value):
+    if not _encodes(value):
         raise InvalidInput("filename must be UTF-8 without control characters", "invalid_filename", param="filename")
+    _refuse_invisible(value, "filename", "invalid_filename", param="filename")
     return value
 
 

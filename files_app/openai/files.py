@@ -92,4 +92,5 @@ def delete_file(file_id: str):
 @access("read")
 def file_content(file_id: str):
     info = service().get_file(file_id, auth.only_their_own())
-    return send_object(info.bucket, info.key, filename=info.filename, attachment=True)
+    # The name is shown back as given ("../evil.txt"); saved, it is only its base name ("evil.txt").
+    return send_object(info.bucket, info.key, filename=validation.key_name(info.filename), attachment=True)

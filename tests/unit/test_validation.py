@@ -80,3 +80,25 @@ def test_list_parameters():
     assert validation.list_delimiter("/") == "/"
     with pytest.raises(InvalidInput):
         validation.list_delimiter("\n")
+
+
+@pytest.mark.parametrize("key", ["a\u200fb", "a\u061cb", "a\u2028b", "\ufeffa", "a\u200bb", "a\u00adb", "a\u2066b",
+                                 "a\u3164b", "a\x85b", "a\U000e0020b"])
+def test_keys_with_invisible_or_bidi_characters_are_refused_naming_the_character(key):
+    with pytest.raises(InvalidInput) as caught:
+        validation.object_key(key)
+    character = next(c for c in key if c != "a" and c != "b")
+    assert f"U+{ord(character):04X}" in caught.value.message and caught.value.code == "invalid_key"
+    assert caught.value.extra["character"] == f"U+{ord(character):04X}"
+    assert validation.object_key(key, new=False) == key  # stored under the older rule: still found
+
+
+@pytest.mark.parametrize("key", ["👨\u200d👩\u200d👧.png", "می\u200cخواهم.txt", "❤\ufe0f.txt", "e\u0301té.txt"])
+def test_keys_with_joiners_variation_selectors_and_combining_marks_are_names(key):
+    assert validation.object_key(key) == key
+
+
+def test_visible_names():
+    assert validation.visible("report.txt") == "report.txt"
+    assert validation.visible("a\u202eb\x07c\u200bd") == "a_b_c_d"
+    assert validation.visible("👨\u200d👩.png") == "👨\u200d👩.png"
