@@ -251,3 +251,68 @@ def test_a_revocation_wins_over_a_request_that_opened_the_link_just_before(clien
         assert refused.value.code == "share_revoked"
     state = client.get(f"/v1/shares/{made['id']}").get_json()
     assert (state["downloads"], state["uploaded_bytes"]) == (0, 0)
+
+
+def test_a_files_link_dies_with_its_file_and_never_serves_a_later_one(client):
+    """Replaced, deleted (then the same bytes uploaded again) or moved away: the link is 410, its
+    page too; a folder's link serves what the folder holds now."""
+    for key in ("replaced.txt", "deleted.txt", "moved.txt", "dir/x.txt"):
+        put(client, "b", key, b"shared bytes")
+    links = {key: path_of(share(client, bucket="b", key=key).get_json()["url"])
+             for key in ("replaced.txt", "deleted.txt", "moved.txt")}
+    folder = path_of(share(client, bucket="b", prefix="dir/").get_json()["url"])
+    put(client, "b", "replaced.txt", b"another file, never shared")
+    client.delete("/v1/files/b/deleted.txt")
+    put(client, "b", "deleted.txt", b"shared bytes")
+    client.post("/v1/move", data=json.dumps({"bucket": "b", "key": "moved.txt", "to_key": "away.txt"}))
+    put(client, "b", "newcomer.txt", b"moved in later")
+    client.post("/v1/move", data=json.dumps({"bucket": "b", "key": "newcomer.txt", "to_key": "moved.txt"}))
+    assert client.get("/v1/content/b/moved.txt").data == b"moved in later"
+    put(client, "b", "dir/x.txt", b"the folder's file now")
+    for key, link in links.items():
+        name = key.rpartition("/")[2]
+        assert_error(client.get(f"{link}/f/{name}"), 410, "share_file_gone")
+        assert_error(client.get(f"{link}/f/{name}", headers={"Range": "bytes=3-"}), 410, "share_file_gone")
+        page = client.get(link, headers={"Accept": "text/html"})
+        assert page.status_code == 410 and "<html" in page.get_data(as_text=True).lower()
+    assert client.get(f"{folder}/f/x.txt").data == b"the folder's file now"
+
+
+def test_a_links_download_is_counted_by_what_its_answer_carries(client):
+    data = bytes(range(256)) * 400  # past FILES_INLINE_MAX: the blob store's ranged reads
+    put(client, "b", "f.bin", data)
+    for headers in ({"Range": f"bytes=-{len(data) + 1}"}, {"Range": "bytes=1-2,4-"}, {"Range": "items=1-"},
+                    {"Range": "bytes=1-", "If-Range": '"another"'}):
+        made = share(client, bucket="b", key="f.bin", max_downloads=1).get_json()
+        link = path_of(made["url"])
+        etag = client.head(f"{link}/f/f.bin").headers["ETag"]
+        assert client.get(f"{link}/f/f.bin", headers={"If-None-Match": etag}).status_code == 304
+        assert client.get(f"{link}/f/f.bin", headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+        assert client.get(f"{link}/f/f.bin", headers={"Range": "bytes=1-", "If-Range": etag}).status_code == 206
+        assert client.get(f"/v1/shares/{made['id']}").get_json()["downloads"] == 0  # none of those
+        whole = client.get(f"{link}/f/f.bin", headers=headers)
+        assert whole.status_code in (200, 206) and whole.data == data, headers
+        assert client.get(f"/v1/shares/{made['id']}").get_json()["downloads"] == 1
+        assert_error(client.get(f"{link}/f/f.bin", headers=headers), 410, "share_exhausted")
+    suffix = client.get("/v1/content/b/f.bin", headers={"Range": f"bytes=-{len(data) * 2}"})
+    assert (suffix.status_code, suffix.data == data, suffix.headers["Content-Range"]) == (
+        206, True, f"bytes 0-{len(data) - 1}/{len(data)}")
+    put(client, "b", "empty.txt", b"")
+    assert client.get("/v1/content/b/empty.txt", headers={"Range": "bytes=-5"}).status_code == 200
+    assert client.get("/v1/content/b/empty.txt", headers={"Range": "bytes=0-"}).status_code == 416
+
+
+def test_an_aborted_file_request_upload_gives_its_bytes_back_once(client):
+    client.put("/v1/files/inbox")
+    made = share(client, bucket="inbox", prefix="", allow_upload=True, upload_max_bytes=100).get_json()
+    link = path_of(made["url"])
+    created = client.post(f"{link}/uploads", headers={**TUS, "Upload-Length": "100",
+                                                     "Upload-Metadata": "filename " + base64.b64encode(b"a").decode()})
+    assert created.status_code == 201
+    assert tus_upload(client, link, "b.bin", b"x") == 507  # the whole budget is promised
+    session = path_of(created.headers["Location"])
+    assert client.delete(session, headers=TUS).status_code == 204
+    assert client.delete(session, headers=TUS).status_code == 404
+    assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 0
+    assert tus_upload(client, link, "c.bin", b"y" * 100) == 204
+    assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 100  # a finished one stays
