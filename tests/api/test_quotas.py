@@ -161,3 +161,35 @@ def test_the_command_line_sets_and_lists_quotas(app, client, runner):
     assert runner.invoke(args=["files", "quota", "set", "user", "nobody", "--max-bytes", "1"]).exit_code == 1
     assert runner.invoke(args=["files", "quota", "set", "bucket", "cli"]).exit_code == 0  # no limits: removed
     assert "bucket:cli" not in runner.invoke(args=["files", "quota", "list"]).output
+
+
+def test_a_bucket_confined_admin_token_reads_and_sets_no_quota_through_the_form(client, runner):
+    """#22: the page /quotas refuses a bucket-confined admin credential exactly as the API does (every
+    quota is the whole service's business); its own bucket's quota it may set, there and in the API."""
+    admin = make_token(runner, "admin")
+    confined = bearer(make_token(runner, "admin", bucket="mine"))
+    with client.session_transaction() as session:  # the form's CSRF token matches: only confinement refuses
+        session["csrf"] = "form-token"
+    assert client.put("/v1/files/mine/a.txt", data=b"a", headers=bearer(admin)).status_code == 200
+    assert set_quota(client, "tokens/1", headers=bearer(admin), max_bytes=5000).status_code == 200
+
+    assert_error(client.get("/v1/quotas/tokens/1", headers=confined), 403, "forbidden")
+    assert_error(set_quota(client, "tokens/1", headers=confined, max_bytes=None), 403, "forbidden")
+    page = client.get("/quotas", headers=confined)
+    assert page.status_code == 403 and b"5000" not in page.data
+    for kind, name in (("token", "1"), ("bucket", "other"), ("user", "nobody")):
+        form = client.post("/quotas", data={"kind": kind, "name": name, "max_bytes": "", "max_files": "",
+                                                "csrf_token": "form-token"},
+                           headers=confined)
+        assert form.status_code == 403, (kind, form.status_code)
+    assert client.get("/v1/quotas/tokens/1", headers=bearer(admin)).get_json()["max_bytes"] == 5000
+    assert client.get("/v1/quotas/other", headers=bearer(admin)).get_json()["max_bytes"] is None
+
+    # Its own bucket's quota: the API and the bucket page's form alike; another bucket's: neither.
+    assert set_quota(client, "mine", headers=confined, max_bytes=100).status_code == 200
+    assert client.post("/b/mine/quota", data={"max_bytes": "200", "max_files": "", "csrf_token": "form-token"},
+                       headers=confined).status_code == 302
+    assert client.get("/v1/quotas/mine", headers=bearer(admin)).get_json()["max_bytes"] == 200
+    assert_error(set_quota(client, "other", headers=confined, max_bytes=1), 403, "forbidden")
+    assert client.post("/b/other/quota", data={"max_bytes": "1", "max_files": "", "csrf_token": "form-token"},
+                       headers=confined).status_code == 403
