@@ -1,5 +1,6 @@
 """Races against the real server, in both configurations: replacing a file while others read it,
-and deleting a bucket while sessions are created in it. No 5xx, and no session answered 201 is lost.
+and deleting a bucket while sessions are created in it. No 5xx, no session answered 201 is lost, and
+`flask files check` finds the counters equal to the rows after each race.
 
 Each race runs in threads for at least SECONDS, and then until it has seen every outcome its test
 counts on (a slow or busy machine races longer rather than failing), for at most LIMIT seconds.
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import pytest
+
+from tests.e2e.test_counters import assert_no_drift
 
 pytestmark = pytest.mark.e2e
 SECONDS = 6.0  # each race runs at least this long...
@@ -121,6 +124,7 @@ def test_replacing_a_file_while_it_is_read(any_server):
     put(Client(any_server), versions[0])
     seen = race.run([writer] + [lambda: reader("/v1/content/r/k.txt")] * 3 + [lambda: reader("/b/r/k.txt")] * 2)
     assert {key[2] for key in seen if key[0] == "read"} == {200}, seen
+    assert_no_drift(any_server)
 
 
 def test_deleting_a_bucket_while_sessions_are_created_in_it(any_server):
@@ -147,6 +151,7 @@ def test_deleting_a_bucket_while_sessions_are_created_in_it(any_server):
     outcomes = race.run([creator] * 4 + [deleter] * 2)
     assert not [key for key in outcomes if key[1] >= 500], outcomes
     assert {status for (kind, status) in outcomes if kind == "delete"} <= {204, 404, 409}, outcomes
+    assert_no_drift(any_server)
 
 
 def test_put_delete_and_read_of_one_key_at_once(any_server):
@@ -180,3 +185,4 @@ def test_put_delete_and_read_of_one_key_at_once(any_server):
     assert not [key for key in outcomes if isinstance(key[1], int) and key[1] >= 500], outcomes
     assert outcomes[("read", 200)] > 0, outcomes
     assert {status for (kind, status) in outcomes if kind == "delete"} <= {200, 404, 409}, outcomes
+    assert_no_drift(any_server)
