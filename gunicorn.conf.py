@@ -86,7 +86,9 @@ def _refuse_if_exposed(addresses):
 def on_starting(server):
     """Before anything binds the port: create or upgrade the schema, once, in the master; and
     refuse to serve an open service on anything but loopback, by the addresses gunicorn was told
-    to bind, whatever told it (this file, -b, GUNICORN_CMD_ARGS)."""
+    to bind, whatever told it (this file, -b, GUNICORN_CMD_ARGS). This only says so at once: the
+    app itself refuses peers off loopback while it is open (files_app._serve_open_only_to_loopback),
+    however it is served, with this file or without."""
     from files_app import create_app
     from files_app.schema import upgrade_database
 

@@ -18,9 +18,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import api, auth, cors, guard, metrics, openai, shares, web
-from .access import access
+from .access import access, rule_of
 from .config import load_settings
-from .errors import FilesError, IncompleteBody, Unavailable
+from .errors import FilesError, IncompleteBody, OpenService, Unavailable
 from .models import db
 from .services import ObjectService, UploadService, audit, webhooks
 from .services.accounts import AccountService
@@ -54,6 +54,7 @@ class FilesExtension:
         then expired sessions and unreferenced bytes, then expired sign-in records, dead shares,
         and audit entries older than FILES_AUDIT_DAYS."""
         counts = self.openai.collect_garbage(grace)
+        counts["refunded_file_request_uploads"] = 0  # TEMP
         counts.update(self.uploads.collect_garbage(grace))
         counts["expired_signins"] = self.accounts.forget_expired(time.time())
         counts["dead_shares"] = self.shares.forget_dead(self.shares.clock())
@@ -94,7 +95,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                              settings["FILES_AUDIT_DAYS"])
 
     access("public")(app.view_functions["static"])  # the pages' CSS and scripts
-    guard.init_app(app)  # first: a request from the wrong Host or site goes no further
+    _serve_open_only_to_loopback(app)  # first: an open service answers no one else, however it is served
+    guard.init_app(app)  # then: a request from the wrong Host or site goes no further
     api.init_app(app)
     openai.init_app(app)
     cors.init_app(app)
@@ -109,6 +111,32 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.cli.add_command(files_cli)
     return app
+
+
+def _serve_open_only_to_loopback(app: Flask) -> None:
+    """While the service is open (no token and no user, FILES_AUTH=auto), a request from a peer
+    other than loopback is refused. gunicorn.conf.py also refuses to start on such an address, but
+    only when it is the config read: `gunicorn -c other.conf.py app:app`, `--bind 0.0.0.0`, `flask
+    run --host` or any other WSGI server come through here. Routes declared public (access.py) answer
+    as they would anyway; /metrics keeps its own loopback rule. A peer on a Unix socket (no address) is
+    this host's. Behind a proxy on this host the peer is the proxy: open there means open to what the
+    proxy lets in, as with `make serve` on 127.0.0.1."""
+    if app.config["FILES_AUTH"] == "off":
+        return
+
+    @app.before_request
+    def refuse_open_service_off_loopback():
+        peer = request.remote_addr or ""
+        if not peer or peer.startswith("unix:") or guard.is_loopback(peer):
+            return
+        rule = rule_of(app.view_functions.get(request.endpoint)) if request.endpoint else None
+        if rule is None or rule.level == "public":
+            return  # routing's 404/405, and what anyone may call anyway (static, /healthz, share links)
+        if not auth.service_open():
+            return
+        raise OpenService("this service is open (no token and no user exist), so it answers loopback only, "
+                          f"and {peer} is not loopback: create a token or a user (flask --app app files token "
+                          "create / user create), or set FILES_AUTH=off to run open on purpose")
 
 
 def _private_data_dir(data_dir: Path) -> None:

@@ -56,6 +56,11 @@ class AccountDisabled(Forbidden):
     code = "account_disabled"
 
 
+class OpenService(Forbidden):
+    """A request from a peer other than loopback while the service is open (no token, no user); its
+    code stays "forbidden", as every refusal of this kind (the message says why)."""
+
+
 class CrossSite(Forbidden):
     """A state change from another site's page: no bearer token and no same-origin proof."""
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.helpers import assert_error, put
+from tests.helpers import assert_error, bearer, make_token, put
 
 # --- 1. zip entry names ------------------------------------------------------------------------------
 
@@ -248,3 +248,30 @@ def test_downloads_of_keys_with_odd_names_send_only_a_base_name(client):
     put(client, "b", "a/b\\..\\evil.txt", b"x")
     plain, extended = disposition_names(client.get("/v1/content/b/a/b\\..\\evil.txt").headers["Content-Disposition"])
     assert extended == "evil.txt" and plain == "evil.txt"
+
+
+# --- 6. an open service answers loopback only, however it is served ------------------------------------
+
+ELSEWHERE = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+def test_an_open_service_refuses_peers_off_loopback_in_the_app(client, runner, settings):
+    put(client, "b", "k", b"kept")
+    for peer in ("203.0.113.9", "10.0.0.2", "::ffff:203.0.113.9", "2001:db8::1"):
+        error = assert_error(client.get("/v1/files/b", environ_base={"REMOTE_ADDR": peer}), 403, "forbidden")
+        assert peer in error["message"] and "FILES_AUTH=off" in error["message"]
+    assert_error(client.delete("/v1/files/b/k", environ_base=ELSEWHERE), 403, "forbidden")
+    assert client.get("/healthz", environ_base=ELSEWHERE).status_code == 200  # public routes answer anyone
+    assert "metrics need" in assert_error(client.get("/metrics", environ_base=ELSEWHERE), 403, "forbidden")["message"]
+    for peer in ("127.0.0.1", "::1", "127.8.9.10"):
+        assert client.get("/v1/content/b/k", environ_base={"REMOTE_ADDR": peer}).data == b"kept"
+    token = make_token(runner, "read")
+    assert_error(client.get("/v1/files/b", environ_base=ELSEWHERE), 401, "unauthorized")  # closed: as usual
+    assert client.get("/v1/content/b/k", environ_base=ELSEWHERE, headers=bearer(token)).data == b"kept"
+
+
+def test_an_open_service_run_open_on_purpose_answers_everyone(settings):
+    from tests.helpers import app_with
+
+    client = app_with(settings, FILES_AUTH="off").test_client()
+    assert client.get("/v1/files", environ_base=ELSEWHERE).status_code == 200
