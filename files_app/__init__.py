@@ -54,7 +54,7 @@ class FilesExtension:
         then expired sessions and unreferenced bytes, then expired sign-in records, dead shares,
         and audit entries older than FILES_AUDIT_DAYS."""
         counts = self.openai.collect_garbage(grace)
-        counts["refunded_file_request_uploads"] = 0  # TEMP
+        counts["refunded_file_request_uploads"] = self.shares.refund_expired_uploads(self.uploads.clock())
         counts.update(self.uploads.collect_garbage(grace))
         counts["expired_signins"] = self.accounts.forget_expired(time.time())
         counts["dead_shares"] = self.shares.forget_dead(self.shares.clock())

@@ -27,6 +27,7 @@ from .. import validation
 from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
 from ..models import SessionState, Share, UploadSession, db, transaction
 from . import audit
+from .leases import LEASE_FREE
 from .objects import ObjectInfo
 from .records import SessionInfo
 from .uploads import UploadService
@@ -53,6 +54,10 @@ _sessions = UploadSession.__table__
 _ABORT_UPLOAD = (delete(_sessions).where(_sessions.c.id == bindparam("sid"), _sessions.c.owner == bindparam("owner"),
                                          _sessions.c.state == SessionState.ACTIVE)
                  .returning(_sessions.c.size, _sessions.c.store_state))
+# File-request uploads past their expiry, never finished: gc's to forget, after giving their bytes back.
+_EXPIRED_UPLOADS = (delete(_sessions).where(_sessions.c.owner.like("share:%"), _sessions.c.state == SessionState.ACTIVE,
+                                            _sessions.c.expires_at < bindparam("now"), LEASE_FREE)
+                    .returning(_sessions.c.id, _sessions.c.owner, _sessions.c.size, _sessions.c.store_state))
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,20 @@ class ShareService:
         if row is None:
             raise ShareGone("this link was withdrawn", state="revoked")
         _refuse_dead(ShareInfo.from_row(row), self.clock())
+
+    def refund_expired_uploads(self, now: float) -> int:
+        """For gc, before it forgets expired sessions: a file request's upload that expired
+        unfinished gives its bytes back to its link (in the transaction that deletes it), then its
+        bytes go. The number of uploads refunded."""
+        with transaction():
+            expired = db.session.execute(_EXPIRED_UPLOADS, {"now": now}).all()
+            for row in expired:
+                if row.size:
+                    db.session.execute(_GIVE_BACK, {"share_id": row.owner.removeprefix("share:"), "size": row.size})
+        for row in expired:
+            self.uploads.store.discard_partial(row.id, row.store_state)
+            self.uploads.store.delete_blob(row.id)
+        return len(expired)
 
     def forget_dead(self, now: float) -> int:
         """For gc: shares expired, revoked or used up."""

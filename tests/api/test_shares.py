@@ -316,3 +316,21 @@ def test_an_aborted_file_request_upload_gives_its_bytes_back_once(client):
     assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 0
     assert tus_upload(client, link, "c.bin", b"y" * 100) == 204
     assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 100  # a finished one stays
+
+
+def test_a_file_request_upload_that_expires_unfinished_gives_its_bytes_back(client, services):
+    client.put("/v1/files/inbox")
+    made = share(client, bucket="inbox", prefix="", allow_upload=True, upload_max_bytes=100).get_json()
+    link = path_of(made["url"])
+    created = client.post(f"{link}/uploads", headers={**TUS, "Upload-Length": "100",
+                                                     "Upload-Metadata": "filename " + base64.b64encode(b"a").decode()})
+    client.patch(path_of(created.headers["Location"]), data=b"x" * 40, headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    assert tus_upload(client, link, "done.bin", b"y" * 1) == 507
+    later = time.time() + 2 * 86400
+    services.uploads.clock = lambda: later
+    counts = services.collect_garbage(grace=0)
+    assert (counts["refunded_file_request_uploads"], counts["expired_sessions"]) == (1, 0)
+    assert client.get(f"/v1/shares/{made['id']}").get_json()["uploaded_bytes"] == 0
+    services.uploads.clock = time.time
+    assert tus_upload(client, link, "fits.bin", b"z" * 100) == 204
