@@ -132,7 +132,7 @@ def test_a_folder_delete_racing_moves_out_of_the_folder_keeps_every_moved_file(a
 def test_deletes_of_the_same_files_and_a_replacing_move_racing_a_delete(any_server, token):
     main = Client(any_server, token)
     clients = [Client(any_server, token) for _ in range(THREADS)]
-    names = [f"same/f{index:02}" for index in range(40)]
+    names = [f"same/f{index:02}" for index in range(24)]
     for name in names:
         assert main.put("b", name, b"d" * 5000) == 200
     # Every thread deletes every file: each is deleted once (200), the rest find it gone.
@@ -144,7 +144,7 @@ def test_deletes_of_the_same_files_and_a_replacing_move_racing_a_delete(any_serv
     assert main.keys("b") == {}
 
     # A move that replaces B with A, racing a delete of B (and of A): whichever wins, the counts hold.
-    pairs = [(f"rep/a{index:02}", f"rep/b{index:02}") for index in range(40)]
+    pairs = [(f"rep/a{index:02}", f"rep/b{index:02}") for index in range(32)]
     for source, target in pairs:
         assert main.put("b", source, b"a" * 3000) == 200
         assert main.put("b", target, b"b" * 7000) == 200
