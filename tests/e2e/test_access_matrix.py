@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -260,22 +261,28 @@ def test_every_route_answers_every_principal_as_the_table_says(any_server):
     assert sorted(rules - set(ROUTES)) == [], "routes without a row in this test's table"
     assert sorted(set(ROUTES) - rules) == [], "rows for routes that do not exist"
     headers = credentials(server)
+    cells = [(route, principal) for route in sorted(ROUTES) for principal in PRINCIPALS]
+
+    def ask(http: httpx.Client, cell: tuple[str, str]) -> httpx.Response:
+        route, principal = cell
+        _kind, path, options = ROUTES[route]
+        return http.request(route.split()[0], path, content=options.get("content"),
+                            headers={**options.get("headers", {}), **headers[principal]})
+
+    # No cell changes what another sees (the end of this test checks it), so they go 8 at a time;
+    # the answers are judged here, in the test's own thread.
+    with httpx.Client(base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=8)) as http, \
+            ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda cell: ask(http, cell), cells))
     wrong = []
-    cells = 0
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        for route, (kind, path, options) in sorted(ROUTES.items()):
-            method = route.split()[0]
-            expected = dict(zip(PRINCIPALS, EXPECTED[kind].split(), strict=True))
-            for principal in PRINCIPALS:
-                request_headers = {**options.get("headers", {}), **headers[principal]}
-                response = http.request(method, path, content=options.get("content"), headers=request_headers)
-                cells += 1
-                assert response.status_code < 500, (route, principal, response.text)
-                if outcome(response) != expected[principal]:
-                    wrong.append(f"{route} as {principal}: expected {expected[principal]}, got "
-                                 f"{response.status_code} {response.text[:160]!r}")
+    for (route, principal), response in zip(cells, answers, strict=True):
+        assert response.status_code < 500, (route, principal, response.text)
+        expected = dict(zip(PRINCIPALS, EXPECTED[ROUTES[route][0]].split(), strict=True))[principal]
+        if outcome(response) != expected:
+            wrong.append(f"{route} as {principal}: expected {expected}, got "
+                         f"{response.status_code} {response.text[:160]!r}")
     assert wrong == [], "\n".join(wrong)
-    assert cells == len(ROUTES) * len(PRINCIPALS)
+    assert len(answers) == len(ROUTES) * len(PRINCIPALS)
     # Nothing the matrix sent changed the data it ran over.
     owner = headers["owner"]
     assert httpx.get(f"{server.url}/v1/content/{B}/f.txt", headers=owner).content == b"hello"
