@@ -141,7 +141,7 @@ class FolderService:
     def _each_file(self, bucket: str, prefix: str, to_bucket: str, to_prefix: str, action) -> FolderMove:
         """`action(key, to_key)` for each file under `prefix`, in key order, batch by batch (files
         added behind the walk are not taken; a name taken at the target is skipped)."""
-        prefix, to_prefix = _folder(prefix, "prefix"), _folder(to_prefix, "to_prefix")
+        prefix, to_prefix = _folder(prefix, "prefix", new=False), _folder(to_prefix, "to_prefix")
         to_bucket = validation.bucket_name(to_bucket)
         if bucket == to_bucket and to_prefix.startswith(prefix):
             raise InvalidInput("a folder cannot go into itself", "invalid_to_prefix")
@@ -165,7 +165,7 @@ class FolderService:
 
     def count(self, bucket: str, prefix: str) -> tuple[int, int]:
         """(files, bytes) under the folder: what a confirmation shows."""
-        prefix = _folder(prefix, "prefix")
+        prefix = _folder(prefix, "prefix", new=False)
         with transaction():
             files, size = db.session.execute(_COUNT_UNDER, {"bucket_id": self.objects.bucket_id(bucket),
                                                             "prefix": prefix,
@@ -175,7 +175,7 @@ class FolderService:
     def delete_folder(self, bucket: str, prefix: str, before: int) -> int:
         """Delete the files under `prefix` made at or before `before` (Unix seconds), a batch per
         durable transaction; files made later stay. Returns how many went."""
-        prefix = _folder(prefix, "prefix")
+        prefix = _folder(prefix, "prefix", new=False)
         bucket_id, deleted = self.objects.bucket_id(bucket), 0
         params = {"bucket_id": bucket_id, "prefix": prefix, "upper": key_successor_bound(prefix), "before": before}
         while True:
@@ -201,10 +201,11 @@ class FolderService:
                 return deleted
 
 
-def _folder(prefix: str, name: str) -> str:
-    """A folder is a non-empty prefix ending in '/'."""
+def _folder(prefix: str, name: str, *, new: bool = True) -> str:
+    """A folder is a non-empty prefix ending in '/'. `new=False` for a folder that exists already:
+    its files may carry names an older rule allowed (see validation.object_key), and stay reachable."""
     prefix = validation.list_prefix(prefix)
     if not prefix.endswith("/"):
         raise InvalidInput(f"{name} must be a folder: a prefix ending in '/'", f"invalid_{name}")
-    validation.object_key(prefix + "x")  # the folder's names are a key's
+    validation.object_key(prefix + "x", new=new)  # the folder's names are a key's
     return prefix

@@ -10,7 +10,7 @@ import json
 import posixpath
 import re
 import zipfile
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -199,6 +199,26 @@ def test_keys_stored_with_invisible_marks_before_the_rule_stay_readable_and_dele
     assert client.delete(f"/v1/files/b/{old_key}").status_code in (200, 204)
     assert client.get(f"/v1/files/b/{old_key}").status_code == 404
     assert client.get("/v1/content/b/renamed.txt").data == b"from before"
+
+
+def test_a_folder_named_before_the_rule_can_still_be_counted_moved_and_deleted(app, client):
+    """Its files are reachable one by one; the folder routes reach them all (only a new name is checked)."""
+    from files_app.models import StoredObject, db
+
+    for name in ("a.txt", "b.txt"):
+        put(client, "b", f"dir/{name}", name.encode())
+    with app.app_context():
+        for row in db.session.execute(db.select(StoredObject)).scalars():
+            row.key = row.key.replace("dir/", "old\u200f/")
+        db.session.commit()
+    old = quote("old\u200f/")
+    assert client.get(f"/v1/folders/b/{old}").get_json()["files"] == 2
+    copied = client.post("/v1/copy", data=json.dumps({"bucket": "b", "prefix": "old\u200f/", "to_prefix": "new/"}))
+    assert copied.status_code == 200, copied.data
+    assert client.post("/v1/copy", data=json.dumps({"bucket": "b", "prefix": "new/",
+                                                     "to_prefix": "x\u200f/"})).status_code == 400
+    assert client.delete(f"/v1/folders/b/{old}").get_json()["deleted"] == 2
+    assert sorted(f["key"] for f in client.get("/v1/files/b").get_json()["data"]) == ["new/a.txt", "new/b.txt"]
 
 
 # --- 5. the name an OpenAI file is saved as -----------------------------------------------------------
