@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .errors import CommitNotDurable
@@ -106,6 +106,9 @@ class StoredObject(db.Model):
     inline_data: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Who uploaded it ("user:<id>", "token:<id>", as a session's owner); None while the service is open.
     owner: Mapped[str | None] = mapped_column(String(64))
+    # When the row took its bucket, key and blob, as a number from one counter (migration 0014's
+    # triggers set it): a folder delete takes only rows placed at or before the count it confirms.
+    placed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class Quota(db.Model):

@@ -54,20 +54,30 @@ def _file_or_folder(one_file, folder, done: str, source_level: str):
 @api_bp.get("/folders/<bucket>/<path:prefix>")
 @access("read", bucket="bucket")
 def count_folder(bucket: str, prefix: str):
-    """What deleting the folder would delete: its files and bytes now, and the time to pass as `before`."""
+    """What deleting the folder would delete: its files and bytes now, and the `until` to pass to
+    delete exactly those (`counted_at`, Unix seconds, is the older clients' `before`)."""
     now = int(time.time())
-    files, size = folders().count(bucket, prefix)
-    return {"bucket": bucket, "prefix": prefix, "files": files, "bytes": size, "counted_at": now}
+    counted = folders().count(bucket, prefix)
+    return {"bucket": bucket, "prefix": prefix, "files": counted.files, "bytes": counted.bytes,
+            "until": counted.until, "counted_at": now}
 
 
 @api_bp.delete("/folders/<bucket>/<path:prefix>")
 @access("write", bucket="bucket")
 def delete_folder(bucket: str, prefix: str):
-    """Every file under the folder made at or before `before` (Unix seconds; default now), in batches."""
-    before = request.args.get("before")
-    if before is not None and not (before.isascii() and before.isdigit() and len(before) < 12):
-        raise InvalidInput("before must be Unix seconds", "invalid_before")
-    return {"deleted": folders().delete_folder(bucket, prefix, int(before) if before else int(time.time()))}
+    """The files a count saw (`until` from GET), or made at or before `before` (Unix seconds), or
+    every file there now; in batches."""
+    until, before = _counter_arg("until"), _counter_arg("before")
+    return {"deleted": folders().delete_folder(bucket, prefix, until=until, before=before)}
+
+
+def _counter_arg(name: str) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) < 19):
+        raise InvalidInput(f"{name} must be a non-negative integer (from the folder's count)", f"invalid_{name}")
+    return int(value)
 
 
 def _text(fields: dict, name: str) -> str:

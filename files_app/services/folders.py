@@ -6,8 +6,9 @@ is deleted in the same transaction), so readers see it at the old name or the ne
 or neither. A folder is moved or deleted file by file, in batches, in key order: interrupted, the
 same request again carries on with what is left. A copy is an upload whose body is the source's
 bytes: durable before it shows, checked against the source's sha256, and refused up front where the
-space is short, like any upload. A folder delete takes only files that existed when
-the caller counted them (`before`), so it never deletes more than the person who confirmed it saw.
+space is short, like any upload. A folder delete takes only files placed (uploaded, copied, replaced
+or moved) in the folder by the time the caller counted them (`until`, the placement counter's value
+then: migration 0014), so it never deletes more than the person who confirmed it saw.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -38,12 +39,24 @@ _UNDER = (_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bind
           _objects.c.key < bindparam("upper"))
 _KEYS_UNDER = select(_objects.c.key).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
 _COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0)).where(*_UNDER)
-_OLD_UNDER = (select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
-              .where(*_UNDER, _objects.c.created_at <= bindparam("before")).order_by(_objects.c.key).limit(BATCH))
-_DELETE_OLD_UNDER = (delete(_objects).where(*_UNDER, _objects.c.created_at <= bindparam("before"))
-                     .returning(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner))
+_COUNTED = _objects.c.placed <= bindparam("until")
+# `before` (Unix seconds of created_at, which a move keeps) is what clients counted with before `until`.
+_COUNTED_BEFORE = _objects.c.created_at <= bindparam("before")
+_OLD_UNDER = select(_objects.c.id).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
+_DELETE_UNDER = (delete(_objects).where(*_UNDER)
+                 .returning(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner))
 _AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
+
+
+@dataclass(frozen=True)
+class FolderCount:
+    """What a folder holds, and the placement counter's value when it was counted: the `until`
+    that a delete of exactly these files passes."""
+
+    files: int
+    bytes: int
+    until: int
 
 
 @dataclass(frozen=True)
@@ -163,31 +176,35 @@ class FolderService:
                 return FolderMove(done, skipped)
             start = keys[-1] + "\x01"
 
-    def count(self, bucket: str, prefix: str) -> tuple[int, int]:
-        """(files, bytes) under the folder: what a confirmation shows."""
+    def count(self, bucket: str, prefix: str) -> FolderCount:
+        """What a confirmation shows: the files under the folder now, and the placement counter's
+        value that goes with them (every file counted was placed at or before it, every file placed
+        later is past it)."""
         prefix = _folder(prefix, "prefix", new=False)
+        params = {"bucket_id": self.objects.bucket_id(bucket), "prefix": prefix, "upper": key_successor_bound(prefix)}
         with transaction():
-            files, size = db.session.execute(_COUNT_UNDER, {"bucket_id": self.objects.bucket_id(bucket),
-                                                            "prefix": prefix,
-                                                            "upper": key_successor_bound(prefix)}).one()
-        return int(files), int(size)  # PostgreSQL sums to a Decimal
+            until = _placement_counter()
+            files, size = db.session.execute(_COUNT_UNDER, params).one()
+        return FolderCount(int(files), int(size), until)  # PostgreSQL sums to a Decimal
 
-    def delete_folder(self, bucket: str, prefix: str, before: int) -> int:
-        """Delete the files under `prefix` made at or before `before` (Unix seconds), a batch per
-        durable transaction; files made later stay. Returns how many went."""
+    def delete_folder(self, bucket: str, prefix: str, *, until: int | None = None, before: int | None = None) -> int:
+        """Delete the files under `prefix` that a count saw: placed at or before `until` (or, for
+        older clients, made at or before `before`, Unix seconds); neither: every file there now.
+        A batch per durable transaction; files placed later stay. Returns how many went."""
         prefix = _folder(prefix, "prefix", new=False)
         bucket_id, deleted = self.objects.bucket_id(bucket), 0
-        params = {"bucket_id": bucket_id, "prefix": prefix, "upper": key_successor_bound(prefix), "before": before}
+        params = {"bucket_id": bucket_id, "prefix": prefix, "upper": key_successor_bound(prefix),
+                  "until": until, "before": before}
+        counted = [_COUNTED] if until is not None else [_COUNTED_BEFORE] if before is not None else []
         while True:
             with transaction(durable=True):
-                rows = db.session.execute(_OLD_UNDER, params).all()
+                ids = db.session.scalars(_OLD_UNDER.where(*counted), params).all()
                 gone = []
-                if rows:
+                if ids:
                     # The same conditions again in the DELETE: a file moved out of the folder, or
-                    # replaced by a newer one, since the SELECT is not taken; the counts move by
-                    # what was deleted (RETURNING), never by what was read.
-                    gone = db.session.execute(_DELETE_OLD_UNDER.where(
-                        _objects.c.id.in_([row.id for row in rows])), params).all()
+                    # replaced or moved in since the SELECT, is not taken; the counts move by what
+                    # was deleted (RETURNING), never by what was read.
+                    gone = db.session.execute(_DELETE_UNDER.where(*counted, _objects.c.id.in_(ids)), params).all()
                 if gone:
                     tally = Tally()
                     tally.gone(bucket_id, gone)
@@ -197,8 +214,19 @@ class FolderService:
             for row in gone:  # after the commit: a crash here leaves orphans for gc
                 self.store.release_blob(row.blob_id)
             deleted += len(gone)
-            if len(rows) < BATCH:
+            if len(ids) < BATCH:
                 return deleted
+
+
+def _placement_counter() -> int:
+    """The placement counter now. On PostgreSQL a sequence runs ahead of commits, so a lock that
+    waits for every transaction writing files (and holds new ones off until this transaction
+    ends) comes first: each number at or below the value read is then a committed, visible row."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return int(db.session.scalar(text("SELECT value FROM placement_clock")))
+    db.session.execute(text("LOCK TABLE objects IN SHARE MODE"))
+    last, called = db.session.execute(text("SELECT last_value, is_called FROM object_placements")).one()
+    return int(last) if called else 0
 
 
 def _folder(prefix: str, name: str, *, new: bool = True) -> str:

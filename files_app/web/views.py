@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from urllib.parse import urlsplit
 
 from flask import (
@@ -226,22 +225,22 @@ def new_folder(bucket: str):
 @bp.get("/b/<bucket>/delete-folder")
 @access("write", bucket="bucket")
 def confirm_delete_folder(bucket: str):
-    """The confirmation: what the folder holds now. The delete takes no file made after this count."""
+    """The confirmation: what the folder holds now. The delete takes no file placed after this count."""
     prefix = request.args.get("prefix", "")
-    files, size = folders().count(bucket, prefix)
-    return render_template("delete_folder.html", bucket=bucket, prefix=prefix, files=files, size=size,
-                           before=int(time.time()), crumbs=folder_crumbs(prefix))
+    counted = folders().count(bucket, prefix)
+    return render_template("delete_folder.html", bucket=bucket, prefix=prefix, files=counted.files,
+                           size=counted.bytes, until=counted.until, crumbs=folder_crumbs(prefix))
 
 
 @bp.post("/b/<bucket>/delete-folder")
 @access("write", bucket="bucket")
 def delete_folder(bucket: str):
-    """The folder's files that the confirmation counted (made at or before `before`), and no others."""
-    prefix, before = request.form.get("prefix", ""), request.form.get("before", "")
-    if not before.isdigit():
+    """The folder's files that the confirmation counted (placed at or before `until`), and no others."""
+    prefix, until = request.form.get("prefix", ""), request.form.get("until", "")
+    if not (until.isascii() and until.isdigit() and len(until) < 19):
         flash("Count the folder's files first.", "error")
         return redirect(folder_url(bucket, prefix))
-    deleted = folders().delete_folder(bucket, prefix, int(before))
+    deleted = folders().delete_folder(bucket, prefix, until=int(until))
     flash(f"Deleted {deleted} file{'s' if deleted != 1 else ''} in {prefix}.", "ok")
     return redirect(folder_url(bucket, prefix.rstrip("/").rpartition("/")[0] + "/" if "/" in prefix.rstrip("/")
                                else ""))

@@ -63,24 +63,41 @@ def test_a_folder_moves_file_by_file_and_skips_taken_names(client):
 
 
 def test_a_folder_delete_takes_what_was_counted_and_no_more(client, services):
+    """Whatever is placed in the folder after the count stays, even within the same second: a new
+    upload, a file moved in (a move keeps its creation time) and a counted file replaced since."""
     for index in range(7):
         put(client, "b", f"old/{index}.txt", b"x" * index)
     put(client, "b", "older/keep.txt", b"not in the folder")
+    put(client, "b", "elsewhere.txt", b"moved in after the count")
     counted = client.get("/v1/folders/b/old/").get_json()
-    assert (counted["files"], counted["bytes"]) == (7, 21)
-    # A file that arrives after the count is not deleted (its creation time is moved later, as if
-    # it had come a few seconds after the person confirmed).
+    assert (counted["files"], counted["bytes"]) == (7, 21) and isinstance(counted["until"], int)
+    put(client, "b", "old/late.txt", b"arrived after the confirmation")
+    moved = client.post("/v1/move", data=json.dumps({"bucket": "b", "key": "elsewhere.txt", "to_key": "old/in.txt"}))
+    assert moved.status_code == 200, moved.data
+    replaced = client.put("/v1/files/b/old/6.txt", data=b"replaced after the count")
+    assert replaced.status_code in (200, 201), replaced.data
+    deleted = client.delete(f"/v1/folders/b/old/?until={counted['until']}").get_json()
+    assert deleted == {"deleted": 6}
+    assert keys(client, "b") == ["old/6.txt", "old/in.txt", "old/late.txt", "older/keep.txt"]
+    assert client.get("/v1/files").get_json()["data"][0]["files"] == 4
+    assert client.get("/v1/folders/b/old/").get_json()["until"] > counted["until"]
+
+
+def test_older_clients_count_with_seconds(client, services):
+    """`before` (Unix seconds, the count's `counted_at`) still works: files made later stay."""
+    for index in range(3):
+        put(client, "b", f"old/{index}.txt", b"x")
+    counted = client.get("/v1/folders/b/old/").get_json()
     put(client, "b", "old/late.txt", b"arrived after the confirmation")
     with db.engine.begin() as connection:
         connection.execute(StoredObject.__table__.update().where(StoredObject.key == "old/late.txt")
                            .values(created_at=counted["counted_at"] + 5))
-    deleted = client.delete(f"/v1/folders/b/old/?before={counted['counted_at']}").get_json()
-    assert deleted == {"deleted": 7}
-    assert keys(client, "b") == ["old/late.txt", "older/keep.txt"]
-    assert client.get("/v1/files").get_json()["data"][0]["files"] == 2
+    assert client.delete(f"/v1/folders/b/old/?before={counted['counted_at']}").get_json() == {"deleted": 3}
+    assert keys(client, "b") == ["old/late.txt"]
 
 
-@pytest.mark.parametrize("path", ["/v1/folders/b/old", "/v1/folders/b/old/?before=soon", "/v1/folders/none/x/"])
+@pytest.mark.parametrize("path", ["/v1/folders/b/old", "/v1/folders/b/old/?before=soon", "/v1/folders/b/old/?until=-1",
+                                  "/v1/folders/b/old/?until=1e9", "/v1/folders/none/x/"])
 def test_bad_folder_requests(client, path):
     put(client, "b", "old/x.txt", b"x")
     response = client.delete(path)
@@ -114,3 +131,21 @@ def test_scopes_and_confined_tokens_on_moves_and_folder_deletes(client, runner):
     assert_error(client.get("/v1/thumbnails/theirs/d/y.txt", headers=bearer(mine)), 403, "forbidden")
     assert [e["key"] for e in client.get("/v1/files/theirs", headers=bearer(read)).get_json()["data"]] == ["d/y.txt"]
     assert client.delete("/v1/folders/mine/d/", headers=bearer(mine)).get_json() == {"deleted": 1}
+
+
+def test_the_pages_confirmation_deletes_what_it_showed(client):
+    """The page's count carries `until`: a file moved into the folder after it was shown stays."""
+    import re
+
+    for name in ("a.txt", "b.txt"):
+        put(client, "b", f"old/{name}", b"x")
+    put(client, "b", "elsewhere.txt", b"moved in after the page was shown")
+    page = client.get("/b/b/delete-folder?prefix=old/")
+    assert b"2 files" in page.data
+    until = re.search(rb'name="until" value="(\d+)"', page.data)[1].decode()
+    csrf = page.data.split(b'name="csrf-token" content="')[1].split(b'"')[0].decode()
+    assert client.post("/v1/move", data=json.dumps({"bucket": "b", "key": "elsewhere.txt",
+                                                    "to_key": "old/in.txt"})).status_code == 200
+    done = client.post("/b/b/delete-folder", data={"prefix": "old/", "until": until, "csrf_token": csrf})
+    assert done.status_code == 302
+    assert keys(client, "b") == ["old/in.txt"]

@@ -71,7 +71,7 @@ def test_cross_site_writes_are_refused_on_an_open_service(client, headers):
                        ("/b/b/quota", {"max_bytes": "1"}),
                        ("/quotas", {"kind": "bucket", "name": "b", "max_bytes": "1"}),
                        ("/b/b/share", {"key": "victim.txt"}), ("/shares/shr_0000000000000000/revoke", {}),
-                       ("/b/b/delete-folder", {"prefix": "", "before": "9999999999"})):
+                       ("/b/b/delete-folder", {"prefix": "", "until": "999999999999"})):
         assert client.post(path, data={**form, "csrf_token": csrf}, headers=headers).status_code == 403
     assert client.get("/v1/content/b/victim.txt").data == b"precious"
     assert [b["name"] for b in client.get("/v1/files").get_json()["data"]] == ["b"]
@@ -333,7 +333,7 @@ def test_the_pages_move_and_folder_forms_need_their_csrf_token(client):
     client.get("/")  # a session, with its token
     for path, form in (("/b/b/move", {"key": "keep/victim.txt", "to_key": "stolen.txt"}),
                        ("/b/b/move", {"prefix": "keep/", "to_prefix": "gone/"}),
-                       ("/b/b/delete-folder", {"prefix": "keep/", "before": "9999999999"})):
+                       ("/b/b/delete-folder", {"prefix": "keep/", "until": "999999999999"})):
         assert client.post(path, data=form).status_code == 403  # no token
         assert client.post(path, data={**form, "csrf_token": "forged"}).status_code == 403
     assert client.get("/v1/content/b/keep/victim.txt").data == b"precious"
