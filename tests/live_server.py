@@ -71,7 +71,7 @@ class GunicornServer:
                 [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        listening = f"Listening at: {self.url} ({self.process.pid})"
+        listening = f":{self.port} ({self.process.pid})"  # "Listening at: http://<its host>:<port> (<pid>)"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log, "rb") as log:
