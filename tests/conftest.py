@@ -11,9 +11,21 @@ from files_app import create_app
 from files_app.schema import upgrade_database
 from tests.live_server import GunicornServer
 
+# Files of these folders take longest (real servers, browsers, fuzzing): they are handed out first,
+# so that `pytest -n 2 --dist loadfile` ends with short files filling the gaps, not one worker
+# finishing a long file while the other waits.
+_LONGEST_FIRST = ("tests/fuzz/", "tests/e2e/", "tests/interop/", "tests/api/", "tests/tus/", "tests/unit/")
+
+
+def _handed_out(item) -> int:
+    path = item.nodeid.split("::")[0]
+    return next((rank for rank, folder in enumerate(_LONGEST_FIRST) if path.startswith(folder)), len(_LONGEST_FIRST))
+
 
 def pytest_collection_modifyitems(items):
-    """Mark what needs PostgreSQL or SeaweedFS, so that `pytest tests/unit -m "not scaled"` starts nothing."""
+    """Mark what needs PostgreSQL or SeaweedFS, so that `pytest tests/unit -m "not scaled"` starts
+    nothing; order the files longest first (each file's tests keep their order)."""
+    items.sort(key=_handed_out)
     for item in items:
         params = getattr(item, "callspec", None)
         params = params.params if params else {}
