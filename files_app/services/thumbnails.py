@@ -5,6 +5,13 @@ Uploaded images are untrusted: only files up to MAX_SOURCE bytes are read, only 
 below are opened, an image of more than MAX_PIXELS pixels (a decompression bomb) is refused before
 it is decoded, JPEGs are decoded at a reduced scale, and at most DECODERS decode at once per process.
 What cannot be made is remembered as such (an empty row), so a bad file is read once.
+
+Memory is bounded by design: a request takes a decoder slot before it opens the source, so however
+many ask at once (thirty first-time thumbnails, or anyone holding a share link), at most DECODERS
+sources are read and decoded at a time, each at most MAX_SOURCE bytes and MAX_PIXELS pixels; the
+others wait holding nothing but their request. A blob that is a file on this host is not read into
+memory at all: Pillow reads it from the file as it decodes. A request that waited finds the thumbnail
+another one made meanwhile, and does not make it again.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import delete, insert, select
@@ -55,23 +63,36 @@ class ThumbnailService:
         row = self.objects.row(bucket, key)
         if not can_have_one(row.mime_type):
             raise NotFound(f"{key!r} is not an image with a thumbnail")
-        with transaction():
-            kept = db.session.execute(select(_thumbs.c.data, _thumbs.c.source_sha256).where(
-                _thumbs.c.object_id == row.id, _thumbs.c.size == size)).first()
-        if kept is not None and kept.source_sha256 == row.sha256:
-            data = kept.data
-        else:
-            data = self._make(bucket, key, size) if row.size <= MAX_SOURCE else b""
-            self._keep(row.id, size, row.sha256, data)
+        data = self._kept(row.id, size, row.sha256)
+        if data is None:
+            if row.size > MAX_SOURCE:
+                data = b""
+                self._keep(row.id, size, row.sha256, data)
+            else:
+                with DECODERS:  # before a byte of the source is read: memory is bounded by the slots
+                    data = self._kept(row.id, size, row.sha256)  # made by a request that held a slot first
+                    if data is None:
+                        data = self._make(bucket, key, size)
+                        self._keep(row.id, size, row.sha256, data)
         if not data:
             raise NotFound(f"no thumbnail can be made of {key!r}")
         return data, row.sha256
 
+    @staticmethod
+    def _kept(object_id: int, size: int, sha256: str) -> bytes | None:
+        """The thumbnail kept for this file's current content (b"" for "none can be made"), or None."""
+        with transaction():
+            kept = db.session.execute(select(_thumbs.c.data, _thumbs.c.source_sha256).where(
+                _thumbs.c.object_id == object_id, _thumbs.c.size == size)).first()
+        return kept.data if kept is not None and kept.source_sha256 == sha256 else None
+
     def _make(self, bucket: str, key: str, size: int) -> bytes:
+        """Called holding a decoder slot: the source is opened and read only now."""
         _, stream = self.objects.open(bucket, key)
         with stream:
-            source = stream.read(MAX_SOURCE + 1)
-        with DECODERS:
+            # A file on this host is decoded from the file itself; other bytes (an object store's,
+            # a small file's inline copy) are read first, at most MAX_SOURCE of them.
+            source = stream if stream.can_sendfile else io.BytesIO(stream.read(MAX_SOURCE + 1))
             try:
                 return _thumbnail(source, size)
             except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
@@ -89,10 +110,10 @@ class ThumbnailService:
             pass  # made by another request at once, or the file deleted meanwhile: nothing to keep
 
 
-def _thumbnail(source: bytes, size: int) -> bytes:
+def _thumbnail(source: BinaryIO, size: int) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(source), formats=_FORMATS) as image:  # reads the header only
+        with Image.open(source, formats=_FORMATS) as image:  # reads the header only
             if image.width * image.height > MAX_PIXELS:
                 raise Image.DecompressionBombError("too many pixels")
             image.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale

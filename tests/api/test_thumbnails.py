@@ -92,3 +92,101 @@ def test_pages_may_ask_for_a_placeholder_instead_of_a_404(client):
     assert placeholder.status_code == 200 and Image.open(io.BytesIO(placeholder.data)).size == (1, 1)
     assert client.get("/v1/thumbnails/pics/none.png?fallback=1").status_code == 200
     assert_error(client.get("/v1/thumbnails/pics/fake.png?fallback=1&size=3"), 400, "invalid_size")
+
+
+class _Slots:
+    """Stands in for the decoder slots: says whether one is held, and logs when."""
+
+    def __init__(self, events: list, on_enter=None):
+        self.events, self.on_enter, self.held = events, on_enter, 0
+
+    def __enter__(self):
+        self.events.append("slot")
+        self.held += 1
+        if self.on_enter:
+            self.on_enter()
+
+    def __exit__(self, *exc_info):
+        self.held -= 1
+        self.events.append("slot released")
+
+
+class _WatchedSource:
+    """A source's bytes that log every read and fail it when no decoder slot is held."""
+
+    def __init__(self, stream, slots: _Slots):
+        self.stream, self.slots, self.can_sendfile = stream, slots, stream.can_sendfile
+
+    def read(self, size: int = -1) -> bytes:
+        assert self.slots.held, "the source was read before a decoder slot was held"
+        self.slots.events.append("read")
+        return self.stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _watch_sources(services, monkeypatch, slots: _Slots) -> list:
+    from files_app.services import thumbnails
+
+    monkeypatch.setattr(thumbnails, "DECODERS", slots)
+    real_open, opened = services.objects.open, []
+
+    def watched_open(bucket, key):
+        assert slots.held, "the source was opened before a decoder slot was held"
+        opened.append(key)
+        info, stream = real_open(bucket, key)
+        return info, _WatchedSource(stream, slots)
+
+    monkeypatch.setattr(services.objects, "open", watched_open)
+    return opened
+
+
+@pytest.mark.parametrize("name, width", [("big.png", 700), ("inline.png", 20)])  # a blob file; kept inline
+def test_the_source_is_opened_and_read_only_while_a_decoder_slot_is_held(client, services, monkeypatch, name,
+                                                                         width):
+    """Memory bounded by design: however many thumbnails are asked for at once, only as many sources
+    as there are decoders are in memory (it failed before: the whole source was read, then the slot
+    waited for)."""
+    from PIL import ImageDraw
+
+    image = Image.effect_noise((width, width), 64).convert("RGB")
+    ImageDraw.Draw(image).rectangle((0, 0, width // 2, width // 2), fill=(0, 200, 0))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    put(client, "pics", name, out.getvalue(), "image/png")
+    events = []
+    opened = _watch_sources(services, monkeypatch, _Slots(events))
+    response = client.get(f"/v1/thumbnails/pics/{name}?size=128")
+    assert response.status_code == 200 and Image.open(io.BytesIO(response.data)).size == (min(width, 128),) * 2
+    assert opened == [name] and events[0] == "slot" and events[-1] == "slot released"
+    assert "read" in events and events.count("slot") == 1
+
+
+def test_a_request_that_waited_for_a_slot_takes_the_thumbnail_made_meanwhile(client, services, monkeypatch):
+    """Thirty requests for one new thumbnail decode it once: each looks again once it holds a slot."""
+    put(client, "pics", "one.png", image_bytes(400, 300), "image/png")
+    made_meanwhile, entered = [], []
+
+    def another_request_finished_first():
+        if not entered:  # the first to hold a slot is the other request (its own entry does nothing)
+            entered.append(True)
+            made_meanwhile.append(client.get("/v1/thumbnails/pics/one.png?size=128").data)
+
+    slots = _Slots([], on_enter=another_request_finished_first)
+    opened = _watch_sources(services, monkeypatch, slots)
+    response = client.get("/v1/thumbnails/pics/one.png?size=128")
+    assert response.status_code == 200 and response.data == made_meanwhile[0]
+    assert opened == ["one.png"]  # decoded by the first request only
