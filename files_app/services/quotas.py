@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import validation
@@ -26,6 +26,7 @@ from ..models import (
     Quota,
     SessionKind,
     SessionState,
+    Share,
     UploadSession,
     User,
     db,
@@ -36,16 +37,31 @@ from . import audit
 _quotas, _sessions, _buckets = Quota.__table__, UploadSession.__table__, Bucket.__table__
 _TAKE = (update(_quotas).where(_quotas.c.subject.in_(bindparam("subjects", expanding=True)))
          .values(subject=_quotas.c.subject).returning(_quotas.c.subject, _quotas.c.max_bytes, _quotas.c.max_files))
+_later = _sessions.alias("later")
+# Live: unfinished and unexpired. A complete tus partial holds its bytes until a final joins it or gc
+# takes it, except while a final holds it (its lease_token names that final's unexpired session, whose size
+# counts instead).
 _OPEN = (_sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at >= bindparam("now"))
+_HELD_PARTIAL = and_(_sessions.c.kind == SessionKind.PARTIAL, _sessions.c.state == SessionState.COMPLETED,
+                     ~exists().where(_later.c.id == _sessions.c.lease_token, _later.c.expires_at >= bindparam("now")))
+_COUNTED = or_(and_(*_OPEN), _HELD_PARTIAL)
+# A deferred-length upload (no size yet) promises what it holds: its bytes count as they arrive.
+_PROMISE = func.coalesce(func.sum(func.coalesce(_sessions.c.size, _sessions.c.offset)), 0)
+# An owner's uploads, and those of the file requests (shares) they made: their creator's quota counts them.
+_shares = Share.__table__
+_OWNERS = or_(_sessions.c.owner == bindparam("owner"), _sessions.c.owner.in_(
+    select(literal("share:") + _shares.c.id).where(_shares.c.created_by == bindparam("owner"))))
 # What open uploads were promised: their declared sizes, and one file each (a partial makes none).
-_PROMISED_TO_BUCKET = (select(func.count(), func.coalesce(func.sum(_sessions.c.size), 0))
+_PROMISED_TO_BUCKET = (select(func.count(), _PROMISE)
                        .select_from(_sessions.join(_buckets, _buckets.c.id == _sessions.c.bucket_id))
                        .where(_buckets.c.name == bindparam("name"), *_OPEN))
-_PROMISED_TO_OWNER = (select(func.count().filter(_sessions.c.kind != SessionKind.PARTIAL),
-                             func.coalesce(func.sum(_sessions.c.size), 0))
-                      .where(_sessions.c.owner == bindparam("owner"), *_OPEN))
+_PROMISED_TO_OWNER = (select(func.count().filter(and_(*_OPEN, _sessions.c.kind != SessionKind.PARTIAL)), _PROMISE)
+                      .where(_OWNERS, _COUNTED))
 _BUCKET_HOLDS = select(_buckets.c.object_count, _buckets.c.total_bytes).where(_buckets.c.name == bindparam("name"))
-_OWNER_HOLDS = select(OwnerUsage.files, OwnerUsage.bytes).where(OwnerUsage.owner == bindparam("owner"))
+_OWNER_HOLDS = select(func.coalesce(func.sum(OwnerUsage.files), 0), func.coalesce(func.sum(OwnerUsage.bytes), 0)).where(
+    or_(OwnerUsage.owner == bindparam("owner"), OwnerUsage.owner.in_(
+        select(literal("share:") + _shares.c.id).where(_shares.c.created_by == bindparam("owner")))))
+_CREATOR = select(_shares.c.created_by).where(_shares.c.id == bindparam("share_id"))
 _LIMITS = select(_quotas.c.max_bytes, _quotas.c.max_files).where(_quotas.c.subject == bindparam("subject"))
 
 
@@ -81,8 +97,12 @@ def usage_of(subject: str, now: float) -> Usage:
 
 def enforce(bucket: str | None, owner: str | None, size: int, now: float, *, new_file: bool = True) -> None:
     """Refuse (507 quota_exceeded) an upload of `size` bytes into `bucket` by `owner` that would
-    pass a quota. Inside the caller's transaction, which must then record the upload's promise."""
+    pass a quota (a file request's, "share:<id>", its creator's too). Inside the caller's
+    transaction, which must then record the upload's promise (the quota rows stay taken until it ends)."""
     subjects = ([f"bucket:{bucket}"] if bucket else []) + ([owner] if owner else [])
+    if owner and owner.startswith("share:"):  # a file request's upload: its creator's quota counts it
+        creator = db.session.scalar(_CREATOR, {"share_id": owner.removeprefix("share:")})
+        subjects += [creator] if creator else []
     if not subjects:
         return
     for subject, max_bytes, max_files in db.session.execute(_TAKE, {"subjects": subjects}).all():

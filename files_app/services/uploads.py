@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -70,8 +70,22 @@ _UPLOADING_TO = (select(_sessions.c.id).join(Bucket, Bucket.id == _sessions.c.bu
                  .where(Bucket.name == bindparam("bucket"), _sessions.c.key == bindparam("key"),
                         _sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at >= bindparam("now")).limit(1))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
-    _sessions.c.owner == bindparam("owner"),
+    _sessions.c.owner == bindparam("owner"), _sessions.c.expires_at >= bindparam("now"),  # live ones only
     or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
+# A final upload takes its partials in the statement that checks nobody else has them: a partial is
+# held while its lease_token names an unexpired session (the final that took it); a stale hold (that
+# final gone or expired) is cleared first, in a statement of its own.
+_claimer = _sessions.alias("claimer")
+_PARTIALS = (_sessions.c.id.in_(bindparam("ids", expanding=True)), _sessions.c.kind == SessionKind.PARTIAL,
+             _sessions.c.state == SessionState.COMPLETED)
+_CLEAR_STALE_CLAIMS = (update(_sessions).where(*_PARTIALS, _sessions.c.lease_token.is_not(None), ~exists().where(
+    _claimer.c.id == _sessions.c.lease_token, _claimer.c.expires_at >= bindparam("now")))
+    .values(lease_token=None, lease_expires_at=0.0))
+_CLAIM = (update(_sessions).where(*_PARTIALS, _sessions.c.lease_token.is_(None))
+          .values(lease_token=bindparam("final"), lease_expires_at=0.0)
+          .returning(_sessions.c.id, _sessions.c.size))
+_UNCLAIM = (update(_sessions).where(*_PARTIALS, _sessions.c.lease_token == bindparam("final"))
+            .values(lease_token=None, lease_expires_at=0.0))
 
 
 @dataclass(frozen=True)
@@ -93,13 +107,20 @@ class UploadService:
         self.max_sessions = settings["FILES_MAX_SESSIONS"]
         self.inline_max = settings["FILES_INLINE_MAX"]
         self.reserved_space = settings["FILES_RESERVED_SPACE"]
+        # A session nobody else knows of (a PUT's, a copy's, a final's while it joins): its writer renews
+        # it with its lease; killed, it expires within this and gives back its promise and its slot.
+        self.hidden_ttl = 3 * self.lease_ttl
 
     # --- create / read / abort ---------------------------------------------------------
     def create(self, *, bucket: Any, key: Any, size: Any, mime_type: Any = None, sha256: Any = None,
                create_only: bool = False, kind: SessionKind = SessionKind.UPLOAD, defer_length: bool = False,
-               tus_metadata: str | None = None, tus_concat: str | None = None, owner: str | None = None) -> SessionInfo:
+               tus_metadata: str | None = None, tus_concat: str | None = None, owner: str | None = None,
+               partials: list[str] | None = None, session_id: str | None = None,
+               ttl: float | None = None) -> SessionInfo:
         """A new session. `defer_length` (tus) leaves the size to a later write; a "partial" has
-        no bucket or key."""
+        no bucket or key. `partials` (a final upload's, made as `session_id`): taken for it in the
+        transaction that makes it (409 if another final has one), their bytes no longer counted
+        apart from its size. `ttl`: a hidden session's (see `put`), else FILES_SESSION_TTL."""
         bucket_id = None
         if kind != SessionKind.PARTIAL:
             bucket, key = validation.bucket_name(bucket), validation.object_key(key)
@@ -112,17 +133,19 @@ class UploadService:
             self.check_space(size)
         if kind != SessionKind.PARTIAL and create_only and self._object_exists(bucket, key):
             raise PreconditionFailed(f"{key!r} already exists in bucket {bucket!r}")
-        now, session_id = self.clock(), uuid.uuid4().hex
+        now, session_id = self.clock(), session_id or uuid.uuid4().hex
+        ttl = ttl or self.ttl
         for attempt in range(3):
             try:
                 with transaction():
                     bucket_id = bucket_for_writing(bucket) if kind != SessionKind.PARTIAL else None
-                    quotas.enforce(bucket if bucket_id else None, owner, size or 0, now,
+                    counted = self._claim(partials, session_id, now) if partials else 0
+                    quotas.enforce(bucket if bucket_id else None, owner, (size or 0) - counted, now,
                                    new_file=kind != SessionKind.PARTIAL)
                     db.session.execute(_INSERT_SESSION, dict(
                         id=session_id, kind=kind, bucket_id=bucket_id, key=key, mime_type=mime_type, size=size,
                         offset=0, state=SessionState.ACTIVE, expected_sha256=expected, create_only=create_only,
-                        hash_state=None, store_state=None, created_at=int(now), expires_at=now + self.ttl,
+                        hash_state=None, store_state=None, created_at=int(now), expires_at=now + ttl,
                         lease_token=None, lease_expires_at=0.0, tus_metadata=tus_metadata, tus_concat=tus_concat,
                         owner=owner or None,
                     ))
@@ -134,8 +157,20 @@ class UploadService:
                     raise Conflict(f"bucket {bucket!r} is being deleted and created at once; retry") from None
         if size == 0:  # nothing to send: the empty file exists as soon as its session does
             return self._write(session_id, ChunkRequest(BytesBody()), refuse_final=False).session
-        return SessionInfo(session_id, kind, bucket, key, mime_type, size, 0, False, now + self.ttl,
+        return SessionInfo(session_id, kind, bucket, key, mime_type, size, 0, False, now + ttl,
                            tus_metadata, tus_concat)
+
+    @staticmethod
+    def _claim(partials: list[str], final_id: str, now: float) -> int:
+        """Take the partials for the final `final_id`, in the caller's transaction: all or 409.
+        The bytes they were counted for (each once), which the final's size now counts."""
+        unique = list(dict.fromkeys(partials))
+        db.session.execute(_CLEAR_STALE_CLAIMS, {"ids": unique, "now": now})
+        taken = db.session.execute(_CLAIM, {"ids": unique, "final": final_id}).all()
+        if len(taken) != len(unique):
+            raise ConcatInProgress("a partial upload it names is being joined by another final upload; "
+                                   "it stays until that one ends")
+        return sum(row.size for row in taken)
 
     def get(self, session_id: str, owner: str | None = None) -> SessionInfo:
         """`owner`, when given, must be the session's creator: another's session is as good as none."""
@@ -154,10 +189,11 @@ class UploadService:
         if 0 < length <= self.inline_max:
             return self._put_inline(bucket, key, body, length, mime_type, sha256, create_only, owner)
         info = self.create(bucket=bucket, key=key, size=length, mime_type=mime_type, sha256=sha256,
-                           create_only=create_only, owner=owner)
+                           create_only=create_only, owner=owner, ttl=self.hidden_ttl)
         if info.completed:  # an empty file exists as soon as its session does
             return self.objects.get(info.bucket, info.key)
-        return self.write(info.id, ChunkRequest(body, offset=0, length=length), with_creation=True).object
+        return self._write(info.id, ChunkRequest(body, offset=0, length=length), refuse_final=True,
+                           session_ttl=self.hidden_ttl, discard_on_error=True).object
 
     def _put_inline(self, bucket: Any, key: Any, body: Body, length: int, mime_type: Any, sha256: Any,
                     create_only: bool, owner: str | None) -> ObjectInfo:
@@ -182,17 +218,21 @@ class UploadService:
         creator (another's session is as good as none). `with_creation`: the session was made by
         this same request (tus creation-with-upload), so its client does not know its URL yet; if
         the write fails, the session goes with it."""
+        return self._write(session_id, chunk, refuse_final=True, owner=owner, discard_on_error=with_creation)
+
+    def _write(self, session_id: str, chunk: ChunkRequest, *, refuse_final: bool, owner: str | None = None,
+               session_ttl: float | None = None, discard_on_error: bool = False) -> WriteResult:
         try:
-            return self._write(session_id, chunk, refuse_final=True, owner=owner)
+            return self._write_taken(session_id, chunk, refuse_final, owner, session_ttl or self.ttl)
         except BaseException:
-            if with_creation:
+            if discard_on_error:
                 with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
                     self.discard(session_id)
             raise
 
-    def _write(self, session_id: str, chunk: ChunkRequest, *, refuse_final: bool,
-               owner: str | None = None) -> WriteResult:
-        taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock, owner) if is_id(session_id) else None
+    def _write_taken(self, session_id: str, chunk: ChunkRequest, refuse_final: bool, owner: str | None,
+                     session_ttl: float) -> WriteResult:
+        taken = Lease.take(session_id, self.lease_ttl, session_ttl, self.clock, owner) if is_id(session_id) else None
         if taken is None:
             return self._refused(session_id, chunk, refuse_final, owner)
         lease, record = taken
@@ -205,6 +245,10 @@ class UploadService:
             limit = self.max_size if record.size is None else record.size
             if chunk.length is not None and record.offset + chunk.length > limit:
                 raise TooLarge(f"{chunk.length} bytes at offset {record.offset} run past the size {limit}")
+            if record.size is None and chunk.length:  # its bytes count as they come: refuse now what cannot fit
+                self.check_space(chunk.length)
+                with transaction():
+                    quotas.enforce(record.bucket, record.owner, chunk.length, self.clock(), new_file=False)
             if record.is_whole_file(chunk, READ_SIZE):
                 source, digest = self._whole_in_memory(record, lease, chunk)
             else:
@@ -264,7 +308,8 @@ class UploadService:
                 if verifier is None and position - durable >= self.checkpoint_bytes:
                     pieces.settle()
                     writer.sync()
-                    lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
+                    self._advance(record, lease, durable, offset=position, hash_state=hasher.state(),
+                                  store_state=writer.state())
                     durable = position
                 else:
                     lease.renew_if_due()
@@ -283,7 +328,13 @@ class UploadService:
                 raise
             if verifier is None and position > durable:
                 writer.sync()
-                lease.save(offset=position, hash_state=hasher.state(), store_state=writer.state())
+                try:
+                    self._advance(record, lease, durable, offset=position, hash_state=hasher.state(),
+                                  store_state=writer.state())
+                except InsufficientStorage as error:  # its bytes would pass a quota: back to what was counted
+                    writer.rollback(durable)
+                    error.offset = durable
+                    raise
             elif verifier is not None:
                 writer.rollback(record.offset)
             raise
@@ -307,7 +358,26 @@ class UploadService:
             writer.sync_for_finalize()
         elif position != durable:
             writer.sync()
+            if record.size is None:  # a deferred-length upload's last bytes, counted before they are kept
+                try:
+                    self._advance(record, lease, durable, offset=position, hash_state=hasher.state(),
+                                  store_state=writer.state())
+                except InsufficientStorage as error:
+                    writer.rollback(durable)
+                    error.offset = durable
+                    raise
         return position, hasher
+
+    def _advance(self, record: SessionRecord, lease: Lease, durable: int, **values: Any) -> None:
+        """Make `values["offset"]` the session's durable offset. A deferred-length upload's promise is
+        what it holds, so its new bytes are checked against the quotas under their lock, in the
+        transaction that moves its offset (QuotaExceeded: nothing moved)."""
+        if record.size is not None:
+            lease.save(**values)
+            return
+        with transaction():  # (lease.save commits this transaction: the check and the move together)
+            quotas.enforce(record.bucket, record.owner, values["offset"] - durable, self.clock(), new_file=False)
+            lease.save(**values)
 
     def _declare_size(self, lease: Lease, record: SessionRecord, size: int) -> SessionRecord:
         if record.size is not None:
@@ -318,9 +388,9 @@ class UploadService:
         if size < record.offset:
             raise InvalidInput(f"length {size} is below the {record.offset} bytes already sent", "invalid_length")
         self.check_space(size - record.offset)
-        with transaction():  # only now is the size known: its bytes were not counted (its file was)
-            quotas.enforce(record.bucket, record.owner, size, self.clock(), new_file=False)
-        lease.save(size=size)
+        with transaction():  # what it holds was counted as it came (and its file): the rest, with the size
+            quotas.enforce(record.bucket, record.owner, size - record.offset, self.clock(), new_file=False)
+            lease.save(size=size)
         return replace(record, size=size)
 
     def _refused(self, session_id: str, chunk: ChunkRequest, refuse_final: bool, owner: str | None) -> WriteResult:
@@ -403,7 +473,8 @@ class UploadService:
                 raise InvalidInput(f"partial upload {partial_id} is not complete", "concat_unfinished")
             sizes.append(partial.size)
         info = self.create(bucket=bucket, key=key, size=sum(sizes), mime_type=mime_type, create_only=create_only,
-                           kind=SessionKind.FINAL, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner)
+                           kind=SessionKind.FINAL, tus_metadata=tus_metadata, tus_concat=tus_concat, owner=owner,
+                           partials=partial_ids, session_id=uuid.uuid4().hex, ttl=self.hidden_ttl)
         if info.completed:  # all partials were empty
             result = WriteResult(info, self.objects.get(info.bucket, info.key))
         else:
@@ -413,10 +484,12 @@ class UploadService:
                 else:
                     with _Concatenation(self.store, partial_ids) as body:
                         result = self._write(info.id, ChunkRequest(body, offset=0, checksum=checksum),
-                                             refuse_final=False)
+                                             refuse_final=False, session_ttl=self.hidden_ttl)
             except BaseException:
                 with contextlib.suppress(Exception):  # the original error is the answer; gc takes what is left
                     self.discard(info.id)
+                    with transaction():  # the partials are free for another final
+                        db.session.execute(_UNCLAIM, {"ids": list(dict.fromkeys(partial_ids)), "final": info.id})
                 raise
         for partial_id in dict.fromkeys(partial_ids):  # their bytes now live in the object
             self.discard(partial_id)
@@ -425,7 +498,7 @@ class UploadService:
     def _join(self, session_id: str, partial_ids: list[str], checksum: tuple[str, bytes] | None) -> WriteResult:
         """Concatenation where the store joins the blobs itself: the bytes are read once, to hash
         them (and check `checksum`), and never written again through this process."""
-        taken = Lease.take(session_id, self.lease_ttl, self.ttl, self.clock)
+        taken = Lease.take(session_id, self.lease_ttl, self.hidden_ttl, self.clock)
         if taken is None:  # made a moment ago, and its URL given to nobody: only gc could have it
             raise Conflict(f"upload {session_id} is no longer available; retry")
         lease, record = taken
@@ -489,7 +562,7 @@ class UploadService:
 
     def _check_session_cap(self, owner: str) -> None:
         with transaction():
-            open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner})
+            open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner, "now": self.clock()})
         if open_sessions >= self.max_sessions:
             raise TooManySessions(f"{open_sessions} upload sessions are open for this token; finish or abort "
                                   "some first", retry_after=60)
@@ -552,6 +625,12 @@ def _settle_quietly(pieces: WriteBehind) -> None:
 def _check_digest(digest: str, expected: str | None) -> None:
     if expected and not hmac.compare_digest(digest, expected):
         raise DigestMismatch(f"the file's sha256 is {digest}, not the {expected} announced", sha256=digest)
+
+
+class ConcatInProgress(Conflict):
+    """Another final upload holds a partial this one names (409): nothing is lost, the partial stays."""
+
+    code = "concat_in_progress"
 
 
 class _BrokeOff(IncompleteBody):
