@@ -76,3 +76,30 @@ def test_the_usage_is_right_after_a_kill_mid_upload(deployment, server_factory):
     _, listing = curl(f"{server.url}/v1/files/k")
     assert sum(entry["bytes"] for entry in listing["data"]) == usage["used_bytes"]
     assert_no_drift(server)
+
+
+def test_a_copy_killed_mid_way_gives_back_its_promise_within_a_few_leases(deployment, server_factory):
+    """A SIGKILL in the middle of a large copy: its hidden session (nobody knows its URL) held its
+    promised bytes for FILES_SESSION_TTL (24 h) before; now it expires within 3 x FILES_LEASE_TTL."""
+    server = server_factory(FILES_CHECKPOINT_BYTES=str(1024 * 1024), FILES_LEASE_TTL="1", **deployment).start()
+    size = 48 * 1024 * 1024
+    status, _ = _request(server, "PUT", "/v1/files/src/big.bin", b"z" * size)
+    assert status == 200
+    curl("-X", "PUT", f"{server.url}/v1/quotas/dst", "-d", json.dumps({"max_bytes": size + 1000}))
+    copying = ThreadPoolExecutor(1)
+    copying.submit(_request, server, "POST", "/v1/copy",
+                   json.dumps({"bucket": "src", "key": "big.bin", "to_bucket": "dst", "to_key": "c.bin"}))
+    deadline = time.monotonic() + 30
+    while curl(f"{server.url}/v1/quotas/dst")[1]["promised_bytes"] == 0:  # the copy's session is made
+        assert time.monotonic() < deadline
+    server.kill()
+    copying.shutdown(wait=True)
+    server.start(same_port=True)
+    deadline = time.monotonic() + 30
+    while (held := curl(f"{server.url}/v1/quotas/dst")[1]["promised_bytes"]) != 0:
+        assert time.monotonic() < deadline, f"the killed copy still holds {held} bytes"
+        time.sleep(0.2)
+    status, _ = _request(server, "POST", "/v1/copy",
+                         json.dumps({"bucket": "src", "key": "big.bin", "to_bucket": "dst", "to_key": "c.bin"}))
+    assert status == 200
+    assert_no_drift(server)
