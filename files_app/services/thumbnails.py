@@ -9,9 +9,10 @@ What cannot be made is remembered as such (an empty row), so a bad file is read 
 Memory is bounded by design: a request takes a decoder slot before it opens the source, so however
 many ask at once (thirty first-time thumbnails, or anyone holding a share link), at most DECODERS
 sources are read and decoded at a time, each at most MAX_SOURCE bytes and MAX_PIXELS pixels; the
-others wait holding nothing but their request. A blob that is a file on this host is not read into
-memory at all: Pillow reads it from the file as it decodes. A request that waited finds the thumbnail
-another one made meanwhile, and does not make it again.
+others wait holding nothing but their request. The decoding runs on DECODERS threads of its own
+(glibc keeps freed memory in the arena of the thread that used it). A blob that is a file on this
+host is not read into memory at all: Pillow reads it from the file as it decodes. A request that
+waited finds the thumbnail another one made meanwhile, and does not make it again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
@@ -33,6 +35,10 @@ SIZES = (128, 256, 512)
 MAX_SOURCE = 64 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 DECODERS = threading.BoundedSemaphore(2)
+# Decoding happens on these threads, never on a request's own: each thread's allocations come from its
+# own malloc arena, and arenas keep what they freed. Thirty requests decoding in turn on thirty threads
+# took a worker from 78 to 1,160 MiB (each arena kept one decode's memory); on two threads, ~+170 MiB.
+_DECODER_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="thumbnail-decoder")
 _FORMATS = ["PNG", "JPEG", "GIF", "WEBP", "BMP"]
 _TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 _thumbs = Thumbnail.__table__
@@ -94,7 +100,7 @@ class ThumbnailService:
             # a small file's inline copy) are read first, at most MAX_SOURCE of them.
             source = stream if stream.can_sendfile else io.BytesIO(stream.read(MAX_SOURCE + 1))
             try:
-                return _thumbnail(source, size)
+                return _DECODER_THREADS.submit(_thumbnail, source, size).result()
             except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
                     ValueError, SyntaxError, EOFError):
                 return b""  # not an image Pillow reads safely: remembered, never retried
