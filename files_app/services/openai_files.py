@@ -8,6 +8,19 @@ walk over the primary key, and `after=<id>` needs no lookup (nor the file to sti
 
 A file sent in one request streams into a session of unknown length, completed once the
 multipart body ends. An Upload's parts are tus-like partial sessions, joined by concatenation.
+
+A part's bytes count against the caller's quota and the free space as they arrive and until the
+Upload completes, is cancelled or expires (the upload path counts a deferred-length partial as it
+grows, and a complete partial until a final takes it). Parts never add up past `bytes`: a part's
+row is written before its bytes stream and reserves each piece of the body before the piece is
+stored, in a transaction that first takes the Upload's row (a no-op UPDATE: SQLite's write lock,
+PostgreSQL's row lock), so that parallel parts are checked one after another; a refused or failed
+part gives its reservation back.
+
+A completion claims the Upload (status `completing`) with the id of the file it makes, which starts
+with the claim's time. A claim older than FILES_LEASE_TTL whose joining session holds no live lease
+(its process was killed) is taken over by a retry or a cancel: a file it already published is the
+Upload's, else what it left (its session, its file row) is dropped and the parts joined again.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 
 from .. import validation
 from ..errors import ChecksumMismatch, Conflict, InvalidInput, NotFound, TooLarge
@@ -31,7 +44,9 @@ from ..models import (
     OpenAIUpload,
     OpenAIUploadPart,
     SessionKind,
+    SessionState,
     StoredObject,
+    UploadSession,
     db,
     transaction,
 )
@@ -46,7 +61,7 @@ UPLOAD_ID_RE = re.compile(r"upload_[0-9a-f]{32}")
 PART_ID_RE = re.compile(r"part_[0-9a-f]{32}")
 
 _files, _buckets, _objects = OpenAIFile.__table__, Bucket.__table__, StoredObject.__table__
-_uploads, _parts = OpenAIUpload.__table__, OpenAIUploadPart.__table__
+_uploads, _parts, _sessions = OpenAIUpload.__table__, OpenAIUploadPart.__table__, UploadSession.__table__
 # A visible file: its row, its object, not expired.
 _VISIBLE = (
     select(_files.c.id, _files.c.bucket, _files.c.key, _files.c.filename, _files.c.purpose, _files.c.created_at,
@@ -119,6 +134,7 @@ class OpenAIService:
                  clock: Callable[[], float] = time.time):
         self.uploads, self.objects, self.clock = uploads, objects, clock
         self.bucket = settings["FILES_OPENAI_BUCKET"]
+        self.claim_ttl = settings["FILES_LEASE_TTL"]
 
     # --- files ----------------------------------------------------------------------------
     def stage_file(self, *, filename: Any, mime_type: Any, body: Body, owner: str | None,
@@ -224,37 +240,65 @@ class OpenAIService:
         return UploadInfo(upload_id, size, now, now + UPLOAD_TTL, filename, purpose, "pending")
 
     def add_part(self, upload_id: str, body: Body, owner: str | None) -> PartInfo:
-        """A part's bytes (at most 64 MiB) streamed into a partial session of its own."""
+        """A part's bytes (at most 64 MiB, and never past the Upload's `bytes` with the other
+        parts) streamed into a partial session of its own."""
         self._pending(self._upload(upload_id, owner))
         session = self.uploads.create(bucket=None, key=None, size=None, kind=SessionKind.PARTIAL, defer_length=True,
                                       owner=owner)
+        part = PartInfo(f"part_{uuid.uuid4().hex}", upload_id, int(self.clock()))
         try:
-            written = self.uploads.write(session.id, ChunkRequest(_AtMost(body, PART_MAX), offset=0), owner=owner)
+            with transaction():  # its row first, reserving nothing yet
+                self._take_pending(upload_id)
+                db.session.execute(insert(_parts), dict(id=part.id, upload_id=upload_id, session_id=session.id,
+                                                        bytes=0, created_at=part.created_at))
+            reserving = _Reserving(_AtMost(body, PART_MAX), lambda size: self._reserve(upload_id, part.id, size))
+            written = self.uploads.write(session.id, ChunkRequest(reserving, offset=0), owner=owner)
             size = written.session.offset
             self.uploads.write(session.id, ChunkRequest(BytesBody(), offset=size, declared_size=size), owner=owner)
-            part = PartInfo(f"part_{uuid.uuid4().hex}", upload_id, int(self.clock()))
             with transaction():
-                # Still pending (a cancel or complete may have come meanwhile); on PostgreSQL this
-                # also locks the upload's row until the part is in.
-                still_pending = db.session.execute(
-                    update(_uploads).where(_uploads.c.id == upload_id, _uploads.c.status == "pending")
-                    .values(status="pending")).rowcount
-                if still_pending:
-                    db.session.execute(insert(_parts), dict(id=part.id, upload_id=upload_id, session_id=session.id,
-                                                            bytes=size, created_at=part.created_at))
-            if not still_pending:
-                self._pending(self._upload(upload_id, owner))
-                raise Conflict(f"upload {upload_id} changed while the part was sent")
+                # Still pending (a cancel or complete may have come meanwhile, and a complete drops
+                # the rows of parts it did not name); on PostgreSQL the Upload's row stays locked
+                # until the part is in.
+                self._take_pending(upload_id)
+                if db.session.execute(update(_parts).where(_parts.c.id == part.id)
+                                      .values(bytes=size)).rowcount != 1:
+                    raise Conflict(f"upload {upload_id} was completed while the part was sent")
         except BaseException:
+            with contextlib.suppress(Exception):
+                with transaction():  # its reservation given back
+                    db.session.execute(delete(_parts).where(_parts.c.id == part.id))
             with contextlib.suppress(Exception):
                 self.uploads.discard(session.id)
             raise
         return part
 
+    def _take_pending(self, upload_id: str) -> None:
+        """Inside the caller's transaction: take the Upload's row, if it is still pending."""
+        if db.session.execute(update(_uploads).where(
+                _uploads.c.id == upload_id, _uploads.c.status == "pending", _uploads.c.expires_at > self.clock())
+                .values(status="pending")).rowcount != 1:
+            raise Conflict(f"upload {upload_id} was completed, cancelled or expired while the part was sent")
+
+    def _reserve(self, upload_id: str, part_id: str, size: int) -> None:
+        """`size` more bytes for the part, if the parts stay within the Upload's `bytes`: checked
+        and reserved under the Upload's row."""
+        with transaction():
+            self._take_pending(upload_id)
+            limit = db.session.scalar(select(_uploads.c.bytes).where(_uploads.c.id == upload_id))
+            held = db.session.scalar(select(func.coalesce(func.sum(_parts.c.bytes), 0))
+                                     .where(_parts.c.upload_id == upload_id))
+            if held + size > limit:
+                raise TooLarge(f"the parts would hold more than the {limit} bytes the upload was created for "
+                               f"({held} are taken)", param="data")
+            if db.session.execute(update(_parts).where(_parts.c.id == part_id)
+                                  .values(bytes=_parts.c.bytes + size)).rowcount != 1:
+                raise Conflict(f"upload {upload_id} was completed while the part was sent")
+
     def complete_upload(self, upload_id: str, *, part_ids: Any, md5: Any, owner: str | None,
                         person: str | None = None) -> UploadInfo:
         """Join the parts, in the order given, into one file. The upload is claimed first, so a
-        cancel or a second complete cannot free the parts while they are read."""
+        cancel or a second complete cannot free the parts while they are read; a claim whose
+        process died is taken over (see the module's notes)."""
         upload = self._upload(upload_id, owner)
         if upload.status == "completed" and self._completed_with(upload_id, part_ids):
             return self._info(upload)  # a retry whose first answer was lost: the same answer
@@ -262,48 +306,130 @@ class OpenAIService:
         sessions = self._parts_in_order(upload, part_ids)
         if md5 is not None and (not isinstance(md5, str) or not re.fullmatch(r"[0-9a-fA-F]{32}", md5)):
             raise InvalidInput("md5 must be 32 hexadecimal digits", "invalid_md5", param="md5")
-        if not self._claim(upload_id, "pending", "completing"):
-            raise Conflict(f"upload {upload_id} is being completed or cancelled")
-        file_id = None
+        file_id = self._new_file_id()
+        stale = self._claim(upload, "completing", file_id)
+        if stale is not None and self._published(stale, upload.filename):
+            unused = self._completed(upload_id, file_id, stale, sessions)  # the killed completion's file
+            self._discard_sessions(unused)
+            return self._info(self._upload(upload_id, owner))
         try:
+            if stale is not None:
+                self._drop_leftovers(stale, upload.filename)
             if md5 is not None and not sessions and md5.lower() != hashlib.md5(b"", usedforsecurity=False).hexdigest():
                 raise _md5_mismatch()
-            file_id = self._new_file_id()
             key = _key(file_id, upload.filename)
             self._insert_row(file_id, upload.filename, upload.purpose, upload.file_expires_after, person)
             try:  # the md5 is checked as the parts are joined, before the file is published
-                self.uploads.concatenate(sessions, bucket=self.bucket, key=key, mime_type=upload.mime_type,
-                                         owner=owner, checksum=("md5", bytes.fromhex(md5)) if md5 else None)
+                self._join(sessions, key=key, mime_type=upload.mime_type, owner=owner,
+                           checksum=("md5", bytes.fromhex(md5)) if md5 else None)
             except ChecksumMismatch:
                 raise _md5_mismatch() from None
-            with transaction():
-                db.session.execute(update(_uploads).where(_uploads.c.id == upload_id)
-                                   .values(status="completed", file_id=file_id))
-                unused = db.session.scalars(select(_parts.c.session_id).where(
-                    _parts.c.upload_id == upload_id, _parts.c.session_id.not_in(sessions))).all()
-                # The parts used stay listed (their bytes are the file's now), to know a retry.
-                db.session.execute(delete(_parts).where(_parts.c.upload_id == upload_id,
-                                                        _parts.c.session_id.not_in(sessions)))
+            unused = self._completed(upload_id, file_id, file_id, sessions)
         except BaseException:
-            if file_id is not None:
-                self._forget_rows([file_id])
-            self._claim(upload_id, "completing", "pending")
+            self._forget_rows([file_id])
+            self._release_claim(upload_id, file_id)
             raise
         self._discard_sessions(unused)
         return self._info(self._upload(upload_id, owner))
+
+    def _join(self, sessions: list[str], *, key: str, mime_type: str, owner: str | None,
+              checksum: tuple[str, bytes] | None) -> None:
+        """The parts' bytes as the file's object; create_only: a completion taken over never
+        replaces the file of the one it took over from."""
+        self.uploads.concatenate(sessions, bucket=self.bucket, key=key, mime_type=mime_type, owner=owner,
+                                 create_only=True, checksum=checksum)
+
+    def _completed(self, upload_id: str, claim: str, file_id: str, sessions: list[str]) -> list[str]:
+        """The claim `claim` ends: the Upload is completed with `file_id`. The sessions of the
+        parts not used (and its promise) are returned, to be freed."""
+        with transaction(durable=True):
+            if db.session.execute(update(_uploads).where(_uploads.c.id == upload_id,
+                                                         _uploads.c.status == "completing",
+                                                         _uploads.c.file_id == claim)
+                                  .values(status="completed", file_id=file_id)).rowcount != 1:
+                raise Conflict(f"upload {upload_id} was taken over by another completion or a cancel")
+            # The parts used stay listed (their bytes are the file's now), to know a retry.
+            return list(db.session.scalars(delete(_parts).where(
+                _parts.c.upload_id == upload_id, _parts.c.session_id.not_in(sessions))
+                .returning(_parts.c.session_id)).all())
 
     def cancel_upload(self, upload_id: str, owner: str | None) -> UploadInfo:
         upload = self._upload(upload_id, owner)
         if upload.status == "cancelled":
             return self._info(upload)
         self._pending(upload)
-        if not self._claim(upload_id, "pending", "cancelled"):
-            raise Conflict(f"upload {upload_id} is being completed")
+        stale = self._claim(upload, "cancelled", None)
+        if stale is not None:
+            if self._published(stale, upload.filename):  # the killed completion had made its file
+                with transaction():
+                    db.session.execute(update(_uploads).where(_uploads.c.id == upload_id)
+                                       .values(status="completed", file_id=stale))
+                raise Conflict(f"upload {upload_id} was completed")
+            self._drop_leftovers(stale, upload.filename)
         with transaction():
-            sessions = db.session.scalars(select(_parts.c.session_id).where(_parts.c.upload_id == upload_id)).all()
-            db.session.execute(delete(_parts).where(_parts.c.upload_id == upload_id))
-        self._discard_sessions(sessions)
+            sessions = db.session.scalars(delete(_parts).where(_parts.c.upload_id == upload_id)
+                                          .returning(_parts.c.session_id)).all()
+        self._discard_sessions(list(sessions))
         return self._info(self._upload(upload_id, owner))
+
+    def _claim(self, upload, status: str, file_id: str | None) -> str | None:
+        """Move a pending Upload to `status` (with the file id a completion will make), or take
+        over a stale completion's claim: returns that claim's file id (None for a pending one).
+        409 while a completion may still be under way."""
+        if self._claim_pending(upload.id, status, file_id):
+            return None
+        with transaction():
+            row = db.session.execute(select(_uploads.c.status, _uploads.c.file_id)
+                                     .where(_uploads.c.id == upload.id)).first()
+        if row is None or row.status != "completing" or row.file_id is None \
+                or _claimed_at(row.file_id) + self.claim_ttl > self.clock():
+            raise Conflict(f"upload {upload.id} is being completed or cancelled")
+        key = _key(row.file_id, upload.filename)
+        working = exists().where(  # the killed completion's joining session, still leased: it lives
+            _buckets.c.name == self.bucket, _sessions.c.bucket_id == _buckets.c.id, _sessions.c.key == key,
+            _sessions.c.state == SessionState.ACTIVE, _sessions.c.lease_expires_at >= self.clock())
+        with transaction():
+            taken = db.session.execute(update(_uploads).where(
+                _uploads.c.id == upload.id, _uploads.c.status == "completing", _uploads.c.file_id == row.file_id,
+                ~working).values(status=status, file_id=file_id)).rowcount
+        if taken != 1:
+            raise Conflict(f"upload {upload.id} is being completed or cancelled")
+        return row.file_id
+
+    def _claim_pending(self, upload_id: str, status: str = "completing", file_id: str | None = None) -> bool:
+        with transaction():
+            return db.session.execute(update(_uploads).where(_uploads.c.id == upload_id,
+                                                             _uploads.c.status == "pending")
+                                      .values(status=status, file_id=file_id or self._new_file_id()
+                                              if status == "completing" else None)).rowcount == 1
+
+    def _release_claim(self, upload_id: str, file_id: str) -> None:
+        with transaction():
+            db.session.execute(update(_uploads).where(_uploads.c.id == upload_id, _uploads.c.status == "completing",
+                                                      _uploads.c.file_id == file_id)
+                               .values(status="pending", file_id=None))
+
+    def _published(self, file_id: str, filename: str) -> bool:
+        try:
+            self.objects.get(self.bucket, _key(file_id, filename))
+            return True
+        except NotFound:
+            return False
+
+    def _drop_leftovers(self, file_id: str, filename: str) -> None:
+        """What a killed completion left: its joining session (and its promise), the parts it had
+        taken (given back), and its file row."""
+        key = _key(file_id, filename)
+        with transaction():
+            left = list(db.session.scalars(select(_sessions.c.id).join(_buckets, _buckets.c.id == _sessions.c.bucket_id)
+                                           .where(_buckets.c.name == self.bucket, _sessions.c.key == key,
+                                                  _sessions.c.state == SessionState.ACTIVE)).all())
+            if left:
+                db.session.execute(update(_sessions).where(_sessions.c.kind == SessionKind.PARTIAL,
+                                                           _sessions.c.lease_token.in_(left))
+                                   .values(lease_token=None, lease_expires_at=0.0))
+        self._discard_sessions(left)
+        self._forget_rows([file_id])
 
     # --- gc -------------------------------------------------------------------------------
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
@@ -366,7 +492,7 @@ class OpenAIService:
 
     def _info(self, upload) -> UploadInfo:
         file = None
-        if upload.file_id:
+        if upload.file_id and upload.status == "completed":
             with contextlib.suppress(NotFound):
                 file = self.get_file(upload.file_id)
         return UploadInfo(upload.id, upload.bytes, upload.created_at, upload.expires_at, upload.filename,
@@ -397,11 +523,6 @@ class OpenAIService:
         return (isinstance(part_ids, list) and all(isinstance(p, str) for p in part_ids)
                 and set(part_ids) == used and len(part_ids) == len(used))
 
-    def _claim(self, upload_id: str, status: str, new_status: str) -> bool:
-        with transaction():
-            return db.session.execute(update(_uploads).where(_uploads.c.id == upload_id, _uploads.c.status == status)
-                                      .values(status=new_status)).rowcount == 1
-
     def _discard_sessions(self, sessions: list[str]) -> None:
         for session_id in sessions:
             with contextlib.suppress(Exception):  # what is left, gc frees
@@ -427,6 +548,11 @@ def _created_at(file_id: str) -> int:
     return int(file_id[5:19], 16) // 1_000_000
 
 
+def _claimed_at(file_id: str) -> float:
+    """When a completion claimed its Upload: the time its file's id was made."""
+    return int(file_id[5:19], 16) / 1_000_000
+
+
 def _known_type(mime_type: Any, key: str) -> str | None:
     """A part's declared type when it is one we can store; else guessed from the name."""
     if isinstance(mime_type, str) and validation.MIME_RE.fullmatch(mime_type) and len(mime_type) <= 255 \
@@ -447,3 +573,20 @@ class _AtMost:
         if self._left < 0:
             raise TooLarge(f"a part may hold at most {PART_MAX} bytes")
         return data
+
+
+class _Reserving:
+    """A body whose every piece is reserved (`reserve(n)`) before it is handed on: pieces of up to
+    the size asked for, so that a part of many small reads costs few reservations."""
+
+    def __init__(self, body: Body, reserve: Callable[[int], None]):
+        self._body, self._reserve = body, reserve
+
+    def read(self, size: int) -> bytes:
+        pieces, held = [], 0
+        while held < size and (data := self._body.read(size - held)):
+            pieces.append(data)
+            held += len(data)
+        if held:
+            self._reserve(held)
+        return b"".join(pieces)

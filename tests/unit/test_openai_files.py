@@ -9,7 +9,7 @@ import os
 import pytest
 from sqlalchemy import select
 
-from files_app.errors import Conflict, InvalidInput, NotFound, TooLarge
+from files_app.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, TooLarge
 from files_app.models import OpenAIFile, OpenAIUpload, UploadSession, db
 from files_app.services.records import BytesBody
 from tests.helpers import blob_ids
@@ -30,7 +30,7 @@ def make_file(service, content: bytes, purpose: str = "assistants", expires_afte
 
 def move_clock(services, seconds: float) -> None:
     later = services.openai.clock() + seconds
-    services.openai.clock = services.uploads.clock = lambda: later
+    services.openai.clock = services.uploads.clock = services.quotas.clock = lambda: later
 
 
 def test_an_expired_file_vanishes_at_once_and_gc_frees_its_bytes(services, openai_service):
@@ -82,7 +82,14 @@ def part(service, upload_id: str, content: bytes):
 def session_rows() -> list[str]:
     """The parts' sessions (a completed upload's own session stays for its expiry, as any does)."""
     with db.engine.connect() as connection:
-        return connection.execute(select(UploadSession.id).where(UploadSession.kind == "partial")).scalars().all()
+        return connection.execute(select(UploadSession.id).where(
+            UploadSession.kind == "partial", UploadSession.state == "completed")).scalars().all()
+
+
+def promise_rows() -> list[str]:
+    with db.engine.connect() as connection:
+        return connection.execute(select(UploadSession.id).where(
+            UploadSession.kind == "partial", UploadSession.state == "active")).scalars().all()
 
 
 def test_cancel_frees_every_parts_bytes(services, openai_service):
@@ -130,7 +137,7 @@ def test_a_cancel_cannot_free_parts_a_completion_is_reading(services, openai_ser
     upload = openai_service.create_upload(filename="r.bin", purpose="batch", size=MIB, mime_type="text/plain",
                                           expires_after=None, owner=None)
     only = part(openai_service, upload.id, os.urandom(MIB))
-    assert openai_service._claim(upload.id, "pending", "completing")  # a completion under way elsewhere
+    assert openai_service._claim_pending(upload.id)  # a completion under way elsewhere
     with pytest.raises(Conflict):
         openai_service.cancel_upload(upload.id, owner=None)
     with pytest.raises(Conflict):
@@ -220,3 +227,100 @@ def test_big_parts_are_joined_by_the_object_store_itself(services, openai_servic
     assert info.sha256 == hashlib.sha256(content).hexdigest()
     assert len(joined) == (1 if deployment.get("FILES_STORAGE") == "s3" else 0)
     assert session_rows() == [] and len(blob_ids(services.store)) == 1
+
+
+def new_upload(service, size: int, owner: str | None = None):
+    return service.create_upload(filename="q.bin", purpose="batch", size=size, mime_type="text/plain",
+                                 expires_after=None, owner=owner)
+
+
+def test_parts_never_add_up_past_the_uploads_bytes(services, openai_service):
+    upload = new_upload(openai_service, 10)
+    with pytest.raises(TooLarge) as refused:  # the attack: 900 KB parts for an Upload of 10 bytes
+        part(openai_service, upload.id, os.urandom(900 * 1024))
+    assert refused.value.code == "too_large" and "10" in refused.value.message
+    first = part(openai_service, upload.id, b"123456")
+    with pytest.raises(TooLarge):
+        part(openai_service, upload.id, b"12345")  # 11 > 10: refused, the first kept
+    second = part(openai_service, upload.id, b"7890")
+    with pytest.raises(TooLarge):
+        part(openai_service, upload.id, b"x")
+    assert len(session_rows()) == 2
+    done = openai_service.complete_upload(upload.id, part_ids=[first.id, second.id], md5=None, owner=None)
+    with services.objects.open("openai", done.file.key)[1] as stream:
+        assert stream.read() == b"1234567890"
+    assert session_rows() == [] and promise_rows() == []
+
+
+def test_an_uploads_bytes_count_against_the_quota_until_it_ends(services, openai_service):
+    services.quotas.set("token:7", MIB, None)
+    first = new_upload(openai_service, MIB, owner="token:7")
+    openai_service.add_part(first.id, BytesBody(os.urandom(MIB // 2)), owner="token:7")  # half of it
+    assert services.quotas.get("token:7").usage.promised_bytes == MIB // 2
+    with pytest.raises(QuotaExceeded):  # before: parts were counted nowhere
+        new_upload(openai_service, MIB, owner="token:7")
+    openai_service.cancel_upload(first.id, owner="token:7")  # given back
+    assert services.quotas.get("token:7").usage.promised_bytes == 0
+    second = new_upload(openai_service, MIB, owner="token:7")
+    openai_service.add_part(second.id, BytesBody(os.urandom(MIB // 2)), owner="token:7")
+    move_clock(services, 3601)  # expired: given back by gc
+    services.collect_garbage()
+    assert services.quotas.get("token:7").usage.promised_bytes == 0
+    third = new_upload(openai_service, MIB, owner="token:7")
+    assert second.id != third.id
+    only = openai_service.add_part(third.id, BytesBody(os.urandom(MIB)), owner="token:7")
+    done = openai_service.complete_upload(third.id, part_ids=[only.id], md5=None, owner="token:7")
+    assert done.file.bytes == MIB  # completing at the quota's edge: its bytes counted once
+    usage = services.quotas.get("token:7").usage
+    assert (usage.bytes, usage.promised_bytes) == (MIB, 0)
+
+
+class Killed(BaseException):
+    """A SIGKILL, as far as the code that was running can tell: nothing after it runs."""
+
+
+def crash_at(monkeypatch, target, name):
+    def killed(*args, **kwargs):
+        raise Killed()
+    monkeypatch.setattr(target, name, killed)
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_a_completion_killed_midway_is_finished_by_a_retry(services, openai_service, monkeypatch, published):
+    pieces = [os.urandom(MIB), os.urandom(MIB)]
+    upload = new_upload(openai_service, 2 * MIB)
+    parts = [part(openai_service, upload.id, piece) for piece in pieces]
+    with monkeypatch.context() as crash:
+        for cleanup in ("_release_claim", "_forget_rows"):  # nothing runs after a kill
+            crash_at(crash, openai_service, cleanup)
+        crash_at(crash, openai_service, "_completed" if published else "_join")
+        with pytest.raises(Killed):
+            openai_service.complete_upload(upload.id, part_ids=[p.id for p in parts], md5=None, owner=None)
+    with db.engine.connect() as connection:
+        assert connection.execute(select(OpenAIUpload.status)).scalar_one() == "completing"
+    with pytest.raises(Conflict):  # a completion could still be under way
+        openai_service.complete_upload(upload.id, part_ids=[p.id for p in parts], md5=None, owner=None)
+    move_clock(services, services.uploads.lease_ttl + 1)  # its claim is stale now: before, 409 until it expired
+    done = openai_service.complete_upload(upload.id, part_ids=[p.id for p in parts],
+                                          md5=hashlib.md5(b"".join(pieces)).hexdigest(), owner=None)
+    assert done.status == "completed"
+    with services.objects.open("openai", done.file.key)[1] as stream:
+        assert stream.read() == b"".join(pieces)
+    assert [f.id for f in openai_service.list_files().files] == [done.file.id]
+    assert session_rows() == [] and promise_rows() == []
+
+
+def test_a_completion_killed_midway_can_be_cancelled(services, openai_service, monkeypatch):
+    upload = new_upload(openai_service, MIB)
+    only = part(openai_service, upload.id, os.urandom(MIB))
+    with monkeypatch.context() as crash:
+        for cleanup in ("_release_claim", "_forget_rows", "_join"):
+            crash_at(crash, openai_service, cleanup)
+        with pytest.raises(Killed):
+            openai_service.complete_upload(upload.id, part_ids=[only.id], md5=None, owner=None)
+    with pytest.raises(Conflict):
+        openai_service.cancel_upload(upload.id, owner=None)
+    move_clock(services, services.uploads.lease_ttl + 1)
+    assert openai_service.cancel_upload(upload.id, owner=None).status == "cancelled"
+    assert session_rows() == [] and promise_rows() == [] and blob_ids(services.store) == []
+    assert openai_service.list_files().files == []
