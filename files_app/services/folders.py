@@ -87,6 +87,11 @@ class FolderService:
                         raise PreconditionFailed(f"{to_key!r} already exists in bucket {to_bucket!r}")
                     replaced = []
                     if taken is not None:
+                        # Both rows locked first, in one order (PostgreSQL; SQLite has one writer):
+                        # two moves across each other's names (A to B while B to A) would each
+                        # take one row and wait for the other, and one would end as a deadlock.
+                        db.session.execute(select(_objects.c.id).where(_objects.c.id.in_([source.id, taken.id]))
+                                           .order_by(_objects.c.id).with_for_update())
                         # Still that file at that key (not moved away or replaced meanwhile): the counters
                         # move by the row the DELETE returns.
                         replaced = db.session.execute(delete(_objects).where(

@@ -35,10 +35,9 @@ def work(url: str, headers: dict, seed: int, stop: threading.Event, done: list[i
                                                          "to_key": chooser.choice(KEYS)})
             except httpx.HTTPError:
                 return  # the server was killed under us
-            # No 500, ever (read by the test through the executor). PostgreSQL may end one of two moves
-            # that lock the same two files in the other order (a deadlock): 503 with Retry-After, nothing changed.
-            assert answer.status_code < 500 or (answer.status_code == 503 and "Retry-After" in answer.headers), \
-                answer.text
+            # No 5xx, ever (read by the test through the executor): two moves across each other's
+            # names lock their two files in one order, so PostgreSQL ends neither as a deadlock.
+            assert answer.status_code < 500, answer.text
             done.append(1)
 
 
