@@ -1,7 +1,9 @@
 """Quotas: at most so many bytes and files per bucket, and bytes per owner (a user or a token).
 
-Checked when an upload is created, from its declared size, counting what the files hold (kept in
-step with them: buckets' counts, `owner_usage`) and what open uploads were promised. The check runs
+Checked when an upload is created, from its declared size (a deferred-length tus upload: as its
+bytes arrive, in the transaction that moves its offset), counting what the files hold (kept in
+step with them: buckets' counts, `owner_usage`) and what open uploads were promised (declared
+sizes, bytes held by deferred ones, completed partials; a file request's count for its creator). The check runs
 in the transaction that records the new upload's promise, after taking the quota rows for writing
 (a no-op UPDATE: SQLite's write lock, PostgreSQL's row locks), so concurrent creations are checked
 one after another and cannot overshoot together. An upload that replaces a file is counted as
