@@ -169,7 +169,9 @@ def test_parts_sent_in_parallel_and_completed_in_another_order(client):
     with ThreadPoolExecutor(4) as pool:  # sent last first, all at once
         parts = list(pool.map(lambda piece: client.uploads.parts.create(upload.id, data=piece), pieces[::-1]))[::-1]
     assert all(part.object == "upload.part" and part.upload_id == upload.id for part in parts)
-    spare = client.uploads.parts.create(upload.id, data=b"not listed")
+    with pytest.raises(openai.APIStatusError) as past:  # the parts hold the Upload's bytes: no more (before: 200)
+        client.uploads.parts.create(upload.id, data=b"not listed")
+    assert past.value.status_code == 413 and past.value.body["code"] == "too_large"
 
     with pytest.raises(openai.BadRequestError) as wrong_md5:
         client.uploads.complete(upload.id, part_ids=[p.id for p in parts], md5="0" * 32)
@@ -182,10 +184,10 @@ def test_parts_sent_in_parallel_and_completed_in_another_order(client):
     assert done.status == "completed" and done.file.bytes == len(content)
     assert done.file.expires_at == done.file.created_at + 7200
     assert client.files.content(done.file.id).content == content
-    # A retry of the completion (its answer lost) gets the same answer; the spare part is gone.
+    # A retry of the completion (its answer lost) gets the same answer.
     assert client.uploads.complete(upload.id, part_ids=[p.id for p in parts]).file.id == done.file.id
     with pytest.raises(openai.BadRequestError):
-        client.uploads.complete(upload.id, part_ids=[spare.id])  # completed with other parts
+        client.uploads.complete(upload.id, part_ids=[parts[0].id])  # completed with other parts
     with pytest.raises(openai.BadRequestError) as late:
         client.uploads.parts.create(upload.id, data=b"late")
     assert late.value.body["code"] == "upload_completed"
