@@ -42,9 +42,7 @@ _COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0))
 _COUNTED = _objects.c.placed <= bindparam("until")
 # `before` (Unix seconds of created_at, which a move keeps) is what clients counted with before `until`.
 _COUNTED_BEFORE = _objects.c.created_at <= bindparam("before")
-_OLD_UNDER = select(_objects.c.id).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
-_DELETE_UNDER = (delete(_objects).where(*_UNDER)
-                 .returning(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner))
+_RETURNED = (_objects.c.id, _objects.c.key, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
 _AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 
@@ -203,23 +201,25 @@ class FolderService:
         counted = [_COUNTED] if until is not None else [_COUNTED_BEFORE] if before is not None else []
         while True:
             with transaction(durable=True):
-                ids = db.session.scalars(_OLD_UNDER.where(*counted), params).all()
-                gone = []
-                if ids:
-                    # The same conditions again in the DELETE: a file moved out of the folder, or
-                    # replaced or moved in since the SELECT, is not taken; the counts move by what
-                    # was deleted (RETURNING), never by what was read.
-                    gone = db.session.execute(_DELETE_UNDER.where(*counted, _objects.c.id.in_(ids)), params).all()
+                # The next batch chosen and deleted in one statement, its conditions repeated outside
+                # the subquery: PostgreSQL judges a row that changed meanwhile (a file moved out of
+                # the folder, replaced or placed after the count) on its newest version by those,
+                # and keeps it. The counters move by what was deleted (RETURNING).
+                batch = select(_objects.c.id).where(*_UNDER, *counted).order_by(_objects.c.key).limit(BATCH)
+                gone = db.session.execute(delete(_objects).where(*_UNDER, *counted,
+                                                                 _objects.c.id.in_(batch.scalar_subquery()))
+                                          .returning(*_RETURNED), params).all()
                 if gone:
                     tally = Tally()
                     tally.gone(bucket_id, gone)
                     tally.apply(int(time.time()))
+                    # Which files: an audit shows what a folder delete took, not only how many.
                     audit.record("folder.delete", bucket=bucket, key=prefix, size=sum(row.size for row in gone),
-                                 detail={"files": len(gone)})
+                                 detail={"files": len(gone), "keys": sorted(row.key for row in gone)})
             for row in gone:  # after the commit: a crash here leaves orphans for gc
                 self.store.release_blob(row.blob_id)
             deleted += len(gone)
-            if len(ids) < BATCH:
+            if len(gone) < BATCH:
                 return deleted
 
 

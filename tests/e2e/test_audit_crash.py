@@ -61,10 +61,10 @@ def history(entries: list[dict], key: str) -> str:
                      if key in (e["key"], (e["detail"] or {}).get("to_key")))
 
 
-def all_entries(http: httpx.Client) -> list[dict]:
+def all_entries(http: httpx.Client, bucket: str = "audited") -> list[dict]:
     entries, cursor = [], None
     while True:
-        page = http.get("/v1/audit", params={"bucket": "audited", "limit": 1000,
+        page = http.get("/v1/audit", params={"bucket": bucket, "limit": 1000,
                                              **({"cursor": cursor} if cursor else {})}).json()
         entries += page["data"]
         if not page["has_more"]:
