@@ -326,6 +326,13 @@ class OpenAIService:
                 raise _md5_mismatch() from None
             unused = self._completed(upload_id, file_id, file_id, sessions)
         except BaseException:
+            if self._published(file_id, upload.filename):
+                # Taken over after its file was published (the claim outlived FILES_LEASE_TTL): the
+                # taker makes that file the Upload's, so its row stays, and so does the answer.
+                upload = self._upload(upload_id, owner)
+                if upload.status == "completed" and upload.file_id == file_id:
+                    return self._info(upload)
+                raise
             self._forget_rows([file_id])
             self._release_claim(upload_id, file_id)
             raise
