@@ -45,9 +45,12 @@ test-deps: $(VENV)/.test-deps static/vendor/tus.min.js system-test-deps
 serve: deps
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
+# Files go to the two workers in the order tests/conftest.py gives (longest first), not by their
+# number of tests (xdist's reorder put the few long tests of fuzzing and crash files last, alone);
+# the slowest 25 are listed at the end.
 test: test-deps
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 2 --dist loadfile -q
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25 -q
 
 $(VENV)/.bench-deps: bench/requirements.txt $(VENV)/.test-deps
 	$(BIN)/pip install --quiet -r bench/requirements.txt

@@ -14,7 +14,10 @@ from tests.live_server import GunicornServer
 # Files of these folders take longest (real servers, browsers, fuzzing): they are handed out first,
 # so that `pytest -n 2 --dist loadfile` ends with short files filling the gaps, not one worker
 # finishing a long file while the other waits.
-_LONGEST_FIRST = ("tests/fuzz/", "tests/e2e/", "tests/interop/", "tests/api/", "tests/tus/", "tests/unit/")
+_LONGEST_FIRST = ("tests/fuzz/", "tests/e2e/test_model_concurrency.py", "tests/e2e/test_ui.py", "tests/e2e/test_cli.py",
+                  "tests/e2e/test_team_attacks.py", "tests/e2e/test_crash.py", "tests/e2e/test_openai_limits.py",
+                  "tests/e2e/", "tests/interop/", "tests/unit/test_listing.py", "tests/api/", "tests/tus/",
+                  "tests/unit/")
 
 
 def _handed_out(item) -> int:
