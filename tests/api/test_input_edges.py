@@ -90,6 +90,7 @@ def where_a_browser_goes(src: str) -> str:
     return posixpath.normpath(unquote(src).replace("\\", "/"))
 
 
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)  # checked before any storage: one configuration
 @pytest.mark.parametrize("source", ESCAPES)
 def test_a_markdown_image_never_leaves_the_bucket_by_escapes(client, source):
     for src in rendered_images(client, f"![x]({source})\n"):
@@ -123,6 +124,7 @@ OPENAI_JSON_ROUTES = [
 ]
 
 
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)  # checked before any storage: one configuration
 @pytest.mark.parametrize(("method", "path", "body"), JSON_ROUTES)
 def test_a_lone_surrogate_in_a_json_body_is_a_400(client, method, path, body):
     put(client, "b", "k", b"kept")
@@ -155,6 +157,7 @@ INVISIBLE = {"\u200f": "RIGHT-TO-LEFT MARK", "\u061c": "ARABIC LETTER MARK", "\u
              "\U000e0041": "TAG LATIN CAPITAL LETTER A"}
 
 
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)  # checked before any storage: one configuration
 @pytest.mark.parametrize("mark", sorted(INVISIBLE))
 def test_invisible_and_bidi_marks_are_refused_in_new_keys_saying_which(client, mark):
     key = f"report{mark}.txt"
@@ -176,6 +179,7 @@ def test_control_characters_are_named_too(client):
     assert "U+0007" in error["message"]
 
 
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)  # checked before any storage: one configuration
 @pytest.mark.parametrize("name", ["👨\u200d👩\u200d👧.png", "می\u200cخواهم.txt", "❤\ufe0f.txt", "Été 2024.jpg"])
 def test_joiners_and_variation_selectors_that_real_names_need_are_kept(client, name):
     assert put(client, "b", name, b"x")["key"] == name
