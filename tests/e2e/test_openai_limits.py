@@ -89,14 +89,19 @@ def _published(server, key: str) -> bool:
         connection.close()
 
 
+def _in_parts(client: openai.OpenAI, content: bytes, filename: str):
+    """An Upload of `content` with its parts (PART bytes each) sent: (upload, part ids in order)."""
+    upload = client.uploads.create(bytes=len(content), filename=filename, mime_type="application/octet-stream",
+                                   purpose="assistants")
+    return upload, [client.uploads.parts.create(upload.id, data=content[i:i + PART]).id
+                    for i in range(0, len(content), PART)]
+
+
 def _killed_while_completing(server, client: openai.OpenAI, content: bytes):
     """An Upload of PARTS parts whose completion is SIGKILLed while the Upload is `completing`:
     (upload id, part ids, the claim's file id, whether its object was published by then,
     what the killed completion was answered)."""
-    upload = client.uploads.create(bytes=len(content), filename="killed.bin", mime_type="application/octet-stream",
-                                   purpose="assistants")
-    part_ids = [client.uploads.parts.create(upload.id, data=content[i:i + PART]).id
-                for i in range(0, len(content), PART)]
+    upload, part_ids = _in_parts(client, content, "killed.bin")
     answer: list = []
 
     def complete():
@@ -199,10 +204,7 @@ def test_a_live_completion_is_never_taken_over(short_lease):
     server = short_lease
     client = sdk(server, create_token(server, "write"))
     content = os.urandom(6 * PART)
-    upload = client.uploads.create(bytes=len(content), filename="live.bin", mime_type="application/octet-stream",
-                                   purpose="assistants")
-    part_ids = [client.uploads.parts.create(upload.id, data=content[i:i + PART]).id
-                for i in range(0, len(content), PART)]
+    upload, part_ids = _in_parts(client, content, "live.bin")
     answer: list = []
 
     def complete():
