@@ -1,9 +1,11 @@
 """gunicorn settings for `make serve`: the files service's own gthread worker on FILES_HOST:FILES_PORT.
 
-The worker (files_app.serving.FilesWorker) gives every connection its own thread, up to
-FILES_THREADS per worker, so a slow upload never waits for another to finish; it cuts off headers
-that take longer than FILES_HEADER_TIMEOUT and bodies or readers that stall for FILES_CLIENT_TIMEOUT,
-and answers gunicorn's own protocol errors in the API's JSON error shape. Why this model and not
+The worker (files_app.serving.FilesWorker) reads each request's headers and the start of its body
+in its event loop, so idle and slow connections (FILES_MAX_CONNECTIONS per worker) hold no thread;
+then a request has one of FILES_THREADS threads to itself, so a slow upload never waits for another
+to finish. It cuts off headers that take longer than FILES_HEADER_TIMEOUT and bodies or readers that
+stall for FILES_CLIENT_TIMEOUT, and answers gunicorn's own protocol errors in the API's JSON error
+shape. Why this model and not
 gevent: README, "Serving model". Each worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR,
 made here for each start, and /metrics adds them up (files_app/metrics.py).
 """
@@ -56,8 +58,21 @@ bind = f"{_settings['FILES_HOST']}:{_settings['FILES_PORT']}"
 worker_class = "files_app.serving.FilesWorker"
 workers = _settings["FILES_WORKERS"]
 threads = _settings["FILES_THREADS"]
-# Every connection may hold a thread (an upload in progress does), plus room for idle keep-alives.
-worker_connections = threads + 256
+
+def _connections_allowed(wanted: int) -> int:
+    """FILES_MAX_CONNECTIONS, within what the process may open: the soft limit on descriptors is
+    raised to the hard one, and each thread at work may hold a file of its own besides its socket."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    room = (hard if hard != resource.RLIM_INFINITY else 1 << 20) - threads - 256
+    return max(min(wanted, room), threads + 1)
+
+
+# Idle, slow and kept-alive connections wait in the event loop without a thread (files_app/serving.py).
+worker_connections = _connections_allowed(_settings["FILES_MAX_CONNECTIONS"])
 # Long uploads are fine: gthread's heartbeat does not wait for requests to finish.
 timeout = 60
 graceful_timeout = 30

@@ -257,6 +257,19 @@ def slow_client_rows(ours) -> list[dict]:
     idle_ms, attacked_ms = slow.healthz_under_attack(ours.port)
     rows = [row("slow_clients_healthz_p99", attacked_ms, "ms", "no slow clients", idle_ms, idle_ms / attacked_ms,
                 "< 250 ms with 256 slow-header + 256 slow-body connections", attacked_ms < 250)]
+    held_server = servers.ours(WORK, name="ours-held", FILES_HEADER_TIMEOUT="600").start()
+    try:
+        held = slow.held_10000(held_server.port)
+        rss = held_server.peak_rss_mib()
+    finally:
+        held_server.stop()
+    target = "< 250 ms while 10,000 connections are held (2,500 idle, 2,500 slow headers, 5,000 slow bodies), none cut"
+    rows += [row("slow_bodies_10000_healthz_p99", held["healthz_held"], "ms", "no connection held",
+                 held["healthz_idle"], held["healthz_idle"] / held["healthz_held"], target,
+                 held["healthz_held"] < 250 and held["cut"] == 0, rss),
+             row("slow_bodies_10000_small_get_p99", held["small_held"], "ms", "no connection held",
+                 held["small_idle"], held["small_idle"] / held["small_held"], target.replace("ms", "ms (1 KiB GET)"),
+                 held["small_held"] < 250 and held["cut"] == 0, rss)]
     ours.restart()
     ideal = MIB / (64 * 1024)
     seconds, completed = slow.slow_uploads(ours.port)

@@ -9,7 +9,7 @@ import statistics
 import threading
 import time
 
-from tests.slow_clients import SlowHeaders, Trickle, trickle, upload_head
+from tests.slow_clients import HeldConnections, SlowHeaders, Trickle, trickle, upload_head
 
 MIB = 1024 * 1024
 
@@ -28,18 +28,18 @@ def _sessions(port: int, count: int, size: int, prefix: str) -> list[str]:
     return paths
 
 
-def healthz_latencies(port: int, count: int = 300) -> list[float]:
-    """`count` sequential GET /healthz on fresh connections, each timed (seconds)."""
+def healthz_latencies(port: int, count: int = 300, path: str = "/healthz") -> list[float]:
+    """`count` sequential GET `path` on fresh connections, each timed (seconds)."""
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        connection.request("GET", "/healthz")
+        connection.request("GET", path)
         response = connection.getresponse()
         response.read()
         connection.close()
         if response.status != 200:
-            raise RuntimeError(f"healthz: {response.status}")
+            raise RuntimeError(f"{path}: {response.status}")
         latencies.append(time.perf_counter() - started)
     return latencies
 
@@ -73,3 +73,29 @@ def slow_uploads(port: int, count: int = 1000, size: int = MIB, rate: int = 64 *
     finished = [u.finished for u in uploads if u.finished is not None]
     completed = sum(1 for u in uploads if u.status == 200 and b'"sha256"' in u.response)
     return (max(finished) if finished else time.monotonic()) - started, completed
+
+
+def held_10000(port: int) -> dict[str, float]:
+    """p99 (ms) of /healthz and of a small GET (a 1 KiB file), with nothing else open, then while
+    10,000 connections are held: 2,500 idle, 2,500 sending their headers a byte a second and 5,000
+    sending a 1 MB body a byte a second. The server must run with deadlines longer than the
+    measurement (FILES_HEADER_TIMEOUT), so that every one of them still holds at the end: `cut`
+    says how many the server let go (it should be 0)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", "/v1/files", body=json.dumps({"bucket": "held", "key": "small.txt", "size": 1024}))
+    url = json.loads(connection.getresponse().read())["url"]
+    connection.request("POST", url.split(str(port), 1)[1], body=b"s" * 1024)
+    response = connection.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"small upload: {response.status} {response.read()[:200]!r}")
+    connection.close()
+    small = "/v1/content/held/small.txt"
+    figures = {"healthz_idle": p99(healthz_latencies(port)), "small_idle": p99(healthz_latencies(port, path=small))}
+    with HeldConnections(port, idle=2500, slow_headers=2500, slow_bodies=5000, interval=1.0) as held:
+        held.opened.wait(timeout=120)
+        if held.failures:
+            raise RuntimeError(f"{len(held.failures)} connections could not be opened: {held.failures[:3]}")
+        figures["healthz_held"] = p99(healthz_latencies(port))
+        figures["small_held"] = p99(healthz_latencies(port, path=small))
+        cut = held.cut
+    return {name: value * 1000 for name, value in figures.items()} | {"cut": cut}

@@ -54,7 +54,8 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_HOOKS_BACKOFF_MS": (int, 10000),  # a failed delivery's first retry; doubling, at most an hour apart
     "FILES_HOOKS_RETRY_FOR": (int, 86400),  # seconds after its event a failing delivery is retried, then failed
     "FILES_WORKERS": (int, 2),
-    "FILES_THREADS": (int, 1024),  # per worker; each connection being served holds one
+    "FILES_THREADS": (int, 1024),  # per worker; each request being served holds one
+    "FILES_MAX_CONNECTIONS": (int, 10000),  # open connections per worker (idle, slow or served)
 }
 
 

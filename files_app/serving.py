@@ -1,45 +1,79 @@
-"""The gunicorn worker the service runs under: gthread, hardened against slow clients.
+"""The gunicorn worker the service runs under: gthread, with an event loop that reads requests
+before a thread takes them.
 
-gunicorn's gthread worker parks idle connections in its event loop, but a connection that has sent
-part of its headers holds a thread until they are complete, and a body or a reader that stalls holds
-one for ever. Here:
-- each worker has many threads (FILES_THREADS, default 1024): an upload in progress holds one, so a
-  host serves a thousand slow uploads at once without the next one waiting;
-- a request whose headers are not complete FILES_HEADER_TIMEOUT seconds after its first byte is cut
-  off (the event loop shuts the socket down, which ends the thread's blocking read);
-- once the headers are in, every read and write on the socket times out after FILES_CLIENT_TIMEOUT
-  seconds without progress, on every route and method: the body reader raises, the upload keeps
-  what was durable and the thread is free again;
+gunicorn's gthread worker gives a new connection a thread as soon as its first byte arrives, so a
+client that sends its headers or its body slowly holds a thread for as long as it likes: a few
+thousand slow connections held every thread and nothing else was answered. Here:
+- the event loop reads each request's headers, and its body up to BODY_IN_LOOP bytes (a whole
+  small request: JSON calls, forms, small files), before a thread takes it. A connection that is
+  idle, or trickles its headers or the start of its body, costs a socket and a buffer, not a thread;
+  FILES_MAX_CONNECTIONS of them per worker, each within FILES_HEADER_TIMEOUT for its headers (from
+  its first byte, or from its connection) and FILES_CLIENT_TIMEOUT of silence mid-body (408);
+- a request that has sent that much, or whose client waits for `100 Continue`, goes to one of
+  FILES_THREADS threads and streams the rest: an upload in progress holds a thread, and every read
+  and write on its socket times out after FILES_CLIENT_TIMEOUT seconds without progress (the upload
+  keeps what was durable);
 - gunicorn's own answers to malformed requests use the API's JSON error shape.
-The measurements that chose this over gevent are in the README ("Serving model").
+The measurements that chose this model are in the README ("Serving model").
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import selectors
 import socket
 import threading
 import time
+from functools import partial
 
 from gunicorn import util
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.http2 import negotiation
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from .config import load_settings
+from .request_head import GO_NOW, BodyPlan, body_complete, body_plan, head_end
+
+BODY_IN_LOOP = 64 * 1024  # body bytes read before a thread takes the request (= FILES_INLINE_MAX's default)
+LOOP_MEMORY = 128 * 1024 * 1024  # a worker's bytes held for requests not yet in a thread; past it, no body waits
+ACCEPTS_PER_WAKE = 64
+SCAN_EVERY = 0.25  # seconds between looks for connections past their deadlines
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 414: "URI Too Long",
             417: "Expectation Failed", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
             501: "Not Implemented"}
 
 
-def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's util.write_error, in the API's error shape instead of an HTML page."""
+def json_error(status_int: int, reason: str, mesg: str) -> bytes:
+    """A whole `Connection: close` answer in the API's error shape."""
     code = reason.lower().replace(" ", "_") if reason else "bad_request"
     body = json.dumps({"error": {"status": status_int, "code": code,
                                  "message": mesg or reason or "malformed request"}}).encode()
     head = (f"HTTP/1.1 {status_int} {reason or _REASONS.get(status_int, 'Error')}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             "X-Content-Type-Options: nosniff\r\n\r\n")
-    util.write_nonblock(sock, head.encode("latin-1") + body)
+    return head.encode("latin-1") + body
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's util.write_error, in the API's error shape instead of an HTML page."""
+    util.write_nonblock(sock, json_error(status_int, reason, mesg))
+
+
+class ReadingConn(TConn):
+    """A connection, with what the event loop has read of its next request."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start_request(time.monotonic())
+
+    def start_request(self, now: float) -> None:
+        self.buffer = bytearray()
+        self.waiting_since = now  # connected, or kept alive after its last answer
+        self.first_byte_at: float | None = None
+        self.last_byte_at = now
+        self.end_of_head: int | None = None
+        self.plan: BodyPlan = GO_NOW
 
 
 class FilesWorker(ThreadWorker):
@@ -48,20 +82,165 @@ class FilesWorker(ThreadWorker):
         settings = load_settings()
         self.header_timeout = settings["FILES_HEADER_TIMEOUT"] or None
         self.client_timeout = settings["FILES_CLIENT_TIMEOUT"] or None
-        # Connections whose headers are being read, by the monotonic time they must be complete.
+        # Connections whose headers a thread is reading, by the monotonic time they must be complete.
         self._header_deadlines: dict[object, float] = {}
         self._deadlines_lock = threading.Lock()
+        # Connections the event loop is reading (an insertion-ordered set), and their bytes in all.
+        self._reading: dict[ReadingConn, None] = {}
+        self._held = 0
+        self._next_scan = 0.0
+        self._accept_paused_until = 0.0
 
     def init_process(self):
         util.write_error = write_json_error  # base.Worker.handle_error writes through it
         super().init_process()
 
-    def handle(self, conn):
-        """Runs in a pool thread for each request on a connection: headers under a deadline."""
-        if self.header_timeout:
-            with self._deadlines_lock:
-                self._header_deadlines[conn] = time.monotonic() + self.header_timeout
+    # -- the event loop: accepting and reading ------------------------------------------------
+
+    def accept(self, listener):
+        for _ in range(ACCEPTS_PER_WAKE):
+            try:
+                client_sock, client_addr = listener.accept()
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: stop accepting for a moment rather than spin on a listener
+                    # that stays readable; the waiting connections stay in the kernel's backlog.
+                    self.log.warning("cannot accept a connection (%s): pausing for 0.5 s", error)
+                    self._accept_paused_until = time.monotonic() + 0.5
+                    self.set_accept_enabled(False)
+                    return
+                if error.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    return
+                raise
+            self.nr_conns += 1
+            conn = ReadingConn(self.cfg, client_sock, client_addr, listener.getsockname())
+            if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, client_addr):
+                self.enqueue_req(conn)  # TLS and HTTP/2 are read by a thread, as gunicorn does
+            else:
+                self._read_in_loop(conn)
+            if self.nr_conns >= self.worker_connections:
+                return
+
+    def set_accept_enabled(self, enabled):
+        if enabled and time.monotonic() < self._accept_paused_until:
+            return
+        super().set_accept_enabled(enabled)
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection sends its next request: the loop reads it, as a new one's."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        if not isinstance(conn, ReadingConn) or conn.is_http2:
+            self.enqueue_req(conn)
+            return
+        conn.start_request(time.monotonic())
+        self._read_in_loop(conn)
+        self._on_readable(conn, client)
+
+    def _read_in_loop(self, conn: ReadingConn) -> None:
+        self._reading[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: ReadingConn, client) -> None:
+        if conn not in self._reading:
+            return
+        if conn.end_of_head is None:
+            room = BODY_IN_LOOP - len(conn.buffer)
+        else:
+            room = conn.end_of_head + conn.plan.wanted - len(conn.buffer)
+        room = min(room, LOOP_MEMORY - self._held)
+        if room <= 0:  # a head larger than the loop reads, or the worker's loop memory is spent
+            self._to_thread(conn)
+            return
         try:
+            data = conn.sock.recv(room)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away before its request was complete
+            self._drop(conn)
+            return
+        now = time.monotonic()
+        searched = len(conn.buffer)
+        conn.buffer += data
+        self._held += len(data)
+        conn.last_byte_at = now
+        if conn.first_byte_at is None:
+            conn.first_byte_at = now
+        if conn.end_of_head is None:
+            conn.end_of_head = head_end(conn.buffer, searched)
+            if conn.end_of_head is None:
+                return
+            conn.plan = body_plan(conn.buffer[:conn.end_of_head], BODY_IN_LOOP)
+        if body_complete(conn.buffer, conn.end_of_head, conn.plan):
+            self._to_thread(conn)
+
+    def _to_thread(self, conn: ReadingConn) -> None:
+        self._leave_loop(conn)
+        conn.data_ready = True  # gunicorn's handle() must not wait for data the loop already took
+        self.enqueue_req(conn)
+
+    def _leave_loop(self, conn: ReadingConn) -> None:
+        del self._reading[conn]
+        self._held -= len(conn.buffer)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _drop(self, conn: ReadingConn, answer: bytes = b"") -> None:
+        self._leave_loop(conn)
+        self.nr_conns -= 1
+        if answer:
+            try:
+                conn.sock.send(answer)  # a few hundred bytes into an idle socket: never blocks
+            except OSError:
+                pass
+        conn.close()
+
+    def murder_pending(self):
+        """Called by the event loop after every wake-up: also cut off connections past a deadline."""
+        super().murder_pending()
+        now = time.monotonic()
+        if now < self._next_scan:
+            return
+        self._next_scan = now + SCAN_EVERY
+        self._cut_late_readers(now)
+        self._cut_late_heads(now)
+
+    def _cut_late_readers(self, now: float) -> None:
+        for conn in list(self._reading):
+            if not self.alive and not conn.buffer:
+                self._drop(conn)  # stopping: a connection that has sent nothing is not waited for
+            elif conn.end_of_head is None:
+                if self.header_timeout and now > (conn.first_byte_at or conn.waiting_since) + self.header_timeout:
+                    if conn.buffer:
+                        self.log.info("headers from %s took longer than %ss: connection cut", conn.client,
+                                      self.header_timeout)
+                    answer = json_error(408, "Request Timeout", f"the request's headers took longer than "
+                                        f"{self.header_timeout} s") if conn.buffer else b""
+                    self._drop(conn, answer)
+            elif self.client_timeout and now > conn.last_byte_at + self.client_timeout:
+                self.log.info("body from %s stalled for %ss: connection cut", conn.client, self.client_timeout)
+                self._drop(conn, json_error(408, "Request Timeout",
+                                            f"the request's body stalled for {self.client_timeout} s"))
+
+    # -- the threads ---------------------------------------------------------------------------
+
+    def handle(self, conn):
+        """Runs in a pool thread for each request on a connection: what the loop read goes first
+        to gunicorn's parser; headers it did not finish are read under the header deadline."""
+        if self.header_timeout:
+            started = getattr(conn, "first_byte_at", None) or time.monotonic()
+            with self._deadlines_lock:
+                self._header_deadlines[conn] = started + self.header_timeout
+        try:
+            if getattr(conn, "buffer", None):
+                read, conn.buffer = bytes(conn.buffer), bytearray()
+                conn.sock.setblocking(True)
+                conn.init()  # the parser, once per connection
+                conn.parser.unreader.unread(read)
             return super().handle(conn)
         finally:
             self._end_header_phase(conn)
@@ -72,12 +251,9 @@ class FilesWorker(ThreadWorker):
         conn.sock.settimeout(self.client_timeout)
         return super().handle_request(req, conn)
 
-    def murder_pending(self):
-        """Called by the event loop about once a second: also cut off headers past their deadline."""
-        super().murder_pending()
+    def _cut_late_heads(self, now: float) -> None:
         if not self._header_deadlines:
             return
-        now = time.monotonic()
         with self._deadlines_lock:
             late = [conn for conn, deadline in self._header_deadlines.items() if deadline < now]
             for conn in late:

@@ -157,8 +157,8 @@ class SlowHeaders:
                 if sock is None:
                     continue
                 try:
-                    if sock.recv(4096) == b"":
-                        raise ConnectionResetError
+                    sock.recv(4096)  # an answer (a 408) or the end: headers never finished are cut off
+                    raise ConnectionResetError
                 except BlockingIOError:
                     pass
                 except OSError:
@@ -180,3 +180,105 @@ class SlowHeaders:
 def upload_head(path: str, size: int, offset: int = 0) -> bytes:
     return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
             f"Content-Length: {size}\r\nUpload-Offset: {offset}\r\nConnection: close\r\n\r\n").encode()
+
+
+class HeldConnections:
+    """`idle` connections that send nothing, `slow_headers` that send a request line and then one
+    header byte every `interval` seconds, and `slow_bodies` that send whole headers announcing a
+    1 MB body (`POST /login`, no credentials needed) and then one body byte every `interval`: all
+    from one thread, opened in batches. `opened` is set once all are connected and have sent their
+    first bytes; `cut` counts those the server answered or closed meanwhile."""
+
+    def __init__(self, port: int, idle: int = 0, slow_headers: int = 0, slow_bodies: int = 0,
+                 interval: float = 1.0):
+        self.port, self.interval = port, interval
+        self.kinds = ["idle"] * idle + ["headers"] * slow_headers + ["body"] * slow_bodies
+        self.cut = 0
+        self.failures: list[str] = []  # connections that could not be opened
+        self.opened = threading.Event()
+        self.swept = threading.Event()  # set after each look at every connection (clear it, then wait)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HeldConnections:
+        _allow_descriptors(len(self.kinds) + 1024)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        sockets: list[socket.socket | None] = []
+        try:
+            for start in range(0, len(self.kinds), 500):
+                if self._stop.is_set():
+                    return
+                sockets += self._open(self.kinds[start:start + 500])
+            self.opened.set()
+            while not self._stop.wait(self.interval):
+                for index, sock in enumerate(sockets):
+                    if sock is not None and not self._still_open(sock, self.kinds[index]):
+                        self.cut += 1
+                        sock.close()
+                        sockets[index] = None
+                self.swept.set()
+        finally:
+            self.opened.set()
+            for sock in sockets:
+                if sock is not None:
+                    sock.close()
+
+    def _open(self, kinds: list[str]) -> list[socket.socket]:
+        made, selector = [], selectors.DefaultSelector()
+        for kind in kinds:
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", self.port))
+            selector.register(sock, selectors.EVENT_WRITE, kind)
+            made.append(sock)
+        waiting, deadline = len(made), time.monotonic() + 30
+        while waiting and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1.0):
+                selector.unregister(key.fileobj)
+                waiting -= 1
+                error = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self.failures.append(f"connect: errno {error}")
+                elif key.data == "headers":
+                    key.fileobj.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                elif key.data == "body":
+                    key.fileobj.send(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                                     b"application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\nu")
+        self.failures += ["connect: timed out"] * waiting
+        selector.close()
+        return made
+
+    @staticmethod
+    def _still_open(sock: socket.socket, kind: str) -> bool:
+        try:
+            if sock.recv(4096, socket.MSG_PEEK) is not None:
+                return False  # an answer (408) or the end (b""): either way the server let go
+        except BlockingIOError:
+            pass
+        except OSError:
+            return False
+        try:
+            if kind != "idle":
+                sock.send(b"x")
+        except BlockingIOError:
+            pass
+        except OSError:
+            return False
+        return True
+
+
+def _allow_descriptors(count: int) -> None:
+    """This process will hold `count` sockets: raise its soft limit on descriptors (up to the hard one)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count if hard == resource.RLIM_INFINITY else min(count, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
