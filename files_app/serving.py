@@ -237,10 +237,11 @@ class FilesWorker(ThreadWorker):
                 self._header_deadlines[conn] = started + self.header_timeout
         try:
             if getattr(conn, "buffer", None):
-                read, conn.buffer = bytes(conn.buffer), bytearray()
+                read, conn.buffer = conn.buffer, bytearray()
                 conn.sock.setblocking(True)
                 conn.init()  # the parser, once per connection
-                conn.parser.unreader.unread(read)
+                conn.parser.unreader.unread(read)  # copied into the parser's buffer: one copy at a time
+                del read
             return super().handle(conn)
         finally:
             self._end_header_phase(conn)
