@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
@@ -72,6 +72,10 @@ _UPLOADING_TO = (select(_sessions.c.id).join(Bucket, Bucket.id == _sessions.c.bu
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
     _sessions.c.owner == bindparam("owner"), _sessions.c.expires_at >= bindparam("now"),  # live ones only
     or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
+# The lock a session creation takes on its owner before counting their sessions (PostgreSQL: an
+# advisory lock for the transaction, keyed by the owner; SQLite: its one write lock).
+_LOCK_OWNER = text("SELECT pg_advisory_xact_lock(24149, hashtext(:owner))")  # 24149: this kind of lock
+_TAKE_WRITE_LOCK = update(_sessions).where(_sessions.c.id == "").values(id=_sessions.c.id)
 # A final upload takes its partials in the statement that checks nobody else has them: a partial is
 # held while its lease_token names an unexpired session (the final that took it); a stale hold (that
 # final gone or expired) is cleared first, in a statement of its own.
@@ -127,8 +131,6 @@ class UploadService:
         size = None if defer_length else validation.object_size(size, self.max_size)
         mime_type = validation.mime_type(mime_type, key or "")
         expected = validation.sha256_hex(sha256)
-        if owner and self.max_sessions:
-            self._check_session_cap(owner)
         if size is not None:
             self.check_space(size)
         if kind != SessionKind.PARTIAL and create_only and self._object_exists(bucket, key):
@@ -138,6 +140,8 @@ class UploadService:
         for attempt in range(3):
             try:
                 with transaction():
+                    if owner and self.max_sessions:  # first: the lock it takes is held until the insert
+                        self._hold_session_slot(owner, now)
                     bucket_id = bucket_for_writing(bucket) if kind != SessionKind.PARTIAL else None
                     counted = self._claim(partials, session_id, now) if partials else 0
                     quotas.enforce(bucket if bucket_id else None, owner, (size or 0) - counted, now,
@@ -560,9 +564,16 @@ class UploadService:
             quotas.enforce(validation.bucket_name(bucket) if bucket is not None else None, owner or None, size,
                            self.clock())
 
-    def _check_session_cap(self, owner: str) -> None:
-        with transaction():
-            open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner, "now": self.clock()})
+    def _hold_session_slot(self, owner: str, now: float) -> None:
+        """Inside the transaction that inserts the owner's new session: 429 if FILES_MAX_SESSIONS of
+        theirs are live. The owner's lock is taken before they are counted and held until the insert
+        commits, so parallel creations are counted one after another (PostgreSQL: a transaction-scoped
+        advisory lock on the owner; SQLite: the write lock, which a no-op UPDATE takes)."""
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(_LOCK_OWNER, {"owner": owner})
+        else:
+            db.session.execute(_TAKE_WRITE_LOCK)
+        open_sessions = db.session.scalar(_OPEN_SESSIONS, {"owner": owner, "now": now})
         if open_sessions >= self.max_sessions:
             raise TooManySessions(f"{open_sessions} upload sessions are open for this token; finish or abort "
                                   "some first", retry_after=60)

@@ -1,0 +1,142 @@
+"""The last leftovers of issue #22, each on a real server in both configurations (SQLite and the data
+dir; PostgreSQL and SeaweedFS), one server per configuration for the whole file:
+
+- the session cap (FILES_MAX_SESSIONS) holds against parallel creations by one token: its count and
+  the new session's insert are one transaction under a lock taken first;
+- an expired OpenAI Upload's parts stop counting against their owner's quota when it expires, not at
+  the next gc;
+- a file request's received files and unfinished uploads keep counting for its creator after the
+  link dies and gc runs (the dead row stays while something counts through it, then goes);
+- a file share whose file is gone says so in the API and on the Shares page (`file_gone`).
+
+Each test works with tokens and names of its own. Threads return what they were answered; the main
+thread asserts."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import sqlalchemy
+from sqlalchemy.pool import NullPool
+
+from tests.e2e.test_counters import assert_no_drift, flask_files
+from tests.live_server import GunicornServer
+
+pytestmark = pytest.mark.e2e
+CAP = 4  # FILES_MAX_SESSIONS of the file's servers
+HOUR = 3600  # an OpenAI Upload takes parts for an hour
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+class Service:
+    """A live server, its operator's admin token, and what the tests ask of it."""
+
+    def __init__(self, server: GunicornServer, name: str):
+        self.server, self.name = server, name
+        result = flask_files(server, "token", "create", "--name", "leftovers-admin", "--scope", "admin")
+        assert result.returncode == 0, result.stderr
+        self.admin = {"Authorization": f"Bearer {result.stdout.strip().splitlines()[-1]}"}
+        self.http = httpx.Client(base_url=server.url, timeout=60)
+
+    def call(self, method: str, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
+        return self.http.request(method, path, headers=headers if headers is not None else self.admin, **kwargs)
+
+    def token(self, name: str, max_bytes: int | None = None) -> tuple[dict, int]:
+        """A write token of its own ((its header, its id)), with a quota if `max_bytes`."""
+        made = self.call("POST", "/v1/tokens", json={"name": name, "scope": "write"})
+        assert made.status_code == 201, made.text
+        if max_bytes is not None:
+            quota = self.call("PUT", f"/v1/quotas/tokens/{made.json()['id']}", json={"max_bytes": max_bytes})
+            assert quota.status_code == 200, quota.text
+        return {"Authorization": f"Bearer {made.json()['token']}"}, made.json()["id"]
+
+    def usage(self, token_id: int) -> tuple[int, int]:
+        """(used_bytes, promised_bytes) of a token's quota."""
+        quota = self.call("GET", f"/v1/quotas/tokens/{token_id}")
+        assert quota.status_code == 200, quota.text
+        return quota.json()["used_bytes"], quota.json()["promised_bytes"]
+
+    def sql(self, statement: str, **params) -> list:
+        """A statement run on the server's own database (to let time pass for some rows)."""
+        url = self.server.env.get("FILES_DATABASE_URL") or f"sqlite:///{self.server.data_dir / 'files.db'}"
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+        try:
+            with engine.begin() as connection:
+                result = connection.execute(sqlalchemy.text(statement), params)
+                return result.all() if result.returns_rows else []
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+CONFIGURATIONS = ["local", pytest.param("scaled", marks=pytest.mark.scaled)]
+
+
+@pytest.fixture(scope="module", params=CONFIGURATIONS)
+def service(request, tmp_path_factory):
+    env, cleanup = {"FILES_MAX_SESSIONS": str(CAP)}, []
+    if request.param == "scaled":
+        cluster, weed = request.getfixturevalue("postgres"), request.getfixturevalue("seaweedfs")
+        url, bucket = cluster.create_database(request.getfixturevalue("migrated_postgres")), weed.create_bucket()
+        env.update({"FILES_DATABASE_URL": url, **weed.settings(bucket)})
+        cleanup += [lambda: cluster.drop_database(url), lambda: weed.delete_bucket(bucket)]
+    server = service = None
+    try:
+        server = GunicornServer(tmp_path_factory.mktemp(f"leftovers-{request.param}") / "data", **env).start()
+        service = Service(server, request.param)
+        yield service
+    finally:
+        if service is not None:
+            service.close()
+        if server is not None:
+            server.kill()
+        for step in cleanup:
+            step()
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        return response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --- 1. the session cap, in parallel ----------------------------------------------------------------
+
+def _create_all_at_once(service: Service, headers: dict, keys: list[str]) -> list[tuple[int, str | None, str]]:
+    """Session creations sent at once, each on its own connection: (status, error code, session id)."""
+    start = threading.Barrier(len(keys))
+
+    def create(key: str):
+        with httpx.Client(base_url=service.server.url, timeout=60) as client:
+            start.wait(timeout=30)
+            answer = client.post("/v1/files", headers=headers, json={"bucket": "cap", "key": key, "size": 10})
+            return answer.status_code, _error_code(answer), answer.json().get("id", "")
+
+    with ThreadPoolExecutor(len(keys)) as pool:
+        return list(pool.map(create, keys))
+
+
+def test_parallel_creations_cannot_pass_the_session_cap(service):
+    """16 creations at once by one token under a cap of 4: exactly 4 sessions, 12 x 429; then, at the
+    cap less one, 16 more at once: exactly one. Before, the cap's count and the insert were two
+    transactions: parallel creations all saw room and all got a session."""
+    writer, _ = service.token("cap-writer")
+    first = _create_all_at_once(service, writer, [f"a{index:02}" for index in range(16)])
+    made = [session_id for status, _, session_id in first if status == 201]
+    assert sorted(status for status, _, _ in first) == [201] * CAP + [429] * (16 - CAP), first
+    assert {code for status, code, _ in first if status != 201} == {"too_many_sessions"}
+    assert service.call("DELETE", f"/v1/files/session:{made[0]}", writer).status_code == 204
+    second = _create_all_at_once(service, writer, [f"b{index:02}" for index in range(16)])
+    assert sorted(status for status, _, _ in second) == [201] + [429] * 15, second
+    live = made[1:] + [session_id for status, _, session_id in second if status == 201]
+    assert all(service.call("GET", f"/v1/files/session:{sid}", writer).status_code == 200 for sid in live)
+    refused = service.call("POST", "/v1/files", writer, json={"bucket": "cap", "key": "c", "size": 10})
+    assert (refused.status_code, _error_code(refused)) == (429, "too_many_sessions")
+    assert_no_drift(service.server)
