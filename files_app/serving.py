@@ -38,10 +38,11 @@ BODY_IN_LOOP = 64 * 1024  # body bytes read before a thread takes the request (=
 LOOP_MEMORY = 128 * 1024 * 1024  # a worker's bytes held for requests not yet in a thread; past it, no body waits
 ACCEPTS_PER_WAKE = 64
 SCAN_EVERY = 0.25  # seconds between looks for connections past their deadlines
+STOP_LINGER = 2.0  # seconds a stopping worker still reads requests that have begun (gunicorn's own for keep-alives)
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 414: "URI Too Long",
             417: "Expectation Failed", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            501: "Not Implemented"}
+            501: "Not Implemented", 503: "Service Unavailable"}
 
 
 def json_error(status_int: int, reason: str, mesg: str) -> bytes:
@@ -89,6 +90,7 @@ class FilesWorker(ThreadWorker):
         self._reading: dict[ReadingConn, None] = {}
         self._held = 0
         self._next_scan = 0.0
+        self._stopping_since: float | None = None
         self._accept_paused_until = 0.0
 
     def init_process(self):
@@ -203,16 +205,21 @@ class FilesWorker(ThreadWorker):
         """Called by the event loop after every wake-up: also cut off connections past a deadline."""
         super().murder_pending()
         now = time.monotonic()
-        if now < self._next_scan:
+        if now < self._next_scan and self.alive:
             return
         self._next_scan = now + SCAN_EVERY
         self._cut_late_readers(now)
         self._cut_late_heads(now)
 
     def _cut_late_readers(self, now: float) -> None:
+        if not self.alive and self._stopping_since is None:
+            self._stopping_since = now
         for conn in list(self._reading):
-            if not self.alive and not conn.buffer:
-                self._drop(conn)  # stopping: a connection that has sent nothing is not waited for
+            if self._stopping_since is not None and (not conn.buffer or now > self._stopping_since + STOP_LINGER):
+                # Stopping: a connection that has sent nothing is not waited for, nor one whose
+                # request is still not in after STOP_LINGER seconds (its client may send it again).
+                self._drop(conn, json_error(503, "Service Unavailable", "the server is stopping: send it again")
+                           if conn.buffer else b"")
             elif conn.end_of_head is None:
                 if self.header_timeout and now > (conn.first_byte_at or conn.waiting_since) + self.header_timeout:
                     if conn.buffer:

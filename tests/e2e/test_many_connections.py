@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 
 import pytest
@@ -125,3 +126,18 @@ def test_a_keep_alive_connection_sends_its_next_request_slowly_without_a_thread(
         assert call(server, "GET", "/healthz")[0] == 200
         slow.sendall(b"\r\n")
         assert slow.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_stop_does_not_wait_for_slow_clients(server_factory):
+    """SIGTERM while 300 slow connections hold: the worker answers what it has begun to read with a
+    503 (or closes those that sent nothing) within a couple of seconds, instead of waiting out their
+    header and body deadlines (here 120 s) or gunicorn's 30-second graceful timeout."""
+    server = server_factory(FILES_WORKERS="1", FILES_HEADER_TIMEOUT="120", FILES_CLIENT_TIMEOUT="120").start()
+    with HeldConnections(server.port, idle=100, slow_headers=100, slow_bodies=100, interval=0.5) as held:
+        assert held.opened.wait(timeout=60) and held.failures == []
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0  # gone well before any deadline of theirs
+        held.swept.clear()
+        assert held.swept.wait(timeout=30)
+        assert held.cut == 300
+    assert "[CRITICAL] WORKER TIMEOUT" not in server.log.read_text()
