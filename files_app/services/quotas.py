@@ -24,6 +24,8 @@ from ..errors import InvalidInput, NotFound, QuotaExceeded
 from ..models import (
     ApiToken,
     Bucket,
+    OpenAIUpload,
+    OpenAIUploadPart,
     OwnerUsage,
     Quota,
     SessionKind,
@@ -40,13 +42,21 @@ _quotas, _sessions, _buckets = Quota.__table__, UploadSession.__table__, Bucket.
 _TAKE = (update(_quotas).where(_quotas.c.subject.in_(bindparam("subjects", expanding=True)))
          .values(subject=_quotas.c.subject).returning(_quotas.c.subject, _quotas.c.max_bytes, _quotas.c.max_files))
 _later = _sessions.alias("later")
-# Live: unfinished and unexpired. A complete tus partial holds its bytes until a final joins it or gc
-# takes it, except while a final holds it (its lease_token names that final's unexpired session, whose size
-# counts instead).
+_parts, _openai_uploads = OpenAIUploadPart.__table__, OpenAIUpload.__table__
+# The sessions of an OpenAI Upload's parts live as long as their Upload: once it has expired they
+# count for nothing (its parts can be neither joined nor added to), as an expired session does not;
+# gc takes them later.
+EXPIRED_UPLOAD_PARTS = (select(_parts.c.session_id)
+                        .join(_openai_uploads, _openai_uploads.c.id == _parts.c.upload_id)
+                        .where(_openai_uploads.c.expires_at <= bindparam("now")))
+# Live: unfinished and unexpired. A complete tus partial holds its bytes until a final joins it or
+# it expires, except while a final holds it (its lease_token names that final's unexpired session,
+# whose size counts instead).
 _OPEN = (_sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at >= bindparam("now"))
 _HELD_PARTIAL = and_(_sessions.c.kind == SessionKind.PARTIAL, _sessions.c.state == SessionState.COMPLETED,
+                     _sessions.c.expires_at >= bindparam("now"),
                      ~exists().where(_later.c.id == _sessions.c.lease_token, _later.c.expires_at >= bindparam("now")))
-_COUNTED = or_(and_(*_OPEN), _HELD_PARTIAL)
+_COUNTED = and_(or_(and_(*_OPEN), _HELD_PARTIAL), _sessions.c.id.not_in(EXPIRED_UPLOAD_PARTS))
 # A deferred-length upload (no size yet) promises what it holds: its bytes count as they arrive.
 _PROMISE = func.coalesce(func.sum(func.coalesce(_sessions.c.size, _sessions.c.offset)), 0)
 # An owner's uploads, and those of the file requests (shares) they made: their creator's quota counts them.
@@ -63,6 +73,7 @@ _BUCKET_HOLDS = select(_buckets.c.object_count, _buckets.c.total_bytes).where(_b
 _OWNER_HOLDS = select(func.coalesce(func.sum(OwnerUsage.files), 0), func.coalesce(func.sum(OwnerUsage.bytes), 0)).where(
     or_(OwnerUsage.owner == bindparam("owner"), OwnerUsage.owner.in_(
         select(literal("share:") + _shares.c.id).where(_shares.c.created_by == bindparam("owner")))))
+_COUNTED_OF = select(_PROMISE).where(_sessions.c.id.in_(bindparam("ids", expanding=True)), _COUNTED)
 _CREATOR = select(_shares.c.created_by).where(_shares.c.id == bindparam("share_id"))
 _LIMITS = select(_quotas.c.max_bytes, _quotas.c.max_files).where(_quotas.c.subject == bindparam("subject"))
 
@@ -95,6 +106,12 @@ def usage_of(subject: str, now: float) -> Usage:
         promised = db.session.execute(_PROMISED_TO_OWNER, {"owner": subject, "now": now}).one()
     files, size = held if held else (0, 0)
     return Usage(int(files), int(size), int(promised[0]), int(promised[1]))
+
+
+def counted_bytes(session_ids: list[str], now: float) -> int:
+    """What these sessions count for now (a final's partials, in the transaction that takes them:
+    its size then counts in their place), inside the caller's transaction."""
+    return int(db.session.scalar(_COUNTED_OF, {"ids": session_ids, "now": now}))
 
 
 def enforce(bucket: str | None, owner: str | None, size: int, now: float, *, new_file: bool = True) -> None:

@@ -71,7 +71,8 @@ _UPLOADING_TO = (select(_sessions.c.id).join(Bucket, Bucket.id == _sessions.c.bu
                         _sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at >= bindparam("now")).limit(1))
 _OPEN_SESSIONS = select(func.count()).select_from(_sessions).where(  # a complete partial still holds bytes
     _sessions.c.owner == bindparam("owner"), _sessions.c.expires_at >= bindparam("now"),  # live ones only
-    or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL))
+    or_(_sessions.c.state == SessionState.ACTIVE, _sessions.c.kind == SessionKind.PARTIAL),
+    _sessions.c.id.not_in(quotas.EXPIRED_UPLOAD_PARTS))
 # The lock a session creation takes on its owner before counting their sessions (PostgreSQL: an
 # advisory lock for the transaction, keyed by the owner; SQLite: its one write lock).
 _LOCK_OWNER = text("SELECT pg_advisory_xact_lock(24149, hashtext(:owner))")  # 24149: this kind of lock
@@ -167,14 +168,15 @@ class UploadService:
     @staticmethod
     def _claim(partials: list[str], final_id: str, now: float) -> int:
         """Take the partials for the final `final_id`, in the caller's transaction: all or 409.
-        The bytes they were counted for (each once), which the final's size now counts."""
+        The bytes they were counted for (each once, and only those still counted), which the
+        final's size now counts."""
         unique = list(dict.fromkeys(partials))
         db.session.execute(_CLEAR_STALE_CLAIMS, {"ids": unique, "now": now})
         taken = db.session.execute(_CLAIM, {"ids": unique, "final": final_id}).all()
         if len(taken) != len(unique):
             raise ConcatInProgress("a partial upload it names is being joined by another final upload; "
                                    "it stays until that one ends")
-        return sum(row.size for row in taken)
+        return quotas.counted_bytes(unique, now)  # (one expired, or an expired Upload's part, counted nothing)
 
     def get(self, session_id: str, owner: str | None = None) -> SessionInfo:
         """`owner`, when given, must be the session's creator: another's session is as good as none."""

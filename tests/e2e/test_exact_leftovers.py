@@ -140,3 +140,61 @@ def test_parallel_creations_cannot_pass_the_session_cap(service):
     refused = service.call("POST", "/v1/files", writer, json={"bucket": "cap", "key": "c", "size": 10})
     assert (refused.status_code, _error_code(refused)) == (429, "too_many_sessions")
     assert_no_drift(service.server)
+
+
+# --- 2. an expired OpenAI Upload's parts ----------------------------------------------------------------
+
+def test_an_expired_uploads_parts_stop_counting_when_it_expires(service):
+    """A token's quota counts the parts of its pending Upload; an hour later (the Upload expired) they
+    count no more, before any gc: a new Upload of the same size fits. Before, they counted until the
+    hourly gc removed them (their sessions live 24 h)."""
+    writer, token_id = service.token("openai-writer", max_bytes=1_000_000)
+    base = "/v1/openai/v1/uploads"
+    fields = {"purpose": "batch", "bytes": 600_000, "mime_type": "application/octet-stream"}
+    old = service.call("POST", base, writer, json={**fields, "filename": "old.bin"})
+    assert old.status_code == 200, old.text
+    part = service.call("POST", f"{base}/{old.json()['id']}/parts", writer, files={"data": b"o" * 600_000})
+    assert part.status_code == 200, part.text
+    assert service.usage(token_id) == (0, 600_000)
+    refused = service.call("POST", base, writer, json={**fields, "filename": "new.bin"})
+    assert (refused.status_code, _error_code(refused)) == (507, "quota_exceeded")
+
+    # An hour passes for the Upload and its part (every time they hold moves back by an hour).
+    service.sql("UPDATE upload_sessions SET created_at = created_at - :hour, expires_at = expires_at - :hour "
+                "WHERE id IN (SELECT session_id FROM openai_upload_parts WHERE upload_id = :upload)",
+                hour=HOUR + 1, upload=old.json()["id"])
+    service.sql("UPDATE openai_uploads SET created_at = created_at - :hour, expires_at = expires_at - :hour "
+                "WHERE id = :upload", hour=HOUR + 1, upload=old.json()["id"])
+    late = service.call("POST", f"{base}/{old.json()['id']}/parts", writer, files={"data": b"late"})
+    assert (late.status_code, late.json()["error"]["code"]) == (400, "upload_expired")
+    assert service.usage(token_id) == (0, 0)  # before any gc
+    new = service.call("POST", base, writer, json={**fields, "filename": "new.bin"})
+    assert new.status_code == 200, new.text
+    part = service.call("POST", f"{base}/{new.json()['id']}/parts", writer, files={"data": b"n" * 600_000})
+    assert part.status_code == 200, part.text
+    assert service.usage(token_id) == (0, 600_000)
+    assert_no_drift(service.server)
+    gc = flask_files(service.server, "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert service.usage(token_id) == (0, 600_000)  # gc took the expired Upload: nothing changes
+    done = service.call("POST", f"{base}/{new.json()['id']}/complete", writer,
+                        json={"part_ids": [part.json()["id"]]})
+    assert done.status_code == 200 and done.json()["status"] == "completed", done.text
+    assert service.usage(token_id) == (600_000, 0)
+    assert_no_drift(service.server)
+
+
+def test_a_complete_tus_partial_counts_until_it_expires(service):
+    """A complete tus partial counts for its owner until a final takes it or it expires, as every other
+    session (and as the session cap already counted it): before, an expired one counted until gc."""
+    writer, token_id = service.token("partial-writer", max_bytes=1_000_000)
+    made = service.call("POST", "/v1/files", {**writer, **TUS, "Upload-Concat": "partial", "Upload-Length": "600000"})
+    assert made.status_code == 201, made.text
+    url = made.headers["Location"].removeprefix(service.server.url)
+    sent = service.call("PATCH", url, {**writer, **PATCH, "Upload-Offset": "0"}, content=b"p" * 600_000)
+    assert sent.status_code == 204, sent.text
+    assert service.usage(token_id) == (0, 600_000)
+    service.sql("UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE id = :sid",
+                sid=url.rsplit("/", 1)[1].removeprefix("session:"))  # a day passes for it
+    assert service.usage(token_id) == (0, 0)
+    assert_no_drift(service.server)
