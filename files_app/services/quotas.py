@@ -20,7 +20,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, sele
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import validation
-from ..errors import InvalidInput, NotFound, QuotaExceeded
+from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
 from ..models import (
     ApiToken,
     Bucket,
@@ -74,7 +74,10 @@ _OWNER_HOLDS = select(func.coalesce(func.sum(OwnerUsage.files), 0), func.coalesc
     or_(OwnerUsage.owner == bindparam("owner"), OwnerUsage.owner.in_(
         select(literal("share:") + _shares.c.id).where(_shares.c.created_by == bindparam("owner")))))
 _COUNTED_OF = select(_PROMISE).where(_sessions.c.id.in_(bindparam("ids", expanding=True)), _COUNTED)
-_CREATOR = select(_shares.c.created_by).where(_shares.c.id == bindparam("share_id"))
+# A file request's row, taken (a no-op UPDATE: SQLite's write lock, PostgreSQL's row lock) by the
+# creation of an upload through it, so that gc cannot forget it meanwhile (services/shares.forget_dead).
+_TAKE_SHARE = (update(_shares).where(_shares.c.id == bindparam("share_id")).values(id=_shares.c.id)
+               .returning(_shares.c.created_by))
 _LIMITS = select(_quotas.c.max_bytes, _quotas.c.max_files).where(_quotas.c.subject == bindparam("subject"))
 
 
@@ -120,8 +123,10 @@ def enforce(bucket: str | None, owner: str | None, size: int, now: float, *, new
     transaction, which must then record the upload's promise (the quota rows stay taken until it ends)."""
     subjects = ([f"bucket:{bucket}"] if bucket else []) + ([owner] if owner else [])
     if owner and owner.startswith("share:"):  # a file request's upload: its creator's quota counts it
-        creator = db.session.scalar(_CREATOR, {"share_id": owner.removeprefix("share:")})
-        subjects += [creator] if creator else []
+        share = db.session.execute(_TAKE_SHARE, {"share_id": owner.removeprefix("share:")}).first()
+        if share is None:  # dead, and forgotten by gc since the upload was let in
+            raise ShareGone("this link was withdrawn", state="revoked")
+        subjects += [share.created_by] if share.created_by else []
     if not subjects:
         return
     for subject, max_bytes, max_files in db.session.execute(_TAKE, {"subjects": subjects}).all():

@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, literal, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
 from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
-from ..models import SessionState, Share, UploadSession, db, transaction
+from ..models import OwnerUsage, SessionState, Share, UploadSession, db, transaction
 from . import audit
 from .leases import LEASE_FREE
 from .objects import ObjectInfo
@@ -58,6 +58,16 @@ _ABORT_UPLOAD = (delete(_sessions).where(_sessions.c.id == bindparam("sid"), _se
 _EXPIRED_UPLOADS = (delete(_sessions).where(_sessions.c.owner.like("share:%"), _sessions.c.state == SessionState.ACTIVE,
                                             _sessions.c.expires_at < bindparam("now"), LEASE_FREE)
                     .returning(_sessions.c.id, _sessions.c.owner, _sessions.c.size, _sessions.c.store_state))
+
+# A share that works no more: expired, revoked, or used up (a file request is never used up).
+_DEAD = or_(_shares.c.expires_at <= bindparam("now"), _shares.c.revoked_at.is_not(None),
+            _shares.c.max_downloads.is_not(None) & (_shares.c.downloads >= _shares.c.max_downloads)
+            & ~_shares.c.allow_upload)
+# A file request's uploads are owned by "share:<id>" and count for its creator through its row: the
+# row stays, dead or not, while a file it received is stored or a session of its is left.
+_usage, _as_owner = OwnerUsage.__table__, literal("share:") + _shares.c.id
+_NOTHING_COUNTS_THROUGH = (~exists().where(_usage.c.owner == _as_owner, or_(_usage.c.files > 0, _usage.c.bytes > 0)),
+                           ~exists().where(_sessions.c.owner == _as_owner))
 
 
 @dataclass(frozen=True)
@@ -294,12 +304,15 @@ class ShareService:
         return len(expired)
 
     def forget_dead(self, now: float) -> int:
-        """For gc: shares expired, revoked or used up."""
+        """For gc: shares expired, revoked or used up, but not a file request's while something it
+        received still counts for its creator through it (its files, its sessions: the next gc
+        after they are gone). A session is made for a file request under its row's lock (see
+        quotas.enforce); on PostgreSQL the dead rows are locked first, so the delete that follows
+        sees every session made before it, and a creation after it finds no row (410)."""
         with transaction():
-            return db.session.execute(delete(_shares).where(or_(
-                _shares.c.expires_at <= now, _shares.c.revoked_at.is_not(None),
-                (_shares.c.max_downloads.is_not(None)) & (_shares.c.downloads >= _shares.c.max_downloads)
-                & ~_shares.c.allow_upload))).rowcount
+            if db.engine.dialect.name == "postgresql":
+                db.session.execute(select(_shares.c.id).where(_DEAD).with_for_update(), {"now": now})
+            return db.session.execute(delete(_shares).where(_DEAD, *_NOTHING_COUNTS_THROUGH), {"now": now}).rowcount
 
 
 def _refuse_dead(share: ShareInfo, now: float) -> None:

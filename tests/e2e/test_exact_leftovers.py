@@ -14,6 +14,7 @@ thread asserts."""
 
 from __future__ import annotations
 
+import base64
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -197,4 +198,53 @@ def test_a_complete_tus_partial_counts_until_it_expires(service):
     service.sql("UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE id = :sid",
                 sid=url.rsplit("/", 1)[1].removeprefix("session:"))  # a day passes for it
     assert service.usage(token_id) == (0, 0)
+    assert_no_drift(service.server)
+
+
+# --- 3. a file request's uploads after the link dies ----------------------------------------------------
+
+def _tus_create(service: Service, link: str, name: str, size: int) -> str:
+    made = service.call("POST", f"{link}/uploads", {**TUS, "Upload-Length": str(size),
+                                                    "Upload-Metadata": "filename " + base64.b64encode(
+                                                        name.encode()).decode()})
+    assert made.status_code == 201, made.text
+    return made.headers["Location"].removeprefix(service.server.url)
+
+
+def test_a_dead_file_requests_uploads_keep_counting_for_its_creator(service):
+    """A file request received a 600,000-byte file and holds an unfinished 300,000-byte upload; the
+    link is revoked and gc runs: both still count for its creator (the link's row stays while they
+    do), so the creator cannot store past the quota by letting file requests die. Once the file is
+    deleted and the unfinished upload expired, gc forgets the link and nothing counts. Before, gc
+    deleted the revoked row at once and the creator's usage fell to 0 while the bytes stayed."""
+    creator, token_id = service.token("request-creator", max_bytes=1_000_000)
+    assert service.call("PUT", "/v1/files/inbox", creator).status_code in (200, 201)
+    made = service.call("POST", "/v1/shares", creator, json={"bucket": "inbox", "prefix": "", "allow_upload": True})
+    assert made.status_code == 201, made.text
+    share_id, link = made.json()["id"], made.json()["url"].removeprefix(service.server.url)
+    done = _tus_create(service, link, "received.bin", 600_000)
+    sent = service.call("PATCH", done, {**PATCH, "Upload-Offset": "0"}, content=b"r" * 600_000)
+    assert sent.status_code == 204, sent.text
+    unfinished = _tus_create(service, link, "unfinished.bin", 300_000)
+    sent = service.call("PATCH", unfinished, {**PATCH, "Upload-Offset": "0"}, content=b"u" * 1000)
+    assert sent.status_code == 204, sent.text
+    assert service.usage(token_id) == (600_000, 300_000)
+
+    assert service.call("DELETE", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
+    gc = flask_files(service.server, "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert service.usage(token_id) == (600_000, 300_000)  # the bytes are still there: still counted
+    again = service.call("POST", "/v1/files", creator, json={"bucket": "inbox", "key": "more.bin", "size": 200_000})
+    assert (again.status_code, _error_code(again)) == (507, "quota_exceeded")
+    assert service.call("GET", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
+    assert_no_drift(service.server)
+
+    # The file deleted, the unfinished upload a day older (expired): nothing counts through the link.
+    assert service.call("DELETE", "/v1/files/inbox/received.bin", creator).status_code in (200, 204)
+    service.sql("UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE owner = :owner",
+                owner=f"share:{share_id}")
+    gc = flask_files(service.server, "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert service.usage(token_id) == (0, 0)
+    assert service.call("GET", f"/v1/shares/{share_id}", creator).status_code == 404  # forgotten now
     assert_no_drift(service.server)
