@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 
 from flask import request
 
@@ -55,20 +54,23 @@ def _file_or_folder(one_file, folder, done: str, source_level: str):
 @access("read", bucket="bucket")
 def count_folder(bucket: str, prefix: str):
     """What deleting the folder would delete: its files and bytes now, and the `until` to pass to
-    delete exactly those (`counted_at`, Unix seconds, is the older clients' `before`)."""
-    now = int(time.time())
+    delete exactly those."""
     counted = folders().count(bucket, prefix)
     return {"bucket": bucket, "prefix": prefix, "files": counted.files, "bytes": counted.bytes,
-            "until": counted.until, "counted_at": now}
+            "until": counted.until}
 
 
 @api_bp.delete("/folders/<bucket>/<path:prefix>")
 @access("write", bucket="bucket")
 def delete_folder(bucket: str, prefix: str):
-    """The files a count saw (`until` from GET), or made at or before `before` (Unix seconds), or
-    every file there now; in batches."""
-    until, before = _counter_arg("until"), _counter_arg("before")
-    return {"deleted": folders().delete_folder(bucket, prefix, until=until, before=before)}
+    """The files a count saw (`until` from GET), or every file there now; in batches."""
+    if "before" in request.args:
+        # Older clients sent the count's time: a creation time, which a move keeps, cannot tell a
+        # file moved in after the count from one it saw. Refused rather than deleting what was not counted.
+        raise InvalidInput("`before` is no longer accepted: it cannot tell a file moved into the folder after "
+                           "the count from one the count saw; count the folder again (GET) and send its `until`",
+                           "until_required")
+    return {"deleted": folders().delete_folder(bucket, prefix, until=_counter_arg("until"))}
 
 
 def _counter_arg(name: str) -> int | None:

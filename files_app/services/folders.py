@@ -40,8 +40,6 @@ _UNDER = (_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bind
 _KEYS_UNDER = select(_objects.c.key).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
 _COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0)).where(*_UNDER)
 _COUNTED = _objects.c.placed <= bindparam("until")
-# `before` (Unix seconds of created_at, which a move keeps) is what clients counted with before `until`.
-_COUNTED_BEFORE = _objects.c.created_at <= bindparam("before")
 _RETURNED = (_objects.c.id, _objects.c.key, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
 _AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
@@ -190,15 +188,15 @@ class FolderService:
             files, size = db.session.execute(_COUNT_UNDER, params).one()
         return FolderCount(int(files), int(size), until)  # PostgreSQL sums to a Decimal
 
-    def delete_folder(self, bucket: str, prefix: str, *, until: int | None = None, before: int | None = None) -> int:
-        """Delete the files under `prefix` that a count saw: placed at or before `until` (or, for
-        older clients, made at or before `before`, Unix seconds); neither: every file there now.
+    def delete_folder(self, bucket: str, prefix: str, *, until: int | None = None) -> int:
+        """Delete the files under `prefix` that a count saw: placed at or before `until`; without
+        it, every file there now.
         A batch per durable transaction; files placed later stay. Returns how many went."""
         prefix = _folder(prefix, "prefix", new=False)
         bucket_id, deleted = self.objects.bucket_id(bucket), 0
         params = {"bucket_id": bucket_id, "prefix": prefix, "upper": key_successor_bound(prefix),
-                  "until": until, "before": before}
-        counted = [_COUNTED] if until is not None else [_COUNTED_BEFORE] if before is not None else []
+                  "until": until}
+        counted = [_COUNTED] if until is not None else []
         while True:
             with transaction(durable=True):
                 # The next batch chosen and deleted in one statement, its conditions repeated outside

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from files_app.models import StoredObject, db
 from tests.helpers import assert_error, blob_ids, put
 
 
@@ -83,20 +82,21 @@ def test_a_folder_delete_takes_what_was_counted_and_no_more(client, services):
     assert client.get("/v1/folders/b/old/").get_json()["until"] > counted["until"]
 
 
-def test_older_clients_count_with_seconds(client, services):
-    """`before` (Unix seconds, the count's `counted_at`) still works: files made later stay."""
-    for index in range(3):
-        put(client, "b", f"old/{index}.txt", b"x")
-    counted = client.get("/v1/folders/b/old/").get_json()
-    put(client, "b", "old/late.txt", b"arrived after the confirmation")
-    with db.engine.begin() as connection:
-        connection.execute(StoredObject.__table__.update().where(StoredObject.key == "old/late.txt")
-                           .values(created_at=counted["counted_at"] + 5))
-    assert client.delete(f"/v1/folders/b/old/?before={counted['counted_at']}").get_json() == {"deleted": 3}
-    assert keys(client, "b") == ["old/late.txt"]
+def test_the_older_clients_before_is_refused_and_deletes_nothing(client):
+    """`before` (the count's time, Unix seconds) compared creation times, which a move keeps: a file
+    moved in after the count went with the folder. It is refused, and nothing is deleted."""
+    put(client, "b", "old/counted.txt", b"x")
+    put(client, "b", "elsewhere/later.txt", b"moved in after the count")
+    assert client.get("/v1/folders/b/old/").get_json()["files"] == 1
+    assert client.post("/v1/move", json={"bucket": "b", "key": "elsewhere/later.txt",
+                                         "to_key": "old/later.txt"}).status_code == 200
+    response = client.delete(f"/v1/folders/b/old/?before={2**31}")
+    assert (response.status_code, response.get_json()["error"]["code"]) == (400, "until_required")
+    assert keys(client, "b") == ["old/counted.txt", "old/later.txt"]
 
 
-@pytest.mark.parametrize("path", ["/v1/folders/b/old", "/v1/folders/b/old/?before=soon", "/v1/folders/b/old/?until=-1",
+@pytest.mark.parametrize("path", ["/v1/folders/b/old", "/v1/folders/b/old/?before=soon", "/v1/folders/b/old/?before=1",
+                                  "/v1/folders/b/old/?until=-1",
                                   "/v1/folders/b/old/?until=1e9", "/v1/folders/none/x/"])
 def test_bad_folder_requests(client, path):
     put(client, "b", "old/x.txt", b"x")

@@ -1,7 +1,7 @@
-"""A second look at issue #22 as an attacker, on real servers: a folder delete's `until` against
-files moved and uploaded into the folder while it runs, and malformed `until`/`before`; quotas out
-of reach of a bucket-confined admin token, a member and a cross-site form; OpenAI Uploads completed
-and cancelled at once.
+"""A second look at issue #22 as an attacker, on real servers: a folder delete's promise (`until`,
+and the older clients' `before`) against files moved and uploaded into the folder while it runs;
+quotas out of reach of a bucket-confined admin token, a member and a cross-site form; OpenAI Uploads
+completed and cancelled at once; a revoked file request's unfinished uploads.
 
 Tests that need no particular database share one closed server (`local`, an operator's admin token
 on every request); the folder race runs on both configurations."""
@@ -15,10 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import sqlalchemy
+from sqlalchemy.pool import NullPool
 
 from tests.e2e.test_counters import assert_no_drift
 from tests.live_server import GunicornServer
 
+TUS = {"Tus-Resumable": "1.0.0"}
 PASSWORD = "review pass phrase"
 
 
@@ -105,6 +108,26 @@ def test_a_folder_delete_with_until_racing_moves_and_uploads_in_takes_only_what_
     assert_no_drift(server)
 
 
+def test_the_older_before_cannot_delete_a_file_moved_in_after_the_count(local):
+    """`before` (Unix seconds) compared each file's creation time, which a move keeps: a file moved
+    into the folder after the count was deleted by a delete that never counted it (issue #22: "never
+    a file moved in later"). It is refused now (400 until_required), and nothing goes."""
+    _, api = local
+    assert api("PUT", "/v1/files/old/before/counted.txt", b"counted")[0] == 200
+    assert api("PUT", "/v1/files/old/elsewhere/later.txt", b"moved in after the count")[0] == 200
+    status, count = api("GET", "/v1/folders/old/before/")
+    assert (status, count["files"]) == (200, 1)
+    status, moved = api("POST", "/v1/move", {"bucket": "old", "key": "elsewhere/later.txt",
+                                             "to_key": "before/later.txt"})
+    assert status == 200, moved
+    status, refused = api("DELETE", f"/v1/folders/old/before/?before={2**31}")
+    assert (status, refused["error"]["code"]) == (400, "until_required")
+    status, deleted = api("DELETE", f"/v1/folders/old/before/?until={count['until']}")
+    _, listing = api("GET", "/v1/files/old?prefix=before/")
+    assert (status, deleted, [item["key"] for item in listing["data"]]) == (
+        200, {"deleted": 1}, ["before/later.txt"])
+
+
 def test_malformed_until_and_before_are_a_clean_400(local):
     _, api = local
     assert api("PUT", "/v1/files/bad/dir/f.txt", b"kept")[0] == 200
@@ -115,7 +138,8 @@ def test_malformed_until_and_before_are_a_clean_400(local):
         for value in values:
             status, body = api("DELETE", f"/v1/folders/bad/dir/?{name}={value}")
             answers[f"{name}={value}"] = (status, body["error"]["code"] if isinstance(body, dict) else body)
-    assert answers == {f"{name}={value}": (400, f"invalid_{name}") for name in ("until", "before") for value in values}
+    expected = {"until": "invalid_until", "before": "until_required"}  # `before` is refused whatever its value
+    assert answers == {f"{name}={value}": (400, expected[name]) for name in ("until", "before") for value in values}
     _, listing = api("GET", "/v1/files/bad?prefix=dir/")
     assert [item["key"] for item in listing["data"]] == ["dir/f.txt"]
 
@@ -177,7 +201,18 @@ def test_quotas_beyond_a_confined_admin_token_or_a_member_stay_out_of_reach(loca
         client.close()
 
 
-# --- 5. OpenAI Uploads: complete, cancel and a part at once ----------------------------------
+# --- 4. a revoked file request ---------------------------------------------------------------
+
+def _sql(server, statement: str, **params) -> None:
+    """A statement on the server's own database (to let time pass for some rows)."""
+    url = server.env.get("FILES_DATABASE_URL") or f"sqlite:///{server.data_dir / 'files.db'}"
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(statement), params)
+    finally:
+        engine.dispose()
+
 
 def test_an_upload_completed_and_cancelled_at_once_ends_one_way(local):
     """Five rounds: an Upload of 3,000 bytes in three parts, then at once three completes, two
