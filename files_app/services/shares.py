@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, literal, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import validation
 from ..errors import InvalidInput, NotFound, QuotaExceeded, ShareGone
-from ..models import OwnerUsage, SessionState, Share, UploadSession, db, transaction
+from ..models import Bucket, OwnerUsage, SessionState, Share, StoredObject, UploadSession, db, transaction
 from . import audit
 from .leases import LEASE_FREE
 from .objects import ObjectInfo
@@ -69,6 +69,14 @@ _usage, _as_owner = OwnerUsage.__table__, literal("share:") + _shares.c.id
 _NOTHING_COUNTS_THROUGH = (~exists().where(_usage.c.owner == _as_owner, or_(_usage.c.files > 0, _usage.c.bytes > 0)),
                            ~exists().where(_sessions.c.owner == _as_owner))
 
+# A file's share whose file is not at its key any more (deleted, replaced, moved away): what
+# `file_of` finds, for a list of shares in one statement.
+_objects, _buckets = StoredObject.__table__, Bucket.__table__
+_FILE_GONE = and_(_shares.c.key.is_not(None), ~exists().where(
+    _buckets.c.name == _shares.c.bucket, _objects.c.bucket_id == _buckets.c.id, _objects.c.key == _shares.c.key,
+    _objects.c.blob_id == _shares.c.blob_id)).label("file_gone")
+_WITH_FILE_STATE = select(_shares, _FILE_GONE)
+
 
 @dataclass(frozen=True)
 class ShareInfo:
@@ -88,21 +96,27 @@ class ShareInfo:
     listing: bool  # visitors see the folder's files (a file request's default: no)
     revoked_at: int | None
     blob_id: str | None = None  # a file's share: its file's, when shared (never shown)
+    file_gone: bool = False  # a file's share whose file is not at its key (read by `list` and `get`)
 
     @classmethod
     def from_row(cls, row) -> ShareInfo:
         return cls(row.id, row.bucket, row.key, row.prefix, row.created_by, row.created_at, row.expires_at,
                    row.password_hash, row.max_downloads, row.downloads, bool(row.allow_upload),
-                   row.upload_max_bytes, row.uploaded_bytes, bool(row.listing), row.revoked_at, row.blob_id)
+                   row.upload_max_bytes, row.uploaded_bytes, bool(row.listing), row.revoked_at, row.blob_id,
+                   bool(getattr(row, "file_gone", False)))
 
     def state(self, now: float) -> str:
-        """active, revoked, expired, or exhausted (its downloads used up, and no uploads allowed)."""
+        """active, revoked, expired, exhausted (its downloads used up, and no uploads allowed), or
+        file_gone (a file's share whose file was deleted, replaced or moved away: its link answers
+        410 share_file_gone, until the same file is back at its key), in the order the link checks them."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at <= now:
             return "expired"
         if self.max_downloads is not None and self.downloads >= self.max_downloads and not self.allow_upload:
             return "exhausted"
+        if self.file_gone:
+            return "file_gone"
         return "active"
 
     def holds(self, key: str) -> bool:
@@ -160,7 +174,7 @@ class ShareService:
         return ShareInfo(**{name: value for name, value in row.items() if name != "secret_sha256"}), secret
 
     def list(self, created_by: str | None, everyone: bool) -> list[ShareInfo]:
-        query = select(_shares).order_by(_shares.c.created_at.desc(), _shares.c.id)
+        query = _WITH_FILE_STATE.order_by(_shares.c.created_at.desc(), _shares.c.id)
         if not everyone:
             query = query.where(_shares.c.created_by == created_by) if created_by else query.where(
                 _shares.c.created_by.is_(None))
@@ -170,7 +184,7 @@ class ShareService:
     def get(self, share_id: str, created_by: str | None, everyone: bool) -> ShareInfo:
         """Another's share is as good as none (404), unless `everyone` (an admin)."""
         with transaction():
-            row = db.session.execute(select(_shares).where(_shares.c.id == share_id)).first()
+            row = db.session.execute(_WITH_FILE_STATE.where(_shares.c.id == share_id)).first()
         if row is None or not (everyone or (row.created_by or None) == (created_by or None)):
             raise NotFound(f"no share {share_id!r}")
         return ShareInfo.from_row(row)

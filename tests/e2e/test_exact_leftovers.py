@@ -15,6 +15,7 @@ thread asserts."""
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -248,3 +249,48 @@ def test_a_dead_file_requests_uploads_keep_counting_for_its_creator(service):
     assert service.usage(token_id) == (0, 0)
     assert service.call("GET", f"/v1/shares/{share_id}", creator).status_code == 404  # forgotten now
     assert_no_drift(service.server)
+
+
+# --- 4. a file share whose file is gone --------------------------------------------------------------
+
+def test_a_file_share_whose_file_is_gone_says_so(service):
+    """The API and the Shares page said `active` for a file share whose file was moved away or deleted
+    (the link itself answered 410 share_file_gone); now both say `file_gone`, as long as the file is
+    not at its key (moved back, the link works again and says `active`), and a folder share beside it
+    stays active."""
+    writer, _ = service.token("file-sharer")
+    assert service.call("PUT", "/v1/files/gone/doc.txt", writer, content=b"soon gone").status_code in (200, 201)
+    made = service.call("POST", "/v1/shares", writer, json={"bucket": "gone", "key": "doc.txt"})
+    folder = service.call("POST", "/v1/shares", writer, json={"bucket": "gone", "prefix": ""})
+    assert made.status_code == folder.status_code == 201
+    share_id, link = made.json()["id"], made.json()["url"].removeprefix(service.server.url)
+    folder_id = folder.json()["id"]
+    assert made.json()["state"] == "active"
+
+    def states() -> tuple[str, dict, str]:
+        """The share's state: by GET, in the list (with the folder's), and on the Shares page."""
+        one = service.call("GET", f"/v1/shares/{share_id}", writer).json()["state"]
+        listed = {share["id"]: share["state"] for share in service.call("GET", "/v1/shares", writer).json()["data"]}
+        page = service.call("GET", "/shares", service.admin)
+        assert page.status_code == 200, page.text
+        assert f'data-id="{folder_id}" data-state="active"' in page.text
+        shown = re.search(rf'data-id="{share_id}" data-state="([a-z_]+)"', page.text)
+        return one, listed, shown.group(1) if shown else ""
+
+    assert states() == ("active", {share_id: "active", folder_id: "active"}, "active")
+    moved = service.call("POST", "/v1/move", writer, json={"bucket": "gone", "key": "doc.txt", "to_key": "away.txt"})
+    assert moved.status_code == 200, moved.text
+    assert service.call("GET", link, {}).status_code == 410
+    assert states() == ("file_gone", {share_id: "file_gone", folder_id: "active"}, "file_gone")
+    back = service.call("POST", "/v1/move", writer, json={"bucket": "gone", "key": "away.txt", "to_key": "doc.txt"})
+    assert back.status_code == 200, back.text
+    assert service.call("GET", link, {}).status_code == 200  # the same file: its link works again
+    assert states() == ("active", {share_id: "active", folder_id: "active"}, "active")
+
+    assert service.call("DELETE", "/v1/files/gone/doc.txt", writer).status_code in (200, 204)
+    opened = service.call("GET", f"{link}/f/doc.txt", {})  # the download route answers JSON
+    assert (opened.status_code, _error_code(opened)) == (410, "share_file_gone")
+    assert states() == ("file_gone", {share_id: "file_gone", folder_id: "active"}, "file_gone")
+    assert "file gone" in service.call("GET", "/shares", service.admin).text  # said in words too
+    revoked = service.call("DELETE", f"/v1/shares/{share_id}", writer)  # still revocable
+    assert (revoked.status_code, revoked.json()["state"]) == (200, "revoked")
