@@ -52,3 +52,65 @@ def test_0008_keeps_signed_in_browsers_and_never_reuses_an_id(tmp_path):
     assert sessions == [("s", 1)] and new_token == [(8,)]
     with app.app_context():
         db.engine.dispose()
+
+
+def test_the_newest_revision_read_from_the_scripts_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from files_app.schema import alembic_config, newest_revision
+
+    assert [newest_revision()] == ScriptDirectory.from_config(alembic_config()).get_heads()
+
+
+def test_a_chain_that_is_not_a_plain_line_is_left_to_alembic(tmp_path, monkeypatch):
+    """Two heads, a merge, a branch label or an unreadable script: no head is guessed."""
+    from files_app import schema
+
+    def scripts(*texts: str) -> str | None:
+        versions = tmp_path / str(len(list(tmp_path.iterdir()))) / "versions"
+        versions.mkdir(parents=True)
+        for number, text in enumerate(texts):
+            (versions / f"{number:04}_x.py").write_text(text)
+        monkeypatch.setattr(schema, "MIGRATIONS", versions.parent)
+        return schema.newest_revision()
+
+    def script(revision: str, down: str | None, labels: str = "None") -> str:
+        down = f'"{down}"' if down else "None"
+        return (f'revision = "{revision}"\ndown_revision = {down}\nbranch_labels = {labels}\n'
+                "depends_on = None\n")
+
+    assert scripts(script("a", None), script("b", "a"), script("c", "b")) == "c"
+    assert scripts(script("a", None), script("b", "a"), script("c", "a")) is None  # two heads
+    assert scripts(script("a", None), script("b", None)) is None  # two roots
+    assert scripts(script("a", None), script("b", "a", labels='("x",)')) is None
+    assert scripts(script("a", None), 'revision = "b"\ndown_revision = ("a", "z")\nbranch_labels = None\n'
+                   "depends_on = None\n") is None  # a merge
+    assert scripts(script("a", None), "REVISION = 'b'\n") is None
+
+
+def test_a_database_at_the_newest_revision_is_not_migrated_again_and_an_older_one_is(tmp_path, monkeypatch):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from files_app import create_app
+    from files_app.schema import alembic_config, newest_revision, upgrade_database
+
+    app = create_app({"TESTING": True, "FILES_DATA_DIR": str(tmp_path), "FILES_DATABASE_URL": ""})
+    app.extensions["files"].store.ensure_ready()
+    with app.app_context(), db.engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0013")
+
+    def recorded() -> list[str]:
+        with app.app_context(), db.engine.connect() as connection:
+            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+
+    upgrade_database(app)
+    assert recorded() == [newest_revision()] != ["0013"]
+    upgraded = []
+    monkeypatch.setattr(command, "upgrade", lambda *args: upgraded.append(args))
+    upgrade_database(app)
+    assert upgraded == [] and recorded() == [newest_revision()]
+    with app.app_context():
+        db.engine.dispose()
