@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster (Debian's server binaries) on 127.0.0.1 and a free port, fsync
-off. Started once per test process; each test gets a database of its own."""
+off, its files in memory (/dev/shm) where there is such a place. Started once per test process;
+each test gets a database of its own."""
 
 from __future__ import annotations
 
@@ -26,9 +27,16 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+def _in_memory() -> str | None:
+    """/dev/shm (tmpfs) when it can be written, else the usual temporary directory (None). Each
+    scaled test copies the template database (8 MB) and drops it again: on a disk shared with
+    other work, CREATE DATABASE took 0.15 to 1 s waiting for writes, in memory 0.05 to 0.09 s."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+
+
 class PostgresCluster:
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="files-pg-")
+        self.dir = tempfile.mkdtemp(prefix="files-pg-", dir=_in_memory())
         self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
