@@ -175,7 +175,6 @@ def test_an_expired_uploads_parts_stop_counting_when_it_expires(service):
     part = service.call("POST", f"{base}/{new.json()['id']}/parts", writer, files={"data": b"n" * 600_000})
     assert part.status_code == 200, part.text
     assert service.usage(token_id) == (0, 600_000)
-    assert_no_drift(service.server)
     gc = flask_files(service.server, "gc")
     assert gc.returncode == 0, gc.stderr
     assert service.usage(token_id) == (0, 600_000)  # gc took the expired Upload: nothing changes
@@ -199,7 +198,6 @@ def test_a_complete_tus_partial_counts_until_it_expires(service):
     service.sql("UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE id = :sid",
                 sid=url.rsplit("/", 1)[1].removeprefix("session:"))  # a day passes for it
     assert service.usage(token_id) == (0, 0)
-    assert_no_drift(service.server)
 
 
 # --- 3. a file request's uploads after the link dies ----------------------------------------------------
@@ -238,7 +236,6 @@ def test_a_dead_file_requests_uploads_keep_counting_for_its_creator(service):
     again = service.call("POST", "/v1/files", creator, json={"bucket": "inbox", "key": "more.bin", "size": 200_000})
     assert (again.status_code, _error_code(again)) == (507, "quota_exceeded")
     assert service.call("GET", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
-    assert_no_drift(service.server)
 
     # The file deleted, the unfinished upload a day older (expired): nothing counts through the link.
     assert service.call("DELETE", "/v1/files/inbox/received.bin", creator).status_code in (200, 204)
