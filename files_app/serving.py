@@ -4,15 +4,16 @@ before a thread takes them.
 gunicorn's gthread worker gives a new connection a thread as soon as its first byte arrives, so a
 client that sends its headers or its body slowly holds a thread for as long as it likes: a few
 thousand slow connections held every thread and nothing else was answered. Here:
-- the event loop reads each request's headers, and its body up to BODY_IN_LOOP bytes (a whole
-  small request: JSON calls, forms, small files), before a thread takes it. A connection that is
-  idle, or trickles its headers or the start of its body, costs a socket and a buffer, not a thread;
-  FILES_MAX_CONNECTIONS of them per worker, each within FILES_HEADER_TIMEOUT for its headers (from
-  its first byte, or from its connection) and FILES_CLIENT_TIMEOUT of silence mid-body (408);
-- a request that has sent that much, or whose client waits for `100 Continue`, goes to one of
-  FILES_THREADS threads and streams the rest: an upload in progress holds a thread, and every read
-  and write on its socket times out after FILES_CLIENT_TIMEOUT seconds without progress (the upload
-  keeps what was durable);
+- the event loop reads each request's headers (up to HEAD_IN_LOOP bytes, else 431), and its body
+  up to BODY_IN_LOOP bytes (a whole small request: JSON calls, forms, small files; it answers
+  `Expect: 100-continue` itself), before a thread takes it; a pipelined request a thread read the
+  start of comes back to the loop too. A connection that is idle, or trickles its headers or the
+  start of its body, costs a socket and a buffer, not a thread: FILES_MAX_CONNECTIONS of them per
+  worker, each within FILES_HEADER_TIMEOUT for its headers (from its first byte, or from its
+  connection) and FILES_CLIENT_TIMEOUT of silence mid-body (408);
+- a request that has sent that much goes to one of FILES_THREADS threads and streams the rest: an
+  upload in progress holds a thread, and every read and write on its socket times out after
+  FILES_CLIENT_TIMEOUT seconds without progress (the upload keeps what was durable);
 - gunicorn's own answers to malformed requests use the API's JSON error shape.
 The measurements that chose this model are in the README ("Serving model").
 """
@@ -35,6 +36,7 @@ from .config import load_settings
 from .request_head import GO_NOW, BodyPlan, body_complete, body_plan, head_end
 
 BODY_IN_LOOP = 64 * 1024  # body bytes read before a thread takes the request (= FILES_INLINE_MAX's default)
+HEAD_IN_LOOP = 64 * 1024  # a longer header section is answered 431
 LOOP_MEMORY = 128 * 1024 * 1024  # a worker's bytes held for requests not yet in a thread; past it, no body waits
 ACCEPTS_PER_WAKE = 64
 SCAN_EVERY = 0.25  # seconds between looks for connections past their deadlines
@@ -75,6 +77,7 @@ class ReadingConn(TConn):
         self.last_byte_at = now
         self.end_of_head: int | None = None
         self.plan: BodyPlan = GO_NOW
+        self.continued = False  # the loop has answered `Expect: 100-continue`
 
 
 class FilesWorker(ThreadWorker):
@@ -146,14 +149,17 @@ class FilesWorker(ThreadWorker):
     def _on_readable(self, conn: ReadingConn, client) -> None:
         if conn not in self._reading:
             return
-        if conn.end_of_head is None:
-            room = BODY_IN_LOOP - len(conn.buffer)
+        if conn.end_of_head is None:  # heads are read whatever the memory spent: each is capped
+            room = HEAD_IN_LOOP - len(conn.buffer)
+            if room <= 0:
+                self._drop(conn, json_error(431, "Request Header Fields Too Large",
+                                            f"the request's headers are over {HEAD_IN_LOOP} bytes"))
+                return
         else:
-            room = conn.end_of_head + conn.plan.wanted - len(conn.buffer)
-        room = min(room, LOOP_MEMORY - self._held)
-        if room <= 0:  # a head larger than the loop reads, or the worker's loop memory is spent
-            self._to_thread(conn)
-            return
+            room = min(conn.end_of_head + conn.plan.wanted - len(conn.buffer), LOOP_MEMORY - self._held)
+            if room <= 0:  # the worker's loop memory is spent: this body goes to a thread as it is
+                self._to_thread(conn)
+                return
         try:
             data = conn.sock.recv(room)
         except (BlockingIOError, InterruptedError):
@@ -174,9 +180,45 @@ class FilesWorker(ThreadWorker):
             conn.end_of_head = head_end(conn.buffer, searched)
             if conn.end_of_head is None:
                 return
-            conn.plan = body_plan(conn.buffer[:conn.end_of_head], BODY_IN_LOOP)
+            self._plan_body(conn)
         if body_complete(conn.buffer, conn.end_of_head, conn.plan):
             self._to_thread(conn)
+
+    def _plan_body(self, conn: ReadingConn) -> None:
+        conn.plan = body_plan(conn.buffer[:conn.end_of_head], BODY_IN_LOOP)
+        if conn.plan.expect_continue and len(conn.buffer) == conn.end_of_head:
+            # gunicorn would send `100 Continue` before the app runs anyway: the loop says it and
+            # reads the body like any other, with no thread waiting for it (handle_request then
+            # tells gunicorn it was said).
+            try:
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                pass
+            conn.continued = True
+
+    def finish_request(self, conn, fs):
+        """A thread is done with a request. Bytes it read ahead of the next one (a pipelined
+        request, perhaps half sent) go back to the loop, which reads the rest of that request, under
+        its own header deadline, as for any other; gunicorn would give it a thread at once."""
+        leftover = b""
+        if (self.alive and isinstance(conn, ReadingConn) and not conn.is_http2 and conn.parser is not None
+                and not fs.cancelled() and fs.exception() is None and fs.result() is True):
+            leftover = conn.parser.unreader.take_buffered()
+        if not leftover:
+            super().finish_request(conn, fs)
+            return
+        now = time.monotonic()
+        conn.start_request(now)
+        conn.sock.setblocking(False)
+        conn.buffer += leftover
+        conn.first_byte_at = now
+        self._held += len(conn.buffer)
+        self._read_in_loop(conn)
+        conn.end_of_head = head_end(conn.buffer)
+        if conn.end_of_head is not None:
+            self._plan_body(conn)
+            if body_complete(conn.buffer, conn.end_of_head, conn.plan):
+                self._to_thread(conn)
 
     def _to_thread(self, conn: ReadingConn) -> None:
         self._leave_loop(conn)
@@ -256,6 +298,9 @@ class FilesWorker(ThreadWorker):
     def handle_request(self, req, conn):
         """The headers are complete: from now on no read or write may stall past the client timeout."""
         self._end_header_phase(conn)
+        if getattr(conn, "continued", False):
+            req._expected_100_continue = False  # the loop has said it: not twice
+            conn.continued = False
         conn.sock.settimeout(self.client_timeout)
         return super().handle_request(req, conn)
 

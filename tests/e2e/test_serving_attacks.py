@@ -1,6 +1,7 @@
 """Attacks on the worker's event loop (files_app/serving.py, files_app/request_head.py), each against
-a real server on 127.0.0.1: odd framing, clients that leave mid-request, more connections than the
-cap, a stop while many are held. Every wait is on a condition under a deadline."""
+a real server on 127.0.0.1: framing the loop judges differently from gunicorn's parser, requests
+whose incomplete heads or bodies reach a thread, the loop's memory budget, the connection cap, a
+stop. Every wait is on a condition under a deadline; the only sleeps are a slow client's pace."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 HOST = b"Host: 127.0.0.1\r\n"
+LOOP_MEMORY = 128 * 1024 * 1024  # files_app.serving.LOOP_MEMORY
 
 
 def _allow_descriptors(count: int) -> None:
@@ -113,8 +115,156 @@ def left_unclosed(server_port: int) -> int:
     return len(_server_sockets(server_port, None, "08"))
 
 
+def new_session(server, key: str, size: int) -> bytes:
+    request = urllib.request.Request(server.url + "/v1/files", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"bucket": "attacks", "key": key, "size": size}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["url"].removeprefix(server.url).encode()
+
+
 def json_post(path: bytes, body: bytes, framing: bytes) -> bytes:
     return b"POST " + path + b" HTTP/1.1\r\n" + HOST + b"Content-Type: application/json\r\n" + framing + body
+
+
+def chunked(body: bytes, last_chunk: bytes = b"0\r\n\r\n") -> bytes:
+    return b"%x\r\n%s\r\n%x\r\n%s\r\n" % (10, body[:10], len(body) - 10, body[10:]) + last_chunk
+
+
+# -- findings: these fail on the worker of 410126a/5400b61 ------------------------------------------
+
+
+def test_the_loop_never_waits_for_bytes_gunicorn_does_not_expect(server_factory):
+    """request_head.body_plan/body_complete wait for a chunked body to *end with* b"0\\r\\n\\r\\n" and
+    take any Content-Length-looking line for the length: a valid chunked request with a trailer or a
+    last-chunk extension, or followed by a pipelined request in the same write, and requests gunicorn
+    would refuse at once (Transfer-Encoding without chunked, obs-fold, a space before the colon, a
+    head ending in LF CRLF) wait in the loop for FILES_CLIENT_TIMEOUT (60 s by default) or
+    FILES_HEADER_TIMEOUT, then get a 408. Each must be answered at once."""
+    server = server_factory(FILES_WORKERS="1", FILES_THREADS="4", FILES_CLIENT_TIMEOUT="30",
+                            FILES_HEADER_TIMEOUT="30").start()
+    body = json.dumps({"bucket": "framing", "key": "k.txt", "size": 5}).encode()
+    te, close = b"Transfer-Encoding: chunked\r\n", b"Connection: close\r\n\r\n"
+    post, get = b"POST /v1/files HTTP/1.1\r\n" + HOST, b"GET /healthz HTTP/1.1\r\n" + HOST
+    valid = {  # name: (request, the statuses it must get)
+        "trailer": (json_post(b"/v1/files", chunked(body, b"0\r\nX-Checksum: 1\r\n\r\n"), te + close), [201]),
+        "last-chunk extension": (json_post(b"/v1/files", chunked(body, b"0;done=1\r\n\r\n"), te + close), [201]),
+        "chunked then a pipelined GET": (json_post(b"/v1/files", chunked(body), te + b"\r\n") + get + close,
+                                         [201, 200]),
+    }
+    refused = {  # gunicorn's parser answers each 400 (501) as soon as it sees the head
+        "Transfer-Encoding: gzip": post + b"Transfer-Encoding: gzip\r\n" + close,
+        "obs-fold Content-Length": get + b"X-A: a\r\n Content-Length: 100\r\n" + close,
+        "Content-Length : 100": get + b"Content-Length : 100\r\n" + close,
+        "head ends LF CRLF": get + b"Connection: close\n\r\n",
+    }
+    got = statuses_of(server.port, {name: (raw, len(wanted)) for name, (raw, wanted) in valid.items()}
+                      | {name: (raw, 1) for name, raw in refused.items()})
+    for name in refused:
+        got[name] = "refused" if got[name] and got[name][0] >= 400 else got[name]
+    wanted = {name: statuses for name, (_, statuses) in valid.items()} | dict.fromkeys(refused, "refused")
+    assert got == wanted  # []: nothing within 3 s
+
+
+def test_an_incomplete_request_never_holds_a_thread(server_factory):
+    """With one thread, each of these holds it until its deadline (here 30 s) and /healthz waits:
+    - a pipelined next request whose head is incomplete (finish_request hands a connection with
+      bytes left in the parser straight to a thread, which reads the rest of the head blocking);
+    - `Expect: 100-continue` and no body (body_plan sends it to a thread at once, which sends
+      100 Continue and blocks for the body: the slow-body attack with one header added);
+    - a head over 64 KiB, then silence (the loop hands it to a thread half read).
+    A connection that is only typing must cost a socket, not a thread."""
+    server = server_factory(FILES_WORKERS="1", FILES_THREADS="1", FILES_HEADER_TIMEOUT="30",
+                            FILES_CLIENT_TIMEOUT="30").start()
+    pad = b"".join(b"X-Pad-%d: %s\r\n" % (index, b"p" * 4000) for index in range(17))  # 68 KiB, no end
+    attacks = {  # name: (bytes sent, what the client sees once a thread holds it)
+        "pipelined, next head incomplete": (b"GET /healthz HTTP/1.1\r\n" + HOST + b"\r\nGET /healthz HTTP/1.1\r\nHo",
+                                            b'{"status":"ok"}'),
+        "Expect: 100-continue, no body": (b"PUT /v1/files/attacks/e.txt HTTP/1.1\r\n" + HOST +
+                                          b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n", b"100 Continue"),
+        "head over 64 KiB, then silence": (b"GET /healthz HTTP/1.1\r\n" + HOST + pad, None),
+    }
+    answered = {}
+    for name, (raw, sign) in attacks.items():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as attacker:
+            attacker.sendall(raw)
+            if sign is not None:  # the server has taken it: it answered the first part
+                seen = b""
+                while sign not in seen:
+                    chunk = attacker.recv(4096)
+                    assert chunk, seen
+                    seen += chunk
+            else:  # the server has read every byte of it (the loop alone reads only 64 KiB)
+                assert wait_read(server.port, attacker)
+            answered[name] = healthz(server, timeout=2)
+        assert wait_until(lambda: healthz(server, timeout=1), 10)  # the attacker gone, the thread is free
+    assert answered == dict.fromkeys(attacks, True)
+
+
+def test_a_pipelined_request_has_its_own_header_deadline(server_factory):
+    """A chunked upload that takes 2.5 s, its connection's next request started in the same write
+    as the last chunk and finished 1.5 s later, under FILES_HEADER_TIMEOUT=2: the next request is
+    cut off unanswered ("headers from ... took longer than 2s: connection cut"), because handle()
+    dates its header deadline from conn.first_byte_at, the first byte of the upload before it."""
+    server = server_factory(FILES_WORKERS="1", FILES_THREADS="2", FILES_HEADER_TIMEOUT="2",
+                            FILES_CLIENT_TIMEOUT="20").start()
+    part, parts = b"u" * 100_000, 3
+    path = new_session(server, "pipelined.bin", len(part) * parts)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"POST " + path + b" HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(parts):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+            time.sleep(0.8)  # the client's pace: the upload takes longer than the header timeout
+        sock.sendall(b"0\r\n\r\nGET /healthz HTTP/1.1\r\n")
+        time.sleep(1.5)  # the client's pace: the next head takes 1.5 s, within the 2 s allowed
+        sock.sendall(HOST + b"\r\n")
+        received = b""
+        while received.count(b"HTTP/1.1 200 ") < 2 or not received.endswith(b'{"status":"ok"}\n'):
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 ") == 2, (received[-300:], server.log.read_text()[-600:])
+
+
+def test_with_the_loop_memory_spent_heads_are_still_read_in_the_loop(server_factory):
+    """README: past the loop's 128 MiB, "requests go to a thread as soon as their headers are in".
+    But _on_readable caps every read, headers included, by what is left of LOOP_MEMORY and hands a
+    connection to a thread when nothing is: ~2,100 connections each holding 63 KiB of an unfinished
+    body (within FILES_MAX_CONNECTIONS) and then every slow-header client holds a thread again, here
+    the only one, and /healthz waits for its header deadline."""
+    server = server_factory(FILES_WORKERS="1", FILES_THREADS="1", FILES_HEADER_TIMEOUT="30",
+                            FILES_CLIENT_TIMEOUT="30").start()
+    head = (b"POST /login HTTP/1.1\r\n" + HOST + b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 65000\r\n\r\n")
+    size = next(size for size in range(64_000, 63_000, -1)  # what is left over: a head's worth
+                if 1000 <= LOOP_MEMORY % (len(head) + size) <= 30_000)
+    filler = head + b"u" * size  # the loop waits for the rest of its 65,000 bytes
+    full, left = divmod(LOOP_MEMORY, len(filler))
+    _allow_descriptors(full + 1024)
+    held = []
+    try:
+        for index in range(full + 1):
+            # The last one: an unfinished head that leaves 10 bytes of the budget.
+            raw = filler if index < full else b"GET /x HTTP/1.1\r\nX-Pad: " + b"p" * (left - 10 - 24)
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            held.append(sock)
+            sock.sendall(raw)
+        assert wait_until(lambda: server_unread(server.port) == 0, 30)  # the loop read all of it
+        assert healthz(server)  # a request with no body still goes through (to the free thread)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"X-Slow: ")
+            assert wait_read(server.port, slow)
+            assert healthz(server, timeout=2)  # fails: the slow head holds the only thread
+    finally:
+        for sock in held:
+            sock.close()
+
+
+# -- attacks that already fail, kept as regression tests ------------------------------------------
 
 
 def test_odd_but_decidable_framing_is_answered_right_and_at_once(server_factory):
