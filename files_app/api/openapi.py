@@ -113,7 +113,7 @@ _SCHEMAS = {
                        "bucket": {"type": "string"}, "key": {"type": ["string", "null"]},
                        "prefix": {"type": ["string", "null"]}, "created_at": {"type": "integer"},
                        "expires_at": {"type": "integer"},
-                       "state": {"enum": ["active", "expired", "revoked", "exhausted"]},
+                       "state": {"enum": ["active", "expired", "revoked", "exhausted", "file_gone"]},
                        "password": {"type": "boolean"}, "max_downloads": {"type": ["integer", "null"]},
                        "downloads": {"type": "integer"}, "allow_upload": {"type": "boolean"},
                        "upload_max_bytes": {"type": ["integer", "null"]}, "uploaded_bytes": {"type": "integer"},

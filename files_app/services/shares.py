@@ -54,10 +54,16 @@ _sessions = UploadSession.__table__
 _ABORT_UPLOAD = (delete(_sessions).where(_sessions.c.id == bindparam("sid"), _sessions.c.owner == bindparam("owner"),
                                          _sessions.c.state == SessionState.ACTIVE)
                  .returning(_sessions.c.size, _sessions.c.store_state))
-# File-request uploads past their expiry, never finished: gc's to forget, after giving their bytes back.
-_EXPIRED_UPLOADS = (delete(_sessions).where(_sessions.c.owner.like("share:%"), _sessions.c.state == SessionState.ACTIVE,
-                                            _sessions.c.expires_at < bindparam("now"), LEASE_FREE)
-                    .returning(_sessions.c.id, _sessions.c.owner, _sessions.c.size, _sessions.c.store_state))
+# File-request uploads past their expiry, never finished: gc's to forget, after giving their bytes back
+# (and one link's, when it takes a new upload: its budget comes back when they expire, not at gc).
+_EXPIRED = (_sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at < bindparam("now"), LEASE_FREE)
+_GONE = (_sessions.c.id, _sessions.c.owner, _sessions.c.size, _sessions.c.store_state)
+_EXPIRED_UPLOADS = delete(_sessions).where(_sessions.c.owner.like("share:%"), *_EXPIRED).returning(*_GONE)
+_EXPIRED_UPLOADS_OF = delete(_sessions).where(_sessions.c.owner == bindparam("owner"), *_EXPIRED).returning(*_GONE)
+# A revoked file request's unfinished uploads can neither go on nor be aborted through it: they go
+# with the revocation, so that they stop counting for its creator at once.
+_UNFINISHED_UPLOADS_OF = (delete(_sessions).where(_sessions.c.owner == bindparam("owner"),
+                                                   _sessions.c.state == SessionState.ACTIVE).returning(*_GONE))
 
 # A share that works no more: expired, revoked, or used up (a file request is never used up).
 _DEAD = or_(_shares.c.expires_at <= bindparam("now"), _shares.c.revoked_at.is_not(None),
@@ -191,11 +197,15 @@ class ShareService:
 
     def revoke(self, share_id: str, created_by: str | None, everyone: bool) -> ShareInfo:
         share = self.get(share_id, created_by, everyone)
+        aborted = []
         with transaction():
             if db.session.execute(update(_shares).where(_shares.c.id == share.id, _shares.c.revoked_at.is_(None))
                                   .values(revoked_at=int(self.clock()))).rowcount:
+                if share.allow_upload:
+                    aborted = self._give_back(_UNFINISHED_UPLOADS_OF, {"owner": f"share:{share.id}"})
                 audit.record("share.revoke", bucket=share.bucket, key=share.key if share.key is not None
-                             else share.prefix, detail={"share": share.id})
+                             else share.prefix, detail={"share": share.id, "uploads_aborted": len(aborted)})
+        self._discard(aborted)
         return self.get(share_id, created_by, everyone)
 
     def open(self, secret: str) -> ShareInfo:
@@ -253,9 +263,11 @@ class ShareService:
         key = self._free_key(share, validation.object_key((share.prefix or "") + (name or "upload")))
         if share.created_by:
             self.uploads.check_quota(None, share.created_by, size)  # the bucket's: when the session is made
+        now = self.clock()
         with transaction():
-            reserved = db.session.execute(_RESERVE_UPLOAD, {"share_id": share.id, "size": size,
-                                                            "now": self.clock()}).rowcount
+            expired = self._give_back(_EXPIRED_UPLOADS_OF, {"owner": f"share:{share.id}", "now": now})
+            reserved = db.session.execute(_RESERVE_UPLOAD, {"share_id": share.id, "size": size, "now": now}).rowcount
+        self._discard(expired)
         if reserved != 1:
             self._refuse_now(share)
             left = max((share.upload_max_bytes or 0) - share.uploaded_bytes, 0)
@@ -308,14 +320,25 @@ class ShareService:
         unfinished gives its bytes back to its link (in the transaction that deletes it), then its
         bytes go. The number of uploads refunded."""
         with transaction():
-            expired = db.session.execute(_EXPIRED_UPLOADS, {"now": now}).all()
-            for row in expired:
-                if row.size:
-                    db.session.execute(_GIVE_BACK, {"share_id": row.owner.removeprefix("share:"), "size": row.size})
-        for row in expired:
+            expired = self._give_back(_EXPIRED_UPLOADS, {"now": now})
+        self._discard(expired)
+        return len(expired)
+
+    @staticmethod
+    def _give_back(deleting, params: dict) -> list:
+        """Run a statement that deletes file-request sessions, and give each one's bytes back to its
+        link, in the caller's transaction. The rows, for _discard once it has committed."""
+        gone = db.session.execute(deleting, params).all()
+        for row in gone:
+            if row.size:
+                db.session.execute(_GIVE_BACK, {"share_id": row.owner.removeprefix("share:"), "size": row.size})
+        return gone
+
+    def _discard(self, gone: list) -> None:
+        """The bytes of sessions whose rows are gone (committed): as UploadService.discard frees them."""
+        for row in gone:
             self.uploads.store.discard_partial(row.id, row.store_state)
             self.uploads.store.delete_blob(row.id)
-        return len(expired)
 
     def forget_dead(self, now: float) -> int:
         """For gc: shares expired, revoked or used up, but not a file request's while something it

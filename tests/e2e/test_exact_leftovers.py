@@ -212,9 +212,10 @@ def _tus_create(service: Service, link: str, name: str, size: int) -> str:
 
 def test_a_dead_file_requests_uploads_keep_counting_for_its_creator(service):
     """A file request received a 600,000-byte file and holds an unfinished 300,000-byte upload; the
-    link is revoked and gc runs: both still count for its creator (the link's row stays while they
-    do), so the creator cannot store past the quota by letting file requests die. Once the file is
-    deleted and the unfinished upload expired, gc forgets the link and nothing counts. Before, gc
+    link is revoked and gc runs: the unfinished upload went with the revocation (it could neither go
+    on nor be aborted through a dead link), the received file still counts for its creator (the
+    link's row stays while it does), so the creator cannot store past the quota by letting file
+    requests die. Once the file is deleted, gc forgets the link and nothing counts. Before, gc
     deleted the revoked row at once and the creator's usage fell to 0 while the bytes stayed."""
     creator, token_id = service.token("request-creator", max_bytes=1_000_000)
     assert service.call("PUT", "/v1/files/inbox", creator).status_code in (200, 201)
@@ -232,12 +233,12 @@ def test_a_dead_file_requests_uploads_keep_counting_for_its_creator(service):
     assert service.call("DELETE", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
     gc = flask_files(service.server, "gc")
     assert gc.returncode == 0, gc.stderr
-    assert service.usage(token_id) == (600_000, 300_000)  # the bytes are still there: still counted
-    again = service.call("POST", "/v1/files", creator, json={"bucket": "inbox", "key": "more.bin", "size": 200_000})
+    assert service.usage(token_id) == (600_000, 0)  # the file is still there: still counted
+    again = service.call("POST", "/v1/files", creator, json={"bucket": "inbox", "key": "more.bin", "size": 500_000})
     assert (again.status_code, _error_code(again)) == (507, "quota_exceeded")
     assert service.call("GET", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
 
-    # The file deleted, the unfinished upload a day older (expired): nothing counts through the link.
+    # The file deleted, its finished upload's session a day older (expired): nothing counts through the link.
     assert service.call("DELETE", "/v1/files/inbox/received.bin", creator).status_code in (200, 204)
     service.sql("UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE owner = :owner",
                 owner=f"share:{share_id}")

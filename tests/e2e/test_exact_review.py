@@ -8,6 +8,7 @@ on every request); the folder race runs on both configurations."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import threading
@@ -199,6 +200,49 @@ def test_quotas_beyond_a_confined_admin_token_or_a_member_stay_out_of_reach(loca
     assert (api("GET", "/v1/quotas/qa")[1]["max_bytes"], api("GET", "/v1/quotas/qb")[1]["max_bytes"]) == (5, 7)
     for client in (token, member, admin):
         client.close()
+
+
+def test_a_file_requests_dead_uploads_give_back_what_they_held(local):
+    """- Revoked: a write token with a 5,000-byte quota makes a file request; four 1,000-byte
+      uploads are created through it (4,000 promised for the token), then it is revoked. Those
+      uploads can never finish nor be aborted (410 through the dead link), yet they hold the
+      creator's quota until they expire (FILES_SESSION_TTL, 24 h): the creator cannot store 2,000 B.
+    - Expired: another link's whole budget (1,000 bytes) is one upload, which then expires. A
+      creator's quota promise is given back at once, the link's budget only by the next gc pass
+      (hourly): until then the link refused every upload (README: "given back when an unfinished
+      upload is aborted or expires"). Now the link gives it back when it takes the next upload."""
+    server, api = local
+    status, made = api("POST", "/v1/tokens", {"name": "requester", "scope": "write"})
+    assert status == 201, made
+    assert api("PUT", f"/v1/quotas/tokens/{made['id']}", {"max_bytes": 5000})[0] == 200
+    creator, visitor = Api(server, made["token"]), Api(server)
+    assert creator("PUT", "/v1/files/req/seed.txt", b"s")[0] == 200
+
+    def request(maker: Api = creator, **fields) -> tuple[str, str]:
+        status, share = maker("POST", "/v1/shares", {"bucket": "req", "allow_upload": True, **fields})
+        assert status == 201, share
+        return share["url"].removeprefix(server.url), share["id"]
+
+    def create(link: str, name: str) -> int:
+        metadata = "filename " + base64.b64encode(name.encode()).decode()
+        return visitor("POST", f"{link}/uploads", headers={**TUS, "Upload-Length": "1000",
+                                                           "Upload-Metadata": metadata})[0]
+
+    revoked, revoked_id = request(prefix="in/", upload_max_bytes=100_000)
+    assert [create(revoked, f"f{index}.bin") for index in range(4)] == [201] * 4
+    assert api("GET", f"/v1/quotas/tokens/{made['id']}")[1]["promised_bytes"] == 4000
+    assert creator("DELETE", f"/v1/shares/{revoked_id}")[0] == 200
+    after_revoke = (api("GET", f"/v1/quotas/tokens/{made['id']}")[1]["promised_bytes"],
+                    creator("PUT", "/v1/files/req/mine.bin", b"m" * 2000)[0])
+
+    expiring, expiring_id = request(api, prefix="exp/", upload_max_bytes=1000)  # (the operator's: no quota)
+    assert (create(expiring, "first.bin"), create(expiring, "second.bin")) == (201, 507)
+    _sql(server, "UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE owner = :owner",
+         owner=f"share:{expiring_id}")
+    third = create(expiring, "third.bin")  # the expired upload's budget comes back as the link takes it
+    after_expiry = (third, api("GET", f"/v1/shares/{expiring_id}")[1]["uploaded_bytes"])
+    assert (after_revoke, after_expiry) == ((0, 200), (201, 1000))
+    assert_no_drift(server)
 
 
 # --- 4. a revoked file request ---------------------------------------------------------------
