@@ -45,6 +45,8 @@ def owner_quota(kind: str, name: str):
         raise Forbidden("a token confined to a bucket cannot see or set a user's or token's quota")
     subject = quotas().subject(kind.removesuffix("s"), name)
     if request.method == "GET":
-        return quota_json(quotas().get(subject))
-    fields = read_json_object(request.stream)
-    return quota_json(quotas().set(subject, fields.get("max_bytes"), fields.get("max_files")))
+        info = quotas().get(subject)
+    else:
+        fields = read_json_object(request.stream)
+        info = quotas().set(subject, fields.get("max_bytes"), fields.get("max_files"))
+    return quota_json(info) | {"name": name}  # a user's subject names its id: answer with the name asked for

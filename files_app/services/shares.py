@@ -352,9 +352,13 @@ class ShareService:
             return db.session.execute(delete(_shares).where(_DEAD, *_NOTHING_COUNTS_THROUGH), {"now": now}).rowcount
 
 
+_GONE_BECAUSE = {"expired": "this link has expired", "revoked": "this link has been revoked",
+                 "exhausted": "this link has been used up", "file_gone": "the file this link shared is gone"}
+
+
 def _refuse_dead(share: ShareInfo, now: float) -> None:
     if (state := share.state(now)) != "active":
-        raise ShareGone(f"this link has {state if state != 'exhausted' else 'been used up'}", state=state)
+        raise ShareGone(_GONE_BECAUSE.get(state, f"this link works no more ({state})"), state=state)
 
 
 def _expiry(fields: dict[str, Any], now: int) -> int:

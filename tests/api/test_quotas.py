@@ -104,7 +104,8 @@ def test_a_tokens_and_a_users_quota_span_their_buckets(app, client, runner):
     client.delete("/v1/files/one/a.bin", headers=admin)  # whoever deletes it, it was the writer's
     assert client.get(f"/v1/quotas/tokens/{token_id}", headers=admin).get_json()["used_bytes"] == 400
     runner.invoke(args=["files", "user", "create", "--name", "ann", "--password", "long enough"])
-    assert set_quota(client, "users/ann", admin, max_bytes=5).get_json()["name"].isdigit()
+    assert set_quota(client, "users/ann", admin, max_bytes=5).get_json()["name"] == "ann"  # was the user's id
+    assert client.get("/v1/quotas/users/ann", headers=admin).get_json()["name"] == "ann"
 
 
 def test_bad_limits_and_who_may_read_or_set(client, runner):
