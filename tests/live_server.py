@@ -84,7 +84,11 @@ class GunicornServer:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
                 if listening in said:
-                    probe = urllib.request.Request(self.url + "/healthz", headers=health_headers or {})
+                    # OPTIONS: through every hook of the app to the route, but not its "any
+                    # credentials?" check, which a worker keeps for a second (a GET would have the
+                    # worker that answered it ignore, for that second, a token made right after).
+                    probe = urllib.request.Request(self.url + "/healthz", headers=health_headers or {},
+                                                   method="OPTIONS")
                     with urllib.request.urlopen(probe, timeout=2) as response:
                         if response.status == 200:
                             return True
