@@ -13,16 +13,13 @@ same data serves every cell.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from files_app import create_app
-from tests.live_server import ROOT
+from tests.helpers import flask_files_ok as flask_cli
 
 PRINCIPALS = ("anonymous", "revoked", "expired", "disabled", "read", "write", "admin", "confined_in",
               "confined_out", "member_none", "member_read", "member_write", "member_manage", "owner", "admin_person")
@@ -192,13 +189,6 @@ def outcome(response: httpx.Response) -> str:
     if response.status_code == 404 and "not shared with you" in body:
         return "404"
     return "ok"
-
-
-def flask_cli(server, *args: str) -> str:
-    env = {**os.environ, **server.env, "FILES_DATA_DIR": str(server.data_dir)}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", *args], cwd=ROOT, env=env,
-                            check=True, capture_output=True, text=True)
-    return result.stdout.strip().splitlines()[-1]
 
 
 def personal_token(server, name: str, password: str, **fields) -> str:

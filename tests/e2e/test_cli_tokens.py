@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import httpx
@@ -15,7 +13,7 @@ import pytest
 
 from tests.e2e.test_cli import run
 from tests.e2e.test_openai_sdk import create_token
-from tests.live_server import ROOT
+from tests.helpers import flask_files_ok
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -36,10 +34,7 @@ def user_env(tmp_path, server, name: str, token: str) -> dict:
 
 def make_person(server, name: str) -> str:
     """`flask files user create` against the server's database, then a token of theirs, made signed in."""
-    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir), **server.env}
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "user", "create", "--name", name,
-                    "--password", PASSWORD, "--role", "member"], cwd=ROOT, env=env, check=True, capture_output=True,
-                   timeout=60)
+    flask_files_ok(server, "user", "create", "--name", name, "--password", PASSWORD, "--role", "member")
     with httpx.Client(base_url=server.url) as browser:
         csrf = browser.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
         assert browser.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}

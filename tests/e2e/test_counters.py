@@ -12,24 +12,15 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
 
-from tests.live_server import ROOT
+from tests.helpers import flask_files  # noqa: F401 - other test files take it from here too
 
 pytestmark = pytest.mark.e2e
 THREADS = 8
-
-
-def flask_files(server, *args: str) -> subprocess.CompletedProcess:
-    """`flask files ARGS` against the live server's own data dir and database."""
-    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir), **server.env}
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def assert_no_drift(server) -> None:

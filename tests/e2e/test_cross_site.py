@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.e2e.conftest import Api
-from tests.live_server import ROOT
+from tests.helpers import flask_files_ok as flask_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -79,13 +77,6 @@ class AuthedApi(Api):
         with urllib.request.urlopen(request) as response:
             data = response.read()
             return json.loads(data) if data else {}
-
-
-def flask_cli(server, *args: str) -> str:
-    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir)}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", *args], cwd=ROOT, env=env,
-                            check=True, capture_output=True, text=True)
-    return result.stdout.strip().splitlines()[-1]
 
 
 # The attacker's page on localhost is another site than 127.0.0.1 (SameSite cookies stay home); on

@@ -9,8 +9,6 @@ import concurrent.futures
 import json
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,18 +17,11 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live_server import ROOT
+from tests.helpers import flask_files_ok as flask_cli
 
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
-
-
-def flask_cli(server, *args: str) -> str:
-    env = {"PATH": "/usr/bin:/bin", **server.env, "FILES_DATA_DIR": str(server.data_dir)}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", *args], cwd=ROOT, env=env,
-                            check=True, capture_output=True, text=True)
-    return result.stdout.strip().splitlines()[-1]
 
 
 def scrape(url: str, headers: dict | None = None) -> dict[tuple[str, tuple], float]:

@@ -7,8 +7,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,21 +15,17 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.helpers import curl
+from tests.helpers import curl, flask_files_ok
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 
 
 def create_token(server, scope: str, bucket: str | None = None) -> str:
     """`flask files token create` against the server's own database."""
-    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir), **server.env}
     args = ["token", "create", "--name", f"sdk-{scope}", "--scope", scope] + (["--bucket", bucket] if bucket else [])
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", *args], cwd=ROOT, env=env,
-                            check=True, capture_output=True, text=True, timeout=60)
-    return result.stdout.strip().splitlines()[-1]
+    return flask_files_ok(server, *args)
 
 
 def sdk(server, token: str) -> openai.OpenAI:

@@ -629,14 +629,9 @@ def test_errors_are_friendly_pages(page, server):
 def test_sign_in_upload_and_sign_out(page, server, tmp_path):
     """Once a user exists the pages ask to sign in; the browser's tus uploads then carry the
     session cookie and the page's CSRF token."""
-    import subprocess
-    import sys
+    from tests.helpers import flask_files_ok
 
-    from tests.live_server import ROOT
-
-    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir)}
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "user", "create", "--name", "ada",
-                    "--password", "correct horse"], cwd=ROOT, env=env, check=True, capture_output=True)
+    flask_files_ok(server, "user", "create", "--name", "ada", "--password", "correct horse")
     page.goto(server.url + "/")
     expect(page).to_have_url(re.compile("/login"))
     page.console_errors.clear()
