@@ -89,19 +89,12 @@ def test_a_locked_database_is_a_503_and_the_service_recovers(server_factory):
 
 
 def test_open_sessions_per_token_are_capped(server_factory):
-    import subprocess
-    import sys
-
-    from tests.live_server import ROOT
+    from tests.helpers import flask_files_ok
 
     server = server_factory(FILES_MAX_SESSIONS="2")
     server.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": "/usr/bin:/bin", "FILES_DATA_DIR": str(server.data_dir)}
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "init-db"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-    made = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "files", "token", "create", "--name",
-                           "cap", "--scope", "write"], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    token = made.stdout.strip().splitlines()[-1]
+    flask_files_ok(server, "init-db")
+    token = flask_files_ok(server, "token", "create", "--name", "cap", "--scope", "write")
     server.start(health_headers={"Authorization": f"Bearer {token}"})
     statuses = []
     for index in range(3):
