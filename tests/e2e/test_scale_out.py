@@ -75,7 +75,7 @@ def hosts(tmp_path, shared):
     started = start_hosts(tmp_path, 2, shared)
     yield started
     for host in started:
-        host.stop()
+        host.kill()  # a graceful stop waited seconds per host for nothing: the database goes next
 
 
 def assert_both_hosts_serve(hosts, bucket: str, key: str, data: bytes) -> None:
@@ -201,7 +201,7 @@ def test_object_store_down_is_a_503_and_the_upload_resumes_after(tmp_path, postg
         assert finish_upload(host, session, data)["sha256"] == hashlib.sha256(data).hexdigest()
         response, body = call(host, "GET", "/v1/content/b/k")
         assert body == data
-        host.stop()
+        host.kill()
     finally:
         weed.stop()
         postgres.drop_database(url)
@@ -227,4 +227,4 @@ def test_presigned_downloads_redirect_to_the_object_store(tmp_path, shared):
         response, body = call(host, "GET", "/v1/content/b/page.html", headers={"Range": "bytes=1-4"})
         assert response.status == 206 and body == data[1:5]  # ranges are still served here
     finally:
-        host.stop()
+        host.kill()
