@@ -21,7 +21,7 @@ from flask import Response, request
 from werkzeug.http import http_date
 
 from . import validation
-from .errors import NotFound
+from .errors import NotFound, PreconditionFailed
 from .request_io import filename_params, objects, thumbnails
 from .services.objects import ObjectInfo
 from .services.thumbnails import PLACEHOLDER
@@ -56,6 +56,9 @@ def send_object(bucket: str, key: str, *, filename: str | None = None, attachmen
             "Content-Security-Policy": _CONTENT_CSP,
             "Content-Disposition": _disposition(filename or info.key.rsplit("/", 1)[-1], content_type, attachment),
         }
+        if not _preconditions_hold(etag, info.created_at):
+            stream.close()
+            raise PreconditionFailed("the file is not the one If-Match or If-Unmodified-Since names: it changed")
         if _not_modified(etag, info.created_at):
             stream.close()
             return Response(status=304, headers=headers)
@@ -100,6 +103,15 @@ def _bounds(byte_range: tuple[int, int | None], size: int) -> tuple[int, int] | 
     else:
         stop = size if stop is None else min(stop, size)
     return (start, stop) if start < stop else None
+
+
+def _preconditions_hold(etag: str, modified: int) -> bool:
+    """If-Match (a strong match, or `*`), else If-Unmodified-Since (RFC 9110 13.2.2): false means
+    412, checked before the conditions that answer 304, and never a download counted."""
+    if "If-Match" in request.headers:
+        return request.if_match.is_strong(etag) or request.if_match.star_tag
+    since = request.if_unmodified_since
+    return since is None or modified <= int(since.timestamp())
 
 
 def _not_modified(etag: str, modified: int) -> bool:

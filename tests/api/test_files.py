@@ -129,6 +129,23 @@ def test_conditional_get_and_head(client, stored):
     assert head.headers["ETag"] == etag
 
 
+def test_if_match_and_if_unmodified_since_answer_412_before_anything_else(client, stored):
+    """RFC 9110 13.2.2: If-Match (strong comparison, or `*`), else If-Unmodified-Since; a failed one
+    is 412 in the error shape, before If-None-Match, Range or the body (they were ignored: 200)."""
+    file, data = stored
+    etag = f'"{file["sha256"]}"'
+    later = format_datetime(datetime.fromtimestamp(file["created_at"] + 60, UTC), usegmt=True)
+    earlier = format_datetime(datetime.fromtimestamp(file["created_at"] - 60, UTC), usegmt=True)
+    for headers in ({"If-Match": etag}, {"If-Match": f'"other", {etag}'}, {"If-Match": "*"},
+                    {"If-Unmodified-Since": later}, {"If-Match": etag, "If-Unmodified-Since": earlier}):
+        assert client.get(file["url"], headers=headers).data == data, headers
+    for headers in ({"If-Match": '"other"'}, {"If-Match": f"W/{etag}"}, {"If-Match": "not an etag"},
+                    {"If-Unmodified-Since": earlier}, {"If-Match": '"other"', "If-None-Match": etag},
+                    {"If-Match": '"other"', "Range": "bytes=0-1"}):
+        assert_error(client.get(file["url"], headers=headers), 412, "precondition_failed")
+        assert client.head(file["url"], headers=headers).status_code == 412
+
+
 @pytest.mark.parametrize("mime_type", ["text/html", "image/svg+xml", "application/javascript", "text/xml",
                                        "application/xhtml+xml"])
 def test_executable_content_is_an_attachment(client, mime_type):

@@ -102,6 +102,7 @@ def test_expired_revoked_and_used_up_links_answer_410_and_gc_forgets_them(client
     link = path_of(made["url"])
     assert client.get(f"{link}/f/f.txt").status_code == 200
     assert client.get(f"{link}/f/f.txt", headers={"Range": "bytes=2-"}).status_code == 206  # resumed: not counted
+    assert client.get(f"{link}/f/f.txt", headers={"If-Match": '"wrong"'}).status_code == 412  # not counted
     assert client.get(f"{link}/f/f.txt").status_code == 200
     gone = client.get(f"{link}/f/f.txt")
     assert_error(gone, 410, "share_exhausted")
