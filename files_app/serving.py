@@ -170,12 +170,17 @@ class FilesWorker(ThreadWorker):
             self._drop(conn)
             return
         now = time.monotonic()
-        searched = len(conn.buffer)
-        conn.buffer += data
-        self._held += len(data)
         conn.last_byte_at = now
         if conn.first_byte_at is None:
             conn.first_byte_at = now
+        self._take_in(conn, data)
+
+    def _take_in(self, conn: ReadingConn, data: bytes) -> None:
+        """Add what was read to the request; once its head is in, plan its body, and hand it to a
+        thread once that is in too."""
+        searched = len(conn.buffer)
+        conn.buffer += data
+        self._held += len(data)
         if conn.end_of_head is None:
             conn.end_of_head = head_end(conn.buffer, searched)
             if conn.end_of_head is None:
@@ -209,16 +214,10 @@ class FilesWorker(ThreadWorker):
             return
         now = time.monotonic()
         conn.start_request(now)
-        conn.sock.setblocking(False)
-        conn.buffer += leftover
         conn.first_byte_at = now
-        self._held += len(conn.buffer)
+        conn.sock.setblocking(False)
         self._read_in_loop(conn)
-        conn.end_of_head = head_end(conn.buffer)
-        if conn.end_of_head is not None:
-            self._plan_body(conn)
-            if body_complete(conn.buffer, conn.end_of_head, conn.plan):
-                self._to_thread(conn)
+        self._take_in(conn, leftover)
 
     def _to_thread(self, conn: ReadingConn) -> None:
         self._leave_loop(conn)

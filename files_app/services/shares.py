@@ -51,13 +51,12 @@ _GIVE_BACK = (update(_shares).where(_shares.c.id == bindparam("share_id"))
 _sessions = UploadSession.__table__
 # A file request's upload given up: its row goes only if it is still this link's and unfinished, and
 # the statement's RETURNING says what to give back, so an abort sent twice at once refunds once.
+_GONE = (_sessions.c.id, _sessions.c.owner, _sessions.c.size, _sessions.c.store_state)  # what _give_back needs
 _ABORT_UPLOAD = (delete(_sessions).where(_sessions.c.id == bindparam("sid"), _sessions.c.owner == bindparam("owner"),
-                                         _sessions.c.state == SessionState.ACTIVE)
-                 .returning(_sessions.c.size, _sessions.c.store_state))
+                                         _sessions.c.state == SessionState.ACTIVE).returning(*_GONE))
 # File-request uploads past their expiry, never finished: gc's to forget, after giving their bytes back
 # (and one link's, when it takes a new upload: its budget comes back when they expire, not at gc).
 _EXPIRED = (_sessions.c.state == SessionState.ACTIVE, _sessions.c.expires_at < bindparam("now"), LEASE_FREE)
-_GONE = (_sessions.c.id, _sessions.c.owner, _sessions.c.size, _sessions.c.store_state)
 _EXPIRED_UPLOADS = delete(_sessions).where(_sessions.c.owner.like("share:%"), *_EXPIRED).returning(*_GONE)
 _EXPIRED_UPLOADS_OF = delete(_sessions).where(_sessions.c.owner == bindparam("owner"), *_EXPIRED).returning(*_GONE)
 # A revoked file request's unfinished uploads can neither go on nor be aborted through it: they go
@@ -288,15 +287,11 @@ class ShareService:
         forgotten: its file is there, and keeps its bytes counted."""
         self.uploads.get(session_id, owner)  # 404 unless it is this link's
         with transaction():
-            gone = db.session.execute(_ABORT_UPLOAD, {"sid": session_id, "owner": owner}).first()
-            if gone is not None and gone.size:
-                db.session.execute(_GIVE_BACK, {"share_id": share.id, "size": gone.size})
-        if gone is None:  # finished, or aborted by another request meanwhile: as uploads.abort does
+            gone = self._give_back(_ABORT_UPLOAD, {"sid": session_id, "owner": owner})
+        if not gone:  # finished, or aborted by another request meanwhile: as uploads.abort does
             self.uploads.discard(session_id)
             return
-        store = self.uploads.store  # as UploadService.discard frees an unfinished session's bytes
-        store.discard_partial(session_id, gone.store_state)
-        store.delete_blob(session_id)
+        self._discard(gone)
 
     def _free_key(self, share: ShareInfo, key: str) -> str:
         """The key, or "name (n).ext" for the first n free: nothing stored is ever replaced."""
