@@ -25,11 +25,13 @@ from .models import db
 from .services import ObjectService, UploadService, audit, webhooks
 from .services.accounts import AccountService
 from .services.folders import FolderService
+from .services.kept import Retention
 from .services.openai_files import OpenAIService
 from .services.people import PeopleService
 from .services.quotas import QuotaService
 from .services.shares import ShareService
 from .services.thumbnails import ThumbnailService
+from .services.trash import TrashService
 from .storage import BlobStore, make_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,14 +49,16 @@ class FilesExtension:
     quotas: QuotaService
     shares: ShareService
     people: PeopleService
+    trash: TrashService
     audit_days: int
 
     def collect_garbage(self, grace: float = 3600.0) -> dict[str, int]:
         """One gc pass: expired OpenAI files and uploads first (their sessions and bytes go next),
-        then expired sessions and unreferenced bytes, then expired sign-in records, dead shares,
-        and audit entries older than FILES_AUDIT_DAYS."""
+        then files longer in the trash than FILES_TRASH_DAYS, then expired sessions and unreferenced
+        bytes, then expired sign-in records, dead shares, and audit entries older than FILES_AUDIT_DAYS."""
         counts = self.openai.collect_garbage(grace)
         counts["refunded_file_request_uploads"] = self.shares.refund_expired_uploads(self.uploads.clock())
+        counts["purged_from_trash"] = self.trash.collect_garbage(time.time())
         counts.update(self.uploads.collect_garbage(grace))
         counts["expired_signins"] = self.accounts.forget_expired(time.time())
         counts["dead_shares"] = self.shares.forget_dead(self.shares.clock())
@@ -85,14 +89,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     store = make_store(settings)
-    objects = ObjectService(store)
+    objects = ObjectService(store, Retention(settings["FILES_TRASH_DAYS"], settings["FILES_VERSIONS"]))
     uploads = UploadService(store, objects, settings)
     accounts = AccountService()
     app.extensions["files"] = FilesExtension(store, objects, uploads, accounts,
                                              OpenAIService(uploads, objects, settings),
                                              FolderService(store, objects, uploads), ThumbnailService(objects),
                                              QuotaService(time.time), ShareService(uploads), PeopleService(accounts),
-                                             settings["FILES_AUDIT_DAYS"])
+                                             TrashService(objects), settings["FILES_AUDIT_DAYS"])
 
     access("public")(app.view_functions["static"])  # the pages' CSS and scripts
     _serve_open_only_to_loopback(app)  # first: an open service answers no one else, however it is served

@@ -47,6 +47,8 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_S3_REGION": (str, "us-east-1"),
     "FILES_S3_PART_SIZE": (int, 8 * MIB),  # multipart part size; at least 5 MiB (S3's minimum)
     "FILES_S3_PRESIGN": (int, 0),  # 1: downloads redirect to a presigned URL on the object store
+    "FILES_TRASH_DAYS": (int, 30),  # days a deleted file stays in its bucket's trash (0: a delete is forever)
+    "FILES_VERSIONS": (int, 10),  # replaced versions kept per key (0: a replaced file is gone)
     "FILES_AUDIT_DAYS": (int, 365),  # days the audit log keeps an entry (gc prunes older ones; 0: forever)
     "FILES_METRICS": (str, "local"),  # /metrics: local (loopback, or an admin), admin (admins only), off
     "FILES_HOOKS_POLL_MS": (int, 1000),  # how often each worker looks for webhook deliveries due (0: it sends none)
@@ -82,6 +84,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     for name, (kind, default) in _SETTINGS.items():
         raw = overrides.get(name, os.environ.get(name, default))
         settings[name] = _parse(name, kind, raw)
+    for name in ("FILES_TRASH_DAYS", "FILES_VERSIONS"):
+        if settings[name] < 0:
+            raise ConfigError(f"{name} must be 0 or more")
     if settings["FILES_LEASE_TTL"] < 1:
         raise ConfigError("FILES_LEASE_TTL must be at least 1 second")
     if settings["FILES_CHECKPOINT_BYTES"] < MIB:

@@ -16,6 +16,7 @@ anything.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import BinaryIO
 
 from flask import Response, request
 from werkzeug.http import http_date
@@ -35,13 +36,15 @@ _CONTENT_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; s
 
 def send_object(bucket: str, key: str, *, filename: str | None = None, attachment: bool = False,
                 check: Callable[[ObjectInfo], None] | None = None,
-                count: Callable[[], None] | None = None) -> Response:
+                count: Callable[[], None] | None = None,
+                opened: tuple[ObjectInfo, BinaryIO] | None = None) -> Response:
     """The object's bytes as a response: conditional, ranged, HEAD, sendfile or a presigned
     redirect where the store allows. `filename`: the name to save it as (else the key's last
     segment); `attachment`: never shown inline. `check`: called with the file that was opened,
     before anything is sent (it raises to refuse these bytes); `count`: called once the answer is
-    known to carry the whole file or its first byte (it raises to refuse the download)."""
-    info, stream = objects().open(bucket, key)
+    known to carry the whole file or its first byte (it raises to refuse the download). `opened`:
+    another file to send than the key's current one (a version), already open."""
+    info, stream = opened or objects().open(bucket, key)
     try:
         if check is not None:
             check(info)

@@ -72,6 +72,9 @@ class Bucket(db.Model):
     object_count: Mapped[int] = mapped_column(BigInteger, default=0)
     total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What its trash and versions keep (kept_files), counted as its files are.
+    kept_files: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    kept_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     # The member who made it (it is theirs to manage); None: made by an admin token or before people had roles.
     owner_id: Mapped[int | None] = mapped_column(Integer)
 
@@ -131,6 +134,42 @@ class OwnerUsage(db.Model):
     owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     files: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Their files in trash and versions (kept_files): quotas count these bytes too.
+    kept_files: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    kept_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class KeptKind(StrEnum):
+    TRASH = "trash"  # deleted: restorable to its key until gc purges it (FILES_TRASH_DAYS)
+    VERSION = "version"  # replaced: an earlier version of its key (the newest FILES_VERSIONS are kept)
+
+
+class KeptFile(db.Model):
+    """A file deleted (in its bucket's trash) or replaced (a version of its key): the row it had in
+    `objects`, with its blob, and who put it here when. Restoring moves it back, in one transaction."""
+
+    __tablename__ = "kept_files"
+    __table_args__ = (Index("ix_kept_files_bucket_kind_id", "bucket_id", "kind", "id"),
+                      Index("ix_kept_files_bucket_key_kind", "bucket_id", "key", "kind", "id"),
+                      Index("ix_kept_files_kind_kept_at", "kind", "kept_at"),
+                      {"sqlite_autoincrement": True})  # an id restored or purged never names another file
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("buckets.id"))
+    key: Mapped[str] = mapped_column(KeyString)
+    blob_id: Mapped[str] = mapped_column(String(64), unique=True)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    inline_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    owner: Mapped[str | None] = mapped_column(String(64))  # who uploaded it
+    kept_at: Mapped[float] = mapped_column(Float)
+    kept_by: Mapped[str | None] = mapped_column(String(64))  # who deleted or replaced it
+    kept_by_name: Mapped[str | None] = mapped_column(String(120))
+    # One delete's files share an id: "Undo" restores exactly them.
+    deletion: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class Share(db.Model):

@@ -19,6 +19,7 @@ from .services.people import PeopleService
 from .services.quotas import QuotaService
 from .services.shares import ShareService
 from .services.thumbnails import ThumbnailService
+from .services.trash import TrashService
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024  # read past a refused JSON body this far, so that the 400 reaches the client
@@ -34,6 +35,10 @@ def objects() -> ObjectService:
 
 def folders() -> FolderService:
     return current_app.extensions["files"].folders
+
+
+def trash() -> TrashService:
+    return current_app.extensions["files"].trash
 
 
 def uploader_name(owner: str | None) -> str | None:

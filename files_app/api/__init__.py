@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..tus.handler import MethodOverride
-from . import audit, content, files, folders, hooks, openapi, people, quotas, sessions  # noqa: F401  (routes register on the blueprints)
+from . import audit, content, files, folders, hooks, openapi, people, quotas, sessions, trash  # noqa: F401  (routes register on the blueprints)
 from .blueprints import api_bp, files_bp
 
 

@@ -10,6 +10,7 @@ from .. import auth, validation
 from ..access import access
 from ..errors import InvalidInput
 from ..request_io import folders, read_json_object
+from ..services.kept import new_deletion
 from .blueprints import api_bp
 from .common import file_json
 
@@ -70,7 +71,10 @@ def delete_folder(bucket: str, prefix: str):
         raise InvalidInput("`before` is no longer accepted: it cannot tell a file moved into the folder after "
                            "the count from one the count saw; count the folder again (GET) and send its `until`",
                            "until_required")
-    return {"deleted": folders().delete_folder(bucket, prefix, until=_counter_arg("until"))}
+    deletion = new_deletion()
+    deleted = folders().delete_folder(bucket, prefix, until=_counter_arg("until"), deletion=deletion)
+    # The trash's Undo for exactly these files: POST /v1/trash/{bucket}/restore {"deletion": ...}.
+    return {"deleted": deleted, "deletion": deletion if deleted and folders().objects.retention.trash else None}
 
 
 def _counter_arg(name: str) -> int | None:

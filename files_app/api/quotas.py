@@ -20,7 +20,8 @@ def quota_json(info: QuotaInfo) -> dict[str, Any]:
     kind = info.subject.partition(":")[0]
     return {"subject": kind, "name": info.name, "max_bytes": info.max_bytes, "max_files": info.max_files,
             "used_bytes": info.usage.bytes, "used_files": info.usage.files,
-            "promised_bytes": info.usage.promised_bytes, "promised_files": info.usage.promised_files}
+            "promised_bytes": info.usage.promised_bytes, "promised_files": info.usage.promised_files,
+            "kept_bytes": info.usage.kept_bytes, "kept_files": info.usage.kept_files}
 
 
 @api_bp.get("/quotas/<bucket>")

@@ -22,7 +22,7 @@ ACTIONS = (
     "upload", "delete", "move", "copy", "folder.delete", "bucket.create", "bucket.delete", "grant", "quota",
     "share.create", "share.revoke", "share.open", "share.download", "share.upload", "user.create", "user.update",
     "user.delete", "user.password", "token.create", "token.revoke", "signin", "signout.everywhere",
-    "hook.create", "hook.update", "hook.delete",
+    "hook.create", "hook.update", "hook.delete", "trash.restore", "trash.purge", "version.restore", "version.delete",
 )
 
 

@@ -2,7 +2,8 @@
 
 The counters kept in step with the rows, in the transactions that change the rows:
 - a bucket's `object_count` and `total_bytes`: its files and the sum of their sizes;
-- an owner's `owner_usage` (files, bytes): the files they uploaded (what user and token quotas read).
+- an owner's `owner_usage` (files, bytes): the files they uploaded (what user and token quotas read);
+- both also count what trash and versions keep (`kept_files`, `kept_bytes`: rows of kept_files).
 Promised bytes are no stored counter: every quota check sums the open sessions' declared sizes at that
 moment; what can be wrong there is a session's offset outside its size, which the check reports. A
 share's `downloads` and `uploaded_bytes` are budgets spent (a deleted upload does not refund its link),
@@ -22,22 +23,34 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..models import Bucket, OwnerUsage, SessionState, Share, StoredObject, UploadSession, db, transaction
+from ..models import Bucket, KeptFile, OwnerUsage, SessionState, Share, StoredObject, UploadSession, db, transaction
 
 _objects, _buckets, _usage = StoredObject.__table__, Bucket.__table__, OwnerUsage.__table__
 _shares, _sessions = Share.__table__, UploadSession.__table__
 
-_PER_BUCKET = (select(_objects.c.bucket_id, func.count().label("files"),
-                      func.coalesce(func.sum(_objects.c.size), 0).label("bytes"))
-               .group_by(_objects.c.bucket_id).subquery())
+_kept = KeptFile.__table__
+
+
+def _per(table, column):
+    """Files and bytes per `column` value of a file table."""
+    return (select(column.label("by"), func.count().label("files"),
+                   func.coalesce(func.sum(table.c.size), 0).label("bytes")).group_by(column))
+
+
+_PER_BUCKET = _per(_objects, _objects.c.bucket_id).subquery()
+_KEPT_PER_BUCKET = _per(_kept, _kept.c.bucket_id).subquery()
 _BUCKETS = (select(_buckets.c.id, _buckets.c.name, _buckets.c.object_count, _buckets.c.total_bytes,
+                   _buckets.c.kept_files, _buckets.c.kept_bytes,
                    func.coalesce(_PER_BUCKET.c.files, 0).label("files"),
-                   func.coalesce(_PER_BUCKET.c.bytes, 0).label("bytes"))
-            .select_from(_buckets.outerjoin(_PER_BUCKET, _PER_BUCKET.c.bucket_id == _buckets.c.id))
+                   func.coalesce(_PER_BUCKET.c.bytes, 0).label("bytes"),
+                   func.coalesce(_KEPT_PER_BUCKET.c.files, 0).label("in_kept_files"),
+                   func.coalesce(_KEPT_PER_BUCKET.c.bytes, 0).label("in_kept_bytes"))
+            .select_from(_buckets.outerjoin(_PER_BUCKET, _PER_BUCKET.c.by == _buckets.c.id)
+                         .outerjoin(_KEPT_PER_BUCKET, _KEPT_PER_BUCKET.c.by == _buckets.c.id))
             .order_by(_buckets.c.name))
-_PER_OWNER = (select(_objects.c.owner, func.count().label("files"), func.coalesce(func.sum(_objects.c.size), 0)
-                     .label("bytes")).where(_objects.c.owner.is_not(None)).group_by(_objects.c.owner))
-_OWNERS = select(_usage.c.owner, _usage.c.files, _usage.c.bytes)
+_PER_OWNER = _per(_objects, _objects.c.owner).where(_objects.c.owner.is_not(None))
+_KEPT_PER_OWNER = _per(_kept, _kept.c.owner).where(_kept.c.owner.is_not(None))
+_OWNERS = select(_usage.c.owner, _usage.c.files, _usage.c.bytes, _usage.c.kept_files, _usage.c.kept_bytes)
 _SHARES = (select(_shares.c.id, _shares.c.downloads, _shares.c.max_downloads, _shares.c.uploaded_bytes,
                   _shares.c.upload_max_bytes)
            .where((_shares.c.downloads < 0) | (_shares.c.uploaded_bytes < 0)
@@ -54,7 +67,10 @@ _SESSIONS = (select(_sessions.c.id, _sessions.c.offset, _sessions.c.size)
 _RECOUNT_BUCKET = (update(_buckets).where(_buckets.c.id == bindparam("bucket_id")).values(
     object_count=select(func.count()).where(_objects.c.bucket_id == _buckets.c.id).scalar_subquery(),
     total_bytes=select(func.coalesce(func.sum(_objects.c.size), 0))
-    .where(_objects.c.bucket_id == _buckets.c.id).scalar_subquery()))
+    .where(_objects.c.bucket_id == _buckets.c.id).scalar_subquery(),
+    kept_files=select(func.count()).where(_kept.c.bucket_id == _buckets.c.id).scalar_subquery(),
+    kept_bytes=select(func.coalesce(func.sum(_kept.c.size), 0)).where(_kept.c.bucket_id == _buckets.c.id)
+    .scalar_subquery()))
 _CLAMP_SHARE = (update(_shares).where(_shares.c.id == bindparam("share_id")).values(
     downloads=case((_shares.c.downloads < 0, 0),
                    (_shares.c.max_downloads.is_not(None) & (_shares.c.downloads > _shares.c.max_downloads),
@@ -89,18 +105,18 @@ def _drift() -> list[Drift]:
     """Every difference, read in the caller's transaction."""
     found: list[Drift] = []
     for row in db.session.execute(_BUCKETS):
-        if row.object_count != row.files:
-            found.append(Drift("bucket", row.name, "files", int(row.object_count), int(row.files)))
-        if row.total_bytes != row.bytes:
-            found.append(Drift("bucket", row.name, "bytes", int(row.total_bytes), int(row.bytes)))
-    counted = {row.owner: (int(row.files), int(row.bytes)) for row in db.session.execute(_PER_OWNER)}
-    stored = {row.owner: (int(row.files), int(row.bytes)) for row in db.session.execute(_OWNERS)}
+        for counter, stored, actual in (("files", row.object_count, row.files), ("bytes", row.total_bytes, row.bytes),
+                                        ("kept_files", row.kept_files, row.in_kept_files),
+                                        ("kept_bytes", row.kept_bytes, row.in_kept_bytes)):
+            if stored != actual:
+                found.append(Drift("bucket", row.name, counter, int(stored), int(actual)))
+    counted = _owner_counts()
+    stored = {row.owner: tuple(int(value) for value in row[1:]) for row in db.session.execute(_OWNERS)}
     for owner in sorted(counted.keys() | stored.keys()):
-        (files, size), (held_files, held_bytes) = counted.get(owner, (0, 0)), stored.get(owner, (0, 0))
-        if held_files != files:
-            found.append(Drift("owner", owner, "files", held_files, files))
-        if held_bytes != size:
-            found.append(Drift("owner", owner, "bytes", held_bytes, size))
+        for counter, held, actual in zip(_OWNER_COUNTERS, stored.get(owner, (0,) * 4), counted.get(owner, (0,) * 4),
+                                         strict=True):
+            if held != actual:
+                found.append(Drift("owner", owner, counter, held, actual))
     for row in db.session.execute(_SHARES):
         if row.downloads < 0 or (row.max_downloads is not None and row.downloads > row.max_downloads):
             found.append(Drift("share", row.id, f"downloads (of at most {row.max_downloads})", row.downloads,
@@ -112,6 +128,20 @@ def _drift() -> list[Drift]:
     for row in db.session.execute(_SESSIONS):
         found.append(Drift("session", row.id, f"offset (of size {row.size})", row.offset, None))
     return found
+
+
+_OWNER_COUNTERS = ("files", "bytes", "kept_files", "kept_bytes")
+
+
+def _owner_counts(owner: str | None = None) -> dict[str, tuple[int, int, int, int]]:
+    """What each owner's files and kept files add up to (only `owner`'s, if given)."""
+    counts: dict[str, list[int]] = {}
+    for query, at in ((_PER_OWNER, 0), (_KEPT_PER_OWNER, 2)):
+        if owner is not None:
+            query = query.having(query.selected_columns.by == owner)
+        for row in db.session.execute(query):
+            counts.setdefault(row.by, [0, 0, 0, 0])[at:at + 2] = [int(row.files), int(row.bytes)]
+    return {name: tuple(values) for name, values in counts.items()}
 
 
 def check() -> list[Drift]:
@@ -126,16 +156,18 @@ def _lock_writers() -> None:
     """Take the write lock before reading: nobody changes a file or a counter until this transaction ends."""
     if db.engine.dialect.name == "postgresql":
         # SHARE ROW EXCLUSIVE conflicts with every writer's ROW EXCLUSIVE (and with itself), not with readers.
-        db.session.execute(text("LOCK TABLE objects, buckets, owner_usage, shares IN SHARE ROW EXCLUSIVE MODE"))
+        db.session.execute(text("LOCK TABLE objects, kept_files, buckets, owner_usage, shares "
+                                "IN SHARE ROW EXCLUSIVE MODE"))
     else:  # SQLite: a transaction's first write takes the one write lock (a no-op UPDATE still takes it)
         db.session.execute(update(_buckets).where(_buckets.c.id == -1).values(id=_buckets.c.id))
 
 
 def _upsert_usage(dialect: str):
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_(_usage).values(owner=bindparam("owner"), files=bindparam("files"), bytes=bindparam("bytes"))
+    statement = insert_(_usage).values(owner=bindparam("owner"),
+                                       **{counter: bindparam(counter) for counter in _OWNER_COUNTERS})
     return statement.on_conflict_do_update(index_elements=[_usage.c.owner], set_={
-        "files": statement.excluded.files, "bytes": statement.excluded.bytes})
+        counter: statement.excluded[counter] for counter in _OWNER_COUNTERS})
 
 
 def repair() -> list[Drift]:
@@ -149,12 +181,12 @@ def repair() -> list[Drift]:
                 db.session.execute(_RECOUNT_BUCKET, {"bucket_id": db.session.scalar(
                     select(_buckets.c.id).where(_buckets.c.name == drift.name))})
             elif drift.kind == "owner":
-                row = db.session.execute(_PER_OWNER.where(_objects.c.owner == drift.name)).first()
-                if row is None:
+                counts = _owner_counts(drift.name).get(drift.name)
+                if counts is None:
                     db.session.execute(delete(_usage).where(_usage.c.owner == drift.name))
                 else:
                     db.session.execute(_upsert_usage(db.engine.dialect.name),
-                                       {"owner": drift.name, "files": row.files, "bytes": row.bytes})
+                                       dict(zip(_OWNER_COUNTERS, counts, strict=True), owner=drift.name))
             elif drift.kind == "share":
                 db.session.execute(_CLAMP_SHARE, {"share_id": drift.name})
     return found

@@ -17,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import LeaseLost, NotFound, PreconditionFailed
 from ..models import Bucket, StoredObject, db, transaction
 from ..storage import BlobStore
-from . import audit, quotas
+from . import audit, kept, quotas
 from .acting import current_actor
+from .kept import Retention
 from .leases import Lease
 from .objects import ObjectInfo, Tally, bucket_for_writing
 from .records import Target
@@ -101,11 +102,12 @@ class BytesInHand:
 
 
 _objects, _buckets = StoredObject.__table__, Bucket.__table__
-_FIND = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
+# The file under the key, with what it takes into its version if it is replaced.
+_FIND = select(_objects.c.id, *kept.OBJECT_RETURNING).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 # The bucket by name and the file it may already hold under the key, in one query.
 _FIND_BY_NAME = (
-    select(_buckets.c.id.label("bucket_id"), _objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
+    select(_buckets.c.id.label("bucket_id"), _objects.c.id, *kept.OBJECT_RETURNING)
     .select_from(_buckets.outerjoin(_objects, and_(_objects.c.bucket_id == _buckets.c.id,
                                                    _objects.c.key == bindparam("key"))))
     .where(_buckets.c.name == bindparam("bucket"))
@@ -124,10 +126,11 @@ _INSERT = insert(_objects)
 
 
 def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes | None,
-            lease: Lease | None) -> tuple[ObjectInfo, str | None]:
+            lease: Lease | None, retention: Retention) -> tuple[ObjectInfo, list[str]]:
     """In one durable transaction: complete the session (if the file comes from one: `lease`), then
-    insert the object or swap its blob. `inline`: the file's bytes, kept in its row (then `blob_id`
-    names no blob). Returns the object and the blob it replaced, if any."""
+    insert the object or swap its blob (the file replaced becomes a version of the key). `inline`:
+    the file's bytes, kept in its row (then `blob_id` names no blob). Returns the object and the
+    blobs to release (a replaced file's, with versions off; versions past the limit)."""
     values = dict(blob_id=blob_id, mime_type=target.mime_type, size=target.size, sha256=digest, created_at=now,
                   inline_data=inline, owner=target.owner)
     for _ in range(5):
@@ -148,10 +151,12 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
                         **{f"new_{name}": value for name, value in values.items()}}).rowcount
                     if swapped != 1:
                         raise _Replaced()
-                    # The statement matched the blob read: a row's size and owner change only with its
-                    # blob (blob ids are unique), so what it replaced is what was read.
+                    # The statement matched the blob read: a row's columns change only with its blob
+                    # (blob ids are unique), so what it replaced is what was read.
                     tally.gone(bucket_id, [existing])
+                    released = kept.keep_replaced(bucket_id, existing, retention, tally)
                 else:
+                    released = []
                     db.session.execute(_INSERT, {"bucket_id": bucket_id, "key": target.key, **values})
                 tally.bucket(bucket_id, 1, target.size)
                 tally.owner(target.owner, 1, target.size)
@@ -163,7 +168,7 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
         if lease:
             lease.completed()
         obj = ObjectInfo(target.bucket, target.key, target.mime_type, target.size, digest, now, target.owner)
-        return obj, existing.blob_id if existing else None
+        return obj, released
     raise LeaseLost("too many concurrent replacements of this key; retry")
 
 

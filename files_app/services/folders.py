@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from ..models import StoredObject, db, transaction
+from ..models import KeptKind, StoredObject, db, transaction
 from ..storage import BlobStore
-from . import audit, quotas
+from . import audit, kept, quotas
 from .objects import (
     ObjectInfo,
     ObjectService,
@@ -40,7 +40,7 @@ _UNDER = (_objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key >= bind
 _KEYS_UNDER = select(_objects.c.key).where(*_UNDER).order_by(_objects.c.key).limit(BATCH)
 _COUNT_UNDER = select(func.count(), func.coalesce(func.sum(_objects.c.size), 0)).where(*_UNDER)
 _COUNTED = _objects.c.placed <= bindparam("until")
-_RETURNED = (_objects.c.id, _objects.c.key, _objects.c.blob_id, _objects.c.size, _objects.c.owner)
+_RETURNED = (_objects.c.id, *kept.OBJECT_RETURNING)
 _AT = select(_objects.c.id, _objects.c.blob_id, _objects.c.size, _objects.c.owner).where(
     _objects.c.bucket_id == bindparam("bucket_id"), _objects.c.key == bindparam("key"))
 
@@ -93,7 +93,7 @@ class FolderService:
                         replaced = db.session.execute(delete(_objects).where(
                             _objects.c.id == taken.id, _objects.c.blob_id == taken.blob_id,
                             _objects.c.bucket_id == target_bucket, _objects.c.key == to_key)
-                            .returning(_objects.c.size, _objects.c.owner)).all()
+                            .returning(*kept.OBJECT_RETURNING)).all()
                         if not replaced:
                             raise Conflict(f"{to_key!r} changed while it was being replaced; look again and retry")
                     moved = db.session.execute(
@@ -105,6 +105,9 @@ class FolderService:
                     # The file rows first, the counter rows last (Tally: one order for every writer).
                     tally = Tally()
                     tally.gone(target_bucket, replaced)
+                    # The file it replaced becomes a version of that key (or goes, with versions off).
+                    released = kept.keep_replaced(target_bucket, replaced[0], self.objects.retention, tally) \
+                        if replaced else []
                     tally.bucket(source.bucket_id, -1, -moved[0].size)
                     tally.bucket(target_bucket, 1, moved[0].size)
                     tally.apply(now)
@@ -115,8 +118,8 @@ class FolderService:
                 continue
         else:
             raise Conflict(f"{to_key!r} is being written at the same time; retry")
-        if taken is not None:
-            self.store.release_blob(taken.blob_id)
+        for blob_id in released:
+            self.store.release_blob(blob_id)
         return ObjectInfo(to_bucket, to_key, source.mime_type, source.size, source.sha256, source.created_at,
                           source.owner)
 
@@ -188,11 +191,13 @@ class FolderService:
             files, size = db.session.execute(_COUNT_UNDER, params).one()
         return FolderCount(int(files), int(size), until)  # PostgreSQL sums to a Decimal
 
-    def delete_folder(self, bucket: str, prefix: str, *, until: int | None = None) -> int:
+    def delete_folder(self, bucket: str, prefix: str, *, until: int | None = None,
+                      deletion: str | None = None) -> int:
         """Delete the files under `prefix` that a count saw: placed at or before `until`; without
-        it, every file there now.
+        it, every file there now. Into the trash (if kept), all under `deletion` (its Undo).
         A batch per durable transaction; files placed later stay. Returns how many went."""
         prefix = _folder(prefix, "prefix", new=False)
+        trashing, deletion = self.objects.retention.trash, deletion or kept.new_deletion()
         bucket_id, deleted = self.objects.bucket_id(bucket), 0
         params = {"bucket_id": bucket_id, "prefix": prefix, "upper": key_successor_bound(prefix),
                   "until": until}
@@ -210,11 +215,14 @@ class FolderService:
                 if gone:
                     tally = Tally()
                     tally.gone(bucket_id, gone)
+                    if trashing:
+                        kept.keep(bucket_id, gone, KeptKind.TRASH, tally, deletion=deletion)
                     tally.apply(int(time.time()))
                     # Which files: an audit shows what a folder delete took, not only how many.
                     audit.record("folder.delete", bucket=bucket, key=prefix, size=sum(row.size for row in gone),
-                                 detail={"files": len(gone), "keys": sorted(row.key for row in gone)})
-            for row in gone:  # after the commit: a crash here leaves orphans for gc
+                                 detail={"files": len(gone), "keys": sorted(row.key for row in gone),
+                                         **({"trash": deletion} if trashing else {})})
+            for row in gone if not trashing else ():  # after the commit: a crash here leaves orphans for gc
                 self.store.release_blob(row.blob_id)
             deleted += len(gone)
             if len(gone) < BATCH:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, or_, select
 
-from ..models import SessionKind, SessionState, StoredObject, UploadSession, db, transaction
+from ..models import KeptFile, SessionKind, SessionState, StoredObject, UploadSession, db, transaction
 from ..storage import BlobStore
 from .leases import LEASE_FREE
 
@@ -34,9 +34,11 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
         store.discard_partial(session_id, None)
     # A blob is named after the session that made it until its object's row commits (spare those
     # of active sessions), and a complete tus partial's blob waits for its final upload.
-    orphan_blobs = _unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id), UploadSession.id,
-                                 or_(UploadSession.state == SessionState.ACTIVE,
-                                     UploadSession.kind == SessionKind.PARTIAL))
+    # Files in the trash and kept versions keep theirs.
+    orphan_blobs = _unreferenced(_unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id),
+                                               KeptFile.blob_id),
+                                 UploadSession.id, or_(UploadSession.state == SessionState.ACTIVE,
+                                                       UploadSession.kind == SessionKind.PARTIAL))
     for blob_id in orphan_blobs:
         store.delete_blob(blob_id)
     return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),

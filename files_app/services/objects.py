@@ -15,11 +15,24 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import validation
 from ..errors import BlobMissing, BucketNotEmpty, Conflict, InvalidInput, NotFound
-from ..models import Bucket, Grant, OwnerUsage, Quota, SessionState, StoredObject, UploadSession, db, transaction
+from ..models import (
+    Bucket,
+    Grant,
+    KeptFile,
+    KeptKind,
+    OwnerUsage,
+    Quota,
+    SessionState,
+    StoredObject,
+    UploadSession,
+    db,
+    transaction,
+)
 from ..storage import BlobStore
 from ..storage.base import MemoryBlobReader
-from . import audit, counting, search
+from . import audit, counting, kept, search
 from .acting import current_actor
+from .kept import Retention
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,8 @@ class BucketInfo:
     updated_at: int
     max_bytes: int | None = None  # its quota, if any
     max_files: int | None = None
+    kept_files: int = 0  # in its trash and versions
+    kept_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,7 @@ _OBJECT = (  # everything but the bytes of an inline file: those only `open` nee
 _OBJECT_WITH_BYTES = _OBJECT.add_columns(_objects.c.inline_data)
 _BUCKET_INFO = (  # with its quota's limits, if it has one
     select(Bucket.name, Bucket.created_at, Bucket.object_count, Bucket.total_bytes, Bucket.updated_at,
-           Quota.max_bytes, Quota.max_files)
+           Quota.max_bytes, Quota.max_files, Bucket.kept_files, Bucket.kept_bytes)
     .outerjoin(Quota, Quota.subject == literal("bucket:") + Bucket.name)
 )
 _BUCKET_ID = select(Bucket.__table__.c.id).where(Bucket.__table__.c.name == bindparam("name"))
@@ -87,7 +102,9 @@ _COUNT = (
     update(Bucket.__table__)
     .where(Bucket.__table__.c.id == bindparam("bucket_id"))
     .values(object_count=Bucket.__table__.c.object_count + bindparam("files"),
-            total_bytes=Bucket.__table__.c.total_bytes + bindparam("bytes"), updated_at=bindparam("now"))
+            total_bytes=Bucket.__table__.c.total_bytes + bindparam("bytes"),
+            kept_files=Bucket.__table__.c.kept_files + bindparam("kept_files"),
+            kept_bytes=Bucket.__table__.c.kept_bytes + bindparam("kept_bytes"), updated_at=bindparam("now"))
 )
 _DELETE_EMPTY_BUCKET = delete(Bucket.__table__).where(
     Bucket.__table__.c.id == bindparam("bucket_id"),
@@ -137,20 +154,30 @@ class Tally:
     """What one transaction's statements changed (their RETURNING rows, never an earlier read), moved
     into the counters at its end: buckets by id, then owners by name. Every writer takes its file rows
     first and its counter rows last, each kind in one order, so two writers never wait for each other's
-    counter rows in opposite orders (PostgreSQL would end one of them as a deadlock)."""
+    counter rows in opposite orders (PostgreSQL would end one of them as a deadlock). What trash and
+    versions keep is counted beside what files hold."""
 
     def __init__(self) -> None:
-        self.buckets: dict[int, list[int]] = {}
+        self.buckets: dict[int, list[int]] = {}  # files, bytes, kept files, kept bytes
         self.owners: dict[str, list[int]] = {}
 
     def bucket(self, bucket_id: int, files: int, size: int) -> None:
-        counts = self.buckets.setdefault(bucket_id, [0, 0])
-        counts[0], counts[1] = counts[0] + files, counts[1] + size
+        self._add(self.buckets.setdefault(bucket_id, [0, 0, 0, 0]), 0, files, size)
 
     def owner(self, owner: str | None, files: int, size: int) -> None:
         if owner:  # files sent while the service was open have no owner
-            counts = self.owners.setdefault(owner, [0, 0])
-            counts[0], counts[1] = counts[0] + files, counts[1] + size
+            self._add(self.owners.setdefault(owner, [0, 0, 0, 0]), 0, files, size)
+
+    def kept(self, bucket_id: int, owner: str | None, files: int, size: int) -> None:
+        """Files into (positive) or out of (negative) trash and versions."""
+        self._add(self.buckets.setdefault(bucket_id, [0, 0, 0, 0]), 2, files, size)
+        if owner:
+            self._add(self.owners.setdefault(owner, [0, 0, 0, 0]), 2, files, size)
+
+    @staticmethod
+    def _add(counts: list[int], at: int, files: int, size: int) -> None:
+        counts[at] += files
+        counts[at + 1] += size
 
     def gone(self, bucket_id: int, rows) -> None:
         """Rows a statement deleted (each with its size and owner)."""
@@ -165,25 +192,28 @@ class Tally:
             count_for_owner(owner, *self.owners[owner])
 
 
-def count_in_bucket(bucket_id: int, files: int, size: int, now: int) -> None:
-    """Keep a bucket's file count and byte total in step, inside the caller's transaction."""
-    db.session.execute(_COUNT, {"bucket_id": bucket_id, "files": files, "bytes": size, "now": now})
+def count_in_bucket(bucket_id: int, files: int, size: int, kept_files: int, kept_bytes: int, now: int) -> None:
+    """Keep a bucket's counts in step, inside the caller's transaction."""
+    db.session.execute(_COUNT, {"bucket_id": bucket_id, "files": files, "bytes": size, "kept_files": kept_files,
+                                "kept_bytes": kept_bytes, "now": now})
 
 
 @functools.cache
 def _add_usage(dialect: str):
     table = OwnerUsage.__table__
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_(table).values(owner=bindparam("owner"), files=bindparam("files"), bytes=bindparam("bytes"))
+    statement = insert_(table).values(owner=bindparam("owner"), files=bindparam("files"), bytes=bindparam("bytes"),
+                                      kept_files=bindparam("kept_files"), kept_bytes=bindparam("kept_bytes"))
     return statement.on_conflict_do_update(index_elements=[table.c.owner], set_={
-        "files": table.c.files + statement.excluded.files, "bytes": table.c.bytes + statement.excluded.bytes})
+        name: table.c[name] + statement.excluded[name] for name in ("files", "bytes", "kept_files", "kept_bytes")})
 
 
-def count_for_owner(owner: str | None, files: int, size: int) -> None:
-    """Keep an owner's file count and byte total in step, inside the caller's transaction (files
-    sent while the service was open have no owner)."""
-    if owner and (files or size):
-        db.session.execute(_add_usage(db.engine.dialect.name), {"owner": owner, "files": files, "bytes": size})
+def count_for_owner(owner: str | None, files: int, size: int, kept_files: int = 0, kept_bytes: int = 0) -> None:
+    """Keep an owner's counts in step, inside the caller's transaction (files sent while the service
+    was open have no owner)."""
+    if owner and (files or size or kept_files or kept_bytes):
+        db.session.execute(_add_usage(db.engine.dialect.name), {"owner": owner, "files": files, "bytes": size,
+                                                                "kept_files": kept_files, "kept_bytes": kept_bytes})
 
 
 def key_successor_bound(prefix: str) -> str:
@@ -220,8 +250,9 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 class ObjectService:
-    def __init__(self, store: BlobStore):
+    def __init__(self, store: BlobStore, retention: Retention | None = None):
         self.store = store
+        self.retention = retention or Retention()
 
     # --- buckets -----------------------------------------------------------------------
     def bucket_id(self, name: str) -> int:
@@ -270,14 +301,22 @@ class ObjectService:
         bucket_id = self.bucket_id(name)
         try:
             with transaction(durable=True):
-                # Completed sessions only remember an upload that is over; they go with the bucket.
+                # Completed sessions only remember an upload that is over; they go with the bucket, and
+                # so do its trash and versions (their owners' counts with them).
                 db.session.execute(delete(UploadSession).where(UploadSession.bucket_id == bucket_id,
                                                                UploadSession.state == SessionState.COMPLETED))
+                tally = Tally()
+                forgotten = kept.forget(KeptFile.bucket_id == bucket_id, tally=tally)
+                tally.buckets.pop(bucket_id, None)  # its counters go with its row
                 if db.session.execute(_DELETE_EMPTY_BUCKET, {"bucket_id": bucket_id}).rowcount != 1:
                     raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress")
-                audit.record("bucket.delete", bucket=name)
+                tally.apply(int(time.time()))
+                audit.record("bucket.delete", bucket=name,
+                             detail={"kept_files": len(forgotten)} if forgotten else None)
         except IntegrityError:  # PostgreSQL: a session or file committed while we waited for the row
             raise BucketNotEmpty(f"bucket {name!r} still holds files or uploads in progress") from None
+        for row in forgotten:
+            self.store.release_blob(row.blob_id)
 
     # --- objects -------------------------------------------------------------------------
     def row(self, bucket: str, key: str, with_bytes: bool = False):
@@ -315,9 +354,12 @@ class ObjectService:
             stream.bound(limit)  # an object store's reader asks for these bytes only
             return info, stream.read(limit)
 
-    def delete(self, bucket: str, key: str) -> ObjectInfo:
+    def delete(self, bucket: str, key: str, *, deletion: str | None = None, to_trash: bool = True) -> ObjectInfo:
+        """Delete a file: into its bucket's trash (unless the trash is off or `to_trash` is False, as
+        for an expired OpenAI file), under `deletion` (one id for the files of one delete: its Undo)."""
         row = self.row(bucket, key)
         info, blob_id, row_id, bucket_id = ObjectInfo.from_row(bucket, row), row.blob_id, row.id, row.bucket_id
+        trashing = to_trash and self.retention.trash
         with transaction(durable=True):  # the blob goes next: the row must not come back after power loss
             # Only if it is still this file at this key: one moved away meanwhile is not deleted from its
             # new place, and one another request deleted first is not counted out twice. The counters
@@ -325,15 +367,19 @@ class ObjectService:
             gone = db.session.execute(
                 delete(_objects).where(_objects.c.id == row_id, _objects.c.blob_id == blob_id,
                                        _objects.c.bucket_id == bucket_id, _objects.c.key == key)
-                .returning(_objects.c.size, _objects.c.owner)).all()
+                .returning(*kept.OBJECT_RETURNING)).all()
             if gone:
                 tally = Tally()
                 tally.gone(bucket_id, gone)
+                if trashing:
+                    kept.keep(bucket_id, gone, KeptKind.TRASH, tally, deletion=deletion or kept.new_deletion())
                 tally.apply(int(time.time()))
-                audit.record("delete", bucket=bucket, key=key, size=gone[0].size)
+                audit.record("delete", bucket=bucket, key=key, size=gone[0].size,
+                             detail={"trash": True} if trashing else None)
         if not gone:
             raise Conflict(f"{key!r} changed while it was being deleted; look again and retry")
-        self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
+        if not trashing:
+            self.store.release_blob(blob_id)  # after the commit: a crash here leaves an orphan for gc
         return info
 
     def list(

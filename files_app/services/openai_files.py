@@ -452,7 +452,7 @@ class OpenAIService:
             sessions = db.session.scalars(select(_parts.c.session_id).where(_parts.c.upload_id.in_(uploads))).all()
         for row in expired:
             with contextlib.suppress(NotFound, Conflict):
-                self.objects.delete(row.bucket, row.key)
+                self.objects.delete(row.bucket, row.key, to_trash=False)  # expired: no one deleted it
         self._forget_rows([row.id for row in expired] + list(stray))
         with transaction():
             db.session.execute(delete(_parts).where(_parts.c.upload_id.in_(uploads)))

@@ -7,7 +7,8 @@ sizes, bytes held by deferred ones, completed partials; a file request's count f
 in the transaction that records the new upload's promise, after taking the quota rows for writing
 (a no-op UPDATE: SQLite's write lock, PostgreSQL's row locks), so concurrent creations are checked
 one after another and cannot overshoot together. An upload that replaces a file is counted as
-though it added one (what it frees is freed only when it completes).
+though it added one (the file it replaces becomes a version, which counts). Files in the trash
+and kept versions count as files do, until they are purged.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ _PROMISED_TO_BUCKET = (select(func.count(), _PROMISE)
                        .where(_buckets.c.name == bindparam("name"), *_OPEN))
 _PROMISED_TO_OWNER = (select(func.count().filter(and_(*_OPEN, _sessions.c.kind != SessionKind.PARTIAL)), _PROMISE)
                       .where(_OWNERS, _COUNTED))
-_BUCKET_HOLDS = select(_buckets.c.object_count, _buckets.c.total_bytes).where(_buckets.c.name == bindparam("name"))
-_OWNER_HOLDS = select(func.coalesce(func.sum(OwnerUsage.files), 0), func.coalesce(func.sum(OwnerUsage.bytes), 0)).where(
+_BUCKET_HOLDS = select(_buckets.c.object_count, _buckets.c.total_bytes, _buckets.c.kept_files,
+                       _buckets.c.kept_bytes).where(_buckets.c.name == bindparam("name"))
+_OWNER_HOLDS = select(*(func.coalesce(func.sum(column), 0) for column in (
+    OwnerUsage.files, OwnerUsage.bytes, OwnerUsage.kept_files, OwnerUsage.kept_bytes))).where(
     or_(OwnerUsage.owner == bindparam("owner"), OwnerUsage.owner.in_(
         select(literal("share:") + _shares.c.id).where(_shares.c.created_by == bindparam("owner")))))
 _COUNTED_OF = select(_PROMISE).where(_sessions.c.id.in_(bindparam("ids", expanding=True)), _COUNTED)
@@ -87,6 +90,8 @@ class Usage:
     bytes: int
     promised_files: int  # to uploads still open
     promised_bytes: int
+    kept_files: int = 0  # in trash and versions (they count: emptying the trash frees them)
+    kept_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,8 @@ def usage_of(subject: str, now: float) -> Usage:
     else:
         held = db.session.execute(_OWNER_HOLDS, {"owner": subject}).first()
         promised = db.session.execute(_PROMISED_TO_OWNER, {"owner": subject, "now": now}).one()
-    files, size = held if held else (0, 0)
-    return Usage(int(files), int(size), int(promised[0]), int(promised[1]))
+    files, size, kept_files, kept_bytes = held if held else (0, 0, 0, 0)
+    return Usage(int(files), int(size), int(promised[0]), int(promised[1]), int(kept_files), int(kept_bytes))
 
 
 def counted_bytes(session_ids: list[str], now: float) -> int:
@@ -131,17 +136,21 @@ def enforce(bucket: str | None, owner: str | None, size: int, now: float, *, new
         return
     for subject, max_bytes, max_files in db.session.execute(_TAKE, {"subjects": subjects}).all():
         usage = usage_of(subject, now)
-        used_bytes, used_files = usage.bytes + usage.promised_bytes, usage.files + usage.promised_files
+        used_bytes = usage.bytes + usage.kept_bytes + usage.promised_bytes
+        used_files = usage.files + usage.kept_files + usage.promised_files
         over_bytes = max_bytes is not None and used_bytes + size > max_bytes
         over_files = max_files is not None and new_file and used_files + 1 > max_files
         if over_bytes or over_files:
             kind = subject.partition(":")[0]
             what = (f"{size} more bytes would pass its limit of {max_bytes}" if over_bytes
                     else f"one more file would pass its limit of {max_files}")
+            kept = (f"; {usage.kept_bytes} bytes in {usage.kept_files} of them are in the trash and earlier "
+                    f"versions (emptying the trash frees them)" if usage.kept_files else "")
             raise QuotaExceeded(
                 f"over the {kind}'s quota: it holds {used_bytes} bytes in {used_files} files "
-                f"(open uploads included); {what}", quota=kind, limit_bytes=max_bytes, limit_files=max_files,
-                used_bytes=used_bytes, used_files=used_files, requested_bytes=size)
+                f"(open uploads included{kept}); {what}", quota=kind, limit_bytes=max_bytes, limit_files=max_files,
+                used_bytes=used_bytes, used_files=used_files, kept_bytes=usage.kept_bytes,
+                kept_files=usage.kept_files, requested_bytes=size)
 
 
 @functools.cache

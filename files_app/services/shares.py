@@ -71,7 +71,8 @@ _DEAD = or_(_shares.c.expires_at <= bindparam("now"), _shares.c.revoked_at.is_no
 # A file request's uploads are owned by "share:<id>" and count for its creator through its row: the
 # row stays, dead or not, while a file it received is stored or a session of its is left.
 _usage, _as_owner = OwnerUsage.__table__, literal("share:") + _shares.c.id
-_NOTHING_COUNTS_THROUGH = (~exists().where(_usage.c.owner == _as_owner, or_(_usage.c.files > 0, _usage.c.bytes > 0)),
+_NOTHING_COUNTS_THROUGH = (~exists().where(_usage.c.owner == _as_owner, or_(_usage.c.files > 0, _usage.c.bytes > 0,
+                                                                              _usage.c.kept_files > 0)),
                            ~exists().where(_sessions.c.owner == _as_owner))
 
 # A file's share whose file is not at its key any more (deleted, replaced, moved away): what

@@ -433,7 +433,8 @@ class UploadService:
             raise
         blob_id = source.place()
         try:
-            obj, replaced = publish(target, blob_id, digest, int(self.clock()), source.inline, lease)
+            obj, released = publish(target, blob_id, digest, int(self.clock()), source.inline, lease,
+                                    self.objects.retention)
         except PreconditionFailed:
             source.abandon(blob_id, for_good=True)
             if session_id:
@@ -445,7 +446,7 @@ class UploadService:
             source.abandon(blob_id, for_good=False)
             raise
         source.published()
-        if replaced:
+        for replaced in released:
             self.store.release_blob(replaced)
         return obj
 
