@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     app.secret_key = _secret_key(app.config["FILES_SECRET_KEY"], Path(app.config["FILES_DATA_DIR"]))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=bool(app.config["FILES_HTTPS"]))
-    from . import account, activity, hooks, people, quotas, sharing, views  # noqa: F401  (routes register on bp)
+    from . import account, activity, hooks, people, quotas, sharing, trash, views  # noqa: F401  (routes register on bp)
 
     app.register_blueprint(bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
@@ -44,6 +44,12 @@ def init_app(app: Flask) -> None:
         return {"service_open": service_open, "signed_in": signed_in, "me": principal if signed_in else None,
                 "is_admin": service_open or (signed_in and auth.sees_everything()), "may_manage": may_manage,
                 "may_write": may_write, "may_admin": auth.current().is_admin}
+
+    @app.context_processor
+    def retention():
+        # What a delete does here (its confirmations say so): into the trash for `trash_days`, or
+        # gone for good when that is 0.
+        return {"trash_days": app.extensions["files"].objects.retention.trash_days}
 
     @app.after_request
     def csrf_with_every_session(response):

@@ -20,10 +20,12 @@ from markupsafe import Markup
 from .. import auth, validation
 from ..access import access
 from ..errors import AccountDisabled, FilesError
-from ..request_io import folders, objects, uploader_name, zip_response
+from ..request_io import folders, objects, trash, uploader_name, zip_response
 from ..services import archive
+from ..services.kept import new_deletion
 from . import markdown
 from .pages import bp, csrf_token, folder_url
+from .trash import flash_deleted
 
 PAGE_SIZE = 100
 MAX_ZIP_SELECTION = 10_000  # files in one "download selected"
@@ -119,7 +121,8 @@ def _file(bucket: str, key: str):
     folder = key.rpartition("/")[0]
     return render_template("file.html", **context, uploaded_by=uploader_name(context["file"].owner),
                            crumbs=folder_crumbs(folder + "/" if folder else ""), name=key.rpartition("/")[2],
-                           folder=folder + "/" if folder else "")
+                           folder=folder + "/" if folder else "", versions=trash().versions(bucket, key),
+                           keeps_versions=trash().retention.versions)
 
 
 def preview_context(info, images_root: str | None, folder: str) -> dict:
@@ -160,15 +163,15 @@ def zip_selected(bucket: str):
 def delete_files(bucket: str):
     keys = request.form.getlist("key")
     back = request.form.get("back", "")
-    deleted, failed = 0, []
+    deleted, failed, deletion = 0, [], new_deletion()  # one id for the whole selection: one Undo
     for key in keys:
         try:
-            objects().delete(bucket, key)
+            objects().delete(bucket, key, deletion=deletion)
             deleted += 1
         except FilesError as error:
             failed.append(f"{key}: {error.message}")
     if deleted:
-        flash(f"Deleted {deleted} file{'s' if deleted != 1 else ''}.", "ok")
+        flash_deleted(bucket, deleted, deletion, back)
     for message in failed:
         flash(message, "error")
     return redirect(folder_url(bucket, back))
@@ -240,8 +243,12 @@ def delete_folder(bucket: str):
     if not (until.isascii() and until.isdigit() and len(until) < 19):
         flash("Count the folder's files first.", "error")
         return redirect(folder_url(bucket, prefix))
-    deleted = folders().delete_folder(bucket, prefix, until=int(until))
-    flash(f"Deleted {deleted} file{'s' if deleted != 1 else ''} in {prefix}.", "ok")
+    deletion = new_deletion()
+    deleted = folders().delete_folder(bucket, prefix, until=int(until), deletion=deletion)
+    if deleted:  # (the Undo brings the folder back: its page is where it goes)
+        flash_deleted(bucket, deleted, deletion, prefix, where=f" in {prefix}")
+    else:
+        flash(f"Deleted no file in {prefix}: it was empty by now.", "ok")
     return redirect(folder_url(bucket, prefix.rstrip("/").rpartition("/")[0] + "/" if "/" in prefix.rstrip("/")
                                else ""))
 

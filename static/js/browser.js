@@ -198,6 +198,8 @@ document.addEventListener('click', (event) => {
       addOtherPages(button.form)
       keep([]) // what is deleted is selected no more
     }
+    // submit() sends no submitter: a button's own formaction ("Delete forever" in the Trash) goes by hand.
+    if (button.hasAttribute('formaction')) button.form.action = button.formAction
     button.form.submit()
   }, { once: true })
 })

@@ -428,7 +428,10 @@ async function refreshListing () {
     const module = await import('./browser.js')
     module.rebind()
   }
-  // What depends on the listing goes along: the pager, and "Delete this empty bucket" (not empty now).
+  // What depends on the listing goes along: the bucket's usage (files, trash and versions), the pager,
+  // and "Delete this empty bucket" (not empty now).
+  const usage = [document.querySelector('.usage'), fresh.querySelector('.usage')]
+  if (usage[0] && usage[1]) usage[0].replaceWith(usage[1])
   for (const selector of ['.pager', '.danger-zone']) {
     const now = document.querySelector(selector)
     const then = fresh.querySelector(selector)
