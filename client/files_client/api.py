@@ -64,6 +64,47 @@ class Api:
     def delete(self, bucket: str, key: str) -> dict:
         return self.call("DELETE", file_path(bucket, key)).json()
 
+    def count_folder(self, bucket: str, prefix: str) -> dict:
+        """{files, bytes, until}: what deleting the folder (`prefix` ends in "/") would delete now."""
+        return self.call("GET", folder_path(bucket, prefix)).json()
+
+    def delete_folder(self, bucket: str, prefix: str, until: int | None = None) -> dict:
+        """{deleted, deletion}: the files a count saw (`until`), or every one there now; `deletion`
+        (None when the service keeps no trash) names them all in the trash."""
+        params = {"until": str(until)} if until is not None else {}
+        return self.call("DELETE", folder_path(bucket, prefix), params=params).json()
+
+    # --- what is kept: a bucket's trash, a key's versions ----------------------------------------
+    def trash(self, bucket: str, prefix: str = "", limit: int = 1000) -> Iterator[dict]:
+        """The bucket's trash under `prefix`, newest first, page after page."""
+        params = {"prefix": prefix, "limit": str(limit)}
+        while True:
+            page = self.call("GET", f"/v1/trash/{quote(bucket)}", params=params).json()
+            yield from page["data"]
+            if not page["has_more"]:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def restore(self, bucket: str, selection: dict, on_conflict: str = "fail") -> dict:
+        """{restored: [{id, key, restored_as}], skipped: [{id, key, reason}]} for `selection`, one of
+        {"ids": [...]}, {"prefix": ...}, {"deletion": ...}. Sent again after a lost answer, it
+        restores nothing twice (what came back is no longer in the trash)."""
+        return self.call("POST", f"/v1/trash/{quote(bucket)}/restore",
+                         json={**selection, "on_conflict": on_conflict}).json()
+
+    def purge(self, bucket: str, ids: list[int] | None = None) -> int:
+        """Delete for good the trash entries `ids`, or (None) the whole trash; how many went."""
+        body = {"json": {"ids": ids}} if ids is not None else {}
+        return self.call("DELETE", f"/v1/trash/{quote(bucket)}", **body).json()["purged"]
+
+    def versions(self, bucket: str, key: str) -> list[dict]:
+        """The kept versions of a key, newest first (not the current file)."""
+        return self.call("GET", version_path(bucket, key)).json()["data"]
+
+    def restore_version(self, bucket: str, key: str, version_id: int) -> dict:
+        """The version becomes the file (its JSON); the file it replaces becomes a version."""
+        return self.call("POST", version_path(bucket, key), json={"version": version_id}).json()
+
     def share(self, fields: dict) -> dict:
         return self.call("POST", "/v1/shares", json=fields).json()
 
@@ -131,6 +172,14 @@ class Api:
 
 def file_path(bucket: str, key: str) -> str:
     return f"/v1/files/{quote(bucket)}/{quote(key)}"
+
+
+def folder_path(bucket: str, prefix: str) -> str:
+    return f"/v1/folders/{quote(bucket)}/{quote(prefix)}"
+
+
+def version_path(bucket: str, key: str) -> str:
+    return f"/v1/versions/{quote(bucket)}/{quote(key)}"
 
 
 def content_path(bucket: str, key: str) -> str:

@@ -1,5 +1,5 @@
 """The `files` command: log in, list, make and remove buckets, copy and sync files both ways, share
-links, and one's own API tokens.
+links, and one's own API tokens; the trash and versions commands are in kept.py.
 
 Remote paths are written `bucket` or `bucket/key` (`bucket/prefix/` for a folder). In `cp` and
 `sync`, the side that exists on this machine is the local one.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import click
@@ -18,47 +17,14 @@ import httpx
 
 from . import __version__
 from .api import Api, ApiError, content_path
-from .config import load_login, save_login
+from .common import Remote, columns, connect, fail_on_api_errors, files, when
+from .config import save_login
 from .interrupts import Interrupted, exit_code, handled
+from .kept import trash_group, versions_group, where_they_went
 from .progress import Reporter, human, reporter
 from .transfer import STOP, Stopped, TransferFailed, download_file, upload_file, whole_sha256
 
 MIB = 1024 * 1024
-
-
-class Remote:
-    """`bucket[/key-or-prefix]`."""
-
-    def __init__(self, text: str):
-        bucket, _, rest = text.strip().partition("/")
-        if not bucket:
-            raise click.BadParameter(f"{text!r} names no bucket (write bucket/key)")
-        self.bucket, self.path = bucket, rest
-
-    def __str__(self) -> str:
-        return f"{self.bucket}/{self.path}"
-
-
-def connect() -> Api:
-    login = load_login()
-    if login is None:
-        raise click.ClickException("not logged in: run `files login URL` (or set FILES_URL and FILES_TOKEN)")
-    return Api(login.url, login.token)
-
-
-def fail_on_api_errors(function):
-    """An API error or an unreachable server is a one-line message and exit code 1, not a traceback."""
-    import functools
-
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except ApiError as error:
-            raise click.ClickException(error.message + f" ({error.status} {error.code})") from None
-        except httpx.TransportError as error:
-            raise click.ClickException(f"cannot reach the service: {error}") from None
-    return run
 
 
 class FilesCommand(click.Group):
@@ -120,7 +86,7 @@ def list_command(path: str | None, recursive: bool, as_json: bool) -> None:
             if as_json:
                 click.echo(json.dumps(bucket))
             else:
-                click.echo(f"{_when(bucket.get('updated_at') or bucket['created_at'])}  "
+                click.echo(f"{when(bucket.get('updated_at') or bucket['created_at'])}  "
                            f"{bucket.get('files', 0):>9} files  {human(bucket.get('bytes', 0)):>10}  {bucket['name']}/")
         return
     remote = Remote(path)
@@ -130,7 +96,7 @@ def list_command(path: str | None, recursive: bool, as_json: bool) -> None:
         elif "prefix" in entry:
             click.echo(f"{'':16}  {'PRE':>10}  {entry['prefix']}")
         else:
-            click.echo(f"{_when(entry['created_at'])}  {human(entry['bytes']):>10}  {entry['key']}")
+            click.echo(f"{when(entry['created_at'])}  {human(entry['bytes']):>10}  {entry['key']}")
 
 
 @main.command("mb")
@@ -155,38 +121,67 @@ def remove_bucket(bucket: str) -> None:
 @click.argument("path")
 @click.option("-r", "--recursive", is_flag=True, help="Every file under a folder (asks first, with the count).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
-@click.option("--parallel", default=8, show_default=True, help="Deletes at once.")
+@click.option("--parallel", default=8, show_default=True, help="Deletes at once (of a whole bucket's files).")
 @fail_on_api_errors
 def remove(path: str, recursive: bool, yes: bool, parallel: int) -> None:
-    """Delete a file, or with -r every file under a folder."""
+    """Delete a file, or with -r every file under a folder. Says where they went: into the bucket's
+    trash (with the command that brings them back), or for good if the service keeps no trash."""
     api, remote = connect(), Remote(path)
     if not recursive:
-        api.delete(remote.bucket, remote.path)
-        click.echo(f"deleted {remote}")
+        deleted = api.delete(remote.bucket, remote.path)
+        click.echo(f"deleted {remote}{where_they_went(api, remote.bucket, deleted=deleted)}")
         return
     prefix = remote.path if not remote.path or remote.path.endswith("/") else remote.path + "/"
-    keys = [entry["key"] for entry in api.list(remote.bucket, prefix)]
-    if not keys:
+    if not prefix:
+        _remove_every_file(api, remote.bucket, yes, parallel)
+        return
+    until = None
+    if not yes:  # the count shown is what goes: files placed after it stay
+        counted = api.count_folder(remote.bucket, prefix)
+        if not counted["files"]:
+            click.echo(f"nothing under {remote.bucket}/{prefix}")
+            return
+        _confirm(counted["files"], counted["bytes"], f"under {remote.bucket}/{prefix}")
+        until = counted["until"]
+    answer = api.delete_folder(remote.bucket, prefix, until)
+    if not answer["deleted"]:
         click.echo(f"nothing under {remote.bucket}/{prefix}")
         return
+    click.echo(f"deleted {files(answer['deleted'])} under {remote.bucket}/{prefix}"
+               f"{where_they_went(api, remote.bucket, deletion=answer['deletion'], folder=prefix)}")
+
+
+def _confirm(count: int, size: int, where: str) -> None:
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{count} files would be deleted ({human(size)} {where}); "
+                                   "pass --yes to do it without asking")
+    click.confirm(f"Delete {files(count)} ({human(size)}) {where}?", abort=True)
+
+
+def _remove_every_file(api: Api, bucket: str, yes: bool, parallel: int) -> None:
+    """A whole bucket's files, one delete each (a folder delete takes a folder, not a bucket's top)."""
+    listed = list(api.list(bucket))
+    if not listed:
+        click.echo(f"nothing in {bucket}/")
+        return
     if not yes:
-        if not sys.stdin.isatty():
-            raise click.ClickException(f"{len(keys)} files would be deleted; pass --yes to do it without asking")
-        click.confirm(f"Delete {len(keys)} files under {remote.bucket}/{prefix}?", abort=True)
-    failures = []
+        _confirm(len(listed), sum(entry["bytes"] for entry in listed), f"in {bucket}/")
+    failures, deleted = [], []
 
     def delete(key: str) -> None:
         try:
-            api.delete(remote.bucket, key)
+            deleted.append(api.delete(bucket, key))
         except ApiError as error:
             if error.status != 404:  # gone already is what was asked
                 failures.append(f"{key}: {error.message}")
 
     with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(delete, keys))
+        list(pool.map(delete, [entry["key"] for entry in listed]))
     for failure in failures:
         click.echo(f"files: {failure}", err=True)
-    click.echo(f"deleted {len(keys) - len(failures)} files under {remote.bucket}/{prefix}")
+    went = where_they_went(api, bucket, deleted=deleted[-1], undo=f"files trash restore {bucket} --prefix '' "
+                           "(everything in its trash, deleted now or before)") if deleted else ""
+    click.echo(f"deleted {files(len(deleted))} in {bucket}/{went}")
     if failures:
         sys.exit(1)
 
@@ -260,7 +255,7 @@ def share(path: str, expires: str, password: str | None, max_downloads: int | No
     if as_json:
         click.echo(json.dumps(made, indent=2))
         return
-    click.echo(f"{'file request into' if upload else 'link to'} {path}, until {_when(made['expires_at'])}"
+    click.echo(f"{'file request into' if upload else 'link to'} {path}, until {when(made['expires_at'])}"
                f"{', with a password' if password else ''}{f', {max_downloads} downloads' if max_downloads else ''}:",
                err=True)
     click.echo(made["url"])  # the link alone on standard output
@@ -280,7 +275,7 @@ def list_shares(as_json: bool) -> None:
         limit = f"/{item['max_downloads']}" if item["max_downloads"] else ""
         kind = "request" if item["allow_upload"] else "file" if item["key"] is not None else "folder"
         click.echo(f"{item['id']}  {item['state']:<9} {kind:<7} {item['downloads']}{limit:<6} "
-                   f"{_when(item['expires_at'])}  {what}")
+                   f"{when(item['expires_at'])}  {what}")
 
 
 @main.command("unshare")
@@ -325,10 +320,10 @@ def list_tokens(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(tokens, indent=2))
         return
-    _columns(["ID", "NAME", "SCOPE", "BUCKET", "OWNER", "CREATED", "LAST USED", "FROM", "EXPIRES", "STATE"],
+    columns(["ID", "NAME", "SCOPE", "BUCKET", "OWNER", "CREATED", "LAST USED", "FROM", "EXPIRES", "STATE"],
              [[str(item["id"]), item["name"], item["scope"], item["bucket"] or "-", item["user"] or "-",
-               _when(item["created_at"]), _when(item["last_used_at"]) if item["last_used_at"] else "-",
-               item["last_used_from"] or "-", _when(item["expires_at"]) if item["expires_at"] else "never",
+               when(item["created_at"]), when(item["last_used_at"]) if item["last_used_at"] else "-",
+               item["last_used_from"] or "-", when(item["expires_at"]) if item["expires_at"] else "never",
                item["state"]] for item in tokens])
 
 
@@ -351,7 +346,7 @@ def create_token(name: str, scope: str, bucket: str | None, days: int | None) ->
     made = connect().create_token(fields)
     click.echo(f"token {made['id']} {made['name']!r} ({made['scope']}"
                f"{', bucket ' + made['bucket'] if made['bucket'] else ''}, "
-               f"{'until ' + _when(made['expires_at']) if made['expires_at'] else 'no expiry'}); "
+               f"{'until ' + when(made['expires_at']) if made['expires_at'] else 'no expiry'}); "
                "it is shown only now:", err=True)
     click.echo(made["token"])  # the secret alone on the last line
 
@@ -369,10 +364,8 @@ def revoke_token(token_id: int) -> None:
         click.echo("it was the token this client uses: `files login` with another one", err=True)
 
 
-def _columns(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
-    for row in (headers, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+main.add_command(trash_group)
+main.add_command(versions_group)
 
 
 def transfer_options(function):
@@ -541,6 +534,3 @@ def _safe(relative: str) -> Path:
         raise click.ClickException(f"refusing to write {relative!r} outside the target directory")
     return Path(*parts)
 
-
-def _when(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
