@@ -133,6 +133,10 @@ def restore_trash(bucket: str, keys: tuple[str, ...], prefix: str | None, deleti
         renamed = f" as {bucket}/{item['restored_as']}" if item["restored_as"] != item["key"] else ""
         click.echo(f"restored {bucket}/{item['key']}{renamed}")
     for item in skipped:
+        if item["reason"] == "not_in_trash":
+            click.echo(f"files: no entry {item['id']} in the trash of bucket {bucket} (restored or purged already)",
+                       err=True)
+            continue
         why = ("a file of that name exists (--on-conflict keep-both or replace)" if item["reason"] == "exists"
                else item["reason"])
         click.echo(f"files: {bucket}/{item['key']} (trash entry {item['id']}) not restored: {why}", err=True)

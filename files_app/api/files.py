@@ -9,6 +9,7 @@ from .. import auth, validation
 from ..access import access
 from ..errors import InvalidInput, LengthRequired
 from ..request_io import RequestBody, is_chunked, objects, uploader_name, uploads
+from ..services.kept import new_deletion
 from .blueprints import files_bp
 from .common import bucket_json, file_json
 
@@ -99,4 +100,8 @@ def _declared_type() -> str | None:
 @files_bp.delete("/<bucket>/<path:key>")
 @access("write", bucket="bucket")
 def delete_file(bucket: str, key: str):
-    return file_json(objects().delete(bucket, key))
+    """The seed's answer (the deleted file); the header says under which deletion it is in the trash
+    (restore {"deletion": ...} undoes it), and is absent when the trash is off."""
+    deletion = new_deletion()
+    answer = file_json(objects().delete(bucket, key, deletion=deletion))
+    return answer, 200, {"Files-Deletion": deletion} if objects().retention.trash else {}

@@ -62,7 +62,7 @@ class Restored:
     each left in the trash (its id, key, and why)."""
 
     restored: list[tuple[int, str, str]] = field(default_factory=list)
-    skipped: list[tuple[int, str, str]] = field(default_factory=list)
+    skipped: list[tuple[int, str | None, str]] = field(default_factory=list)  # reason: exists, not_in_trash
 
 
 class TrashService:
@@ -100,6 +100,10 @@ class TrashService:
                 batch = db.session.scalars(select(_kept.c.id).where(chosen, _kept.c.id > after)
                                            .order_by(_kept.c.id).limit(BATCH)).all()
             if not batch:
+                if ids is not None:  # ids not (or no longer) in this trash: said, not silently dropped
+                    done = {kept_id for kept_id, _, _ in result.restored + result.skipped}
+                    result.skipped += [(kept_id, None, "not_in_trash") for kept_id in dict.fromkeys(ids)
+                                       if kept_id not in done]
                 return result
             self._restore_batch(bucket, bucket_id, batch, on_conflict, result)
             after = batch[-1]
@@ -142,9 +146,8 @@ class TrashService:
         return self._forget(chosen, {}, bucket)
 
     def collect_garbage(self, now: float) -> int:
-        """For gc: forget what has been in the trash longer than FILES_TRASH_DAYS."""
-        if not self.retention.trash:
-            return 0
+        """For gc: forget what has been in the trash longer than FILES_TRASH_DAYS (all of it, once
+        the trash is turned off)."""
         cutoff = now - self.retention.trash_days * 86400
         return self._forget(and_(_kept.c.kind == KeptKind.TRASH, _kept.c.kept_at < bindparam("cutoff")),
                             {"cutoff": cutoff}, None)

@@ -49,13 +49,16 @@ def flash_restored(bucket: str, result: Restored, nothing: str) -> None:
             flash({"text": text, "link": {"href": folder_url(bucket, came_back[0][2]), "label": "Open it"}}, "ok")
         else:
             flash(text, "ok")
-    if result.skipped:
-        taken = [key for _, key, _ in result.skipped]
+    taken = [key for _, key, reason in result.skipped if reason == "exists"]
+    gone = [kept_id for kept_id, _, reason in result.skipped if reason != "exists"]
+    if gone and (came_back or taken):  # some restored or deleted for good by someone else meanwhile
+        flash(f"{plural(len(gone))} no longer in the trash: restored or deleted meanwhile.", "error")
+    if taken:
         flash({"text": f"{plural(len(taken))} stayed in the trash: a file of the same name is there now "
                        f"({_names(taken)}). Restore {'it' if len(taken) == 1 else 'them'} from the trash, "
                        "keeping both or replacing.",
                "link": {"href": url_for("web.trash_page", bucket=bucket), "label": "Open the trash"}}, "error")
-    if not came_back and not result.skipped:
+    if not came_back and not taken:
         flash(nothing, "error")
 
 

@@ -30,16 +30,20 @@ def test_a_file_is_renamed_without_copying_its_bytes(client, services):
     assert client.get("/v1/files/b?q=old/").get_json()["data"] == []
 
 
-def test_moving_onto_a_file_needs_replace_and_frees_the_replaced_bytes(client, services):
+def test_moving_onto_a_file_needs_replace_and_keeps_the_replaced_file_as_a_version(client, services):
     put(client, "b", "a.bin", b"a" * 100000)
     put(client, "b", "b.bin", b"b" * 100000)
     assert_error(move(client, bucket="b", key="a.bin", to_key="b.bin"), 412, "precondition_failed")
     assert move(client, bucket="b", key="a.bin", to_key="b.bin", replace=True).status_code == 200
     assert keys(client, "b") == ["b.bin"] and client.get("/v1/content/b/b.bin").data == b"a" * 100000
-    services.uploads.collect_garbage(grace=0)  # S3 frees a replaced blob in gc's sweep (a local disk at once)
-    assert len(blob_ids(services.store)) == 1
+    [version] = client.get("/v1/versions/b/b.bin").get_json()["data"]
+    assert client.get(f"/v1/versions/b/b.bin?version={version['id']}").data == b"b" * 100000
     bucket = client.get("/v1/files").get_json()["data"][0]
     assert (bucket["files"], bucket["bytes"]) == (1, 100000)
+    # Deleting the version for good frees its bytes (S3 in gc's sweep, a local disk at once).
+    assert client.delete(f"/v1/versions/b/b.bin?version={version['id']}").status_code == 204
+    services.uploads.collect_garbage(grace=0)
+    assert len(blob_ids(services.store)) == 1
 
 
 def test_across_buckets_the_counts_follow(client):
@@ -76,7 +80,7 @@ def test_a_folder_delete_takes_what_was_counted_and_no_more(client, services):
     replaced = client.put("/v1/files/b/old/6.txt", data=b"replaced after the count")
     assert replaced.status_code in (200, 201), replaced.data
     deleted = client.delete(f"/v1/folders/b/old/?until={counted['until']}").get_json()
-    assert deleted == {"deleted": 6}
+    assert deleted["deleted"] == 6 and deleted["deletion"].startswith("del_")
     assert keys(client, "b") == ["old/6.txt", "old/in.txt", "old/late.txt", "older/keep.txt"]
     assert client.get("/v1/files").get_json()["data"][0]["files"] == 4
     assert client.get("/v1/folders/b/old/").get_json()["until"] > counted["until"]
@@ -130,7 +134,7 @@ def test_scopes_and_confined_tokens_on_moves_and_folder_deletes(client, runner):
                              headers=bearer(mine)), 403, "forbidden")
     assert_error(client.get("/v1/thumbnails/theirs/d/y.txt", headers=bearer(mine)), 403, "forbidden")
     assert [e["key"] for e in client.get("/v1/files/theirs", headers=bearer(read)).get_json()["data"]] == ["d/y.txt"]
-    assert client.delete("/v1/folders/mine/d/", headers=bearer(mine)).get_json() == {"deleted": 1}
+    assert client.delete("/v1/folders/mine/d/", headers=bearer(mine)).get_json()["deleted"] == 1
 
 
 def test_the_pages_confirmation_deletes_what_it_showed(client):

@@ -53,7 +53,15 @@ def test_replacing_between_inline_and_blob(app, client):
     assert client.get("/v1/content/b/k").data == small
     with app.app_context():
         app.extensions["files"].uploads.collect_garbage(grace=-60)
-    assert blob_ids(app.extensions["files"].store) == []  # the large version's blob is freed
+    assert len(blob_ids(app.extensions["files"].store)) == 1  # the large version is kept as a version
+    versions = client.get("/v1/versions/b/k").get_json()["data"]
+    assert [v["bytes"] for v in versions] == [len(large), len(small)]
+    assert client.get(f"/v1/versions/b/k?version={versions[1]['id']}").data == small  # an inline version
+    for version in versions:
+        client.delete(f"/v1/versions/b/k?version={version['id']}")
+    with app.app_context():
+        app.extensions["files"].uploads.collect_garbage(grace=-60)
+    assert blob_ids(app.extensions["files"].store) == []  # the large version's blob is freed with it
     assert client.get("/v1/files/b").get_json()["data"][0]["bytes"] == 100
 
 

@@ -24,7 +24,8 @@ def test_a_buckets_quota_refuses_at_creation_with_the_usage_and_the_limit(client
     put(client, "b", "held.bin", b"x" * 600)
     quota = set_quota(client, "b", max_bytes=1000, max_files=3).get_json()
     assert quota == {"subject": "bucket", "name": "b", "max_bytes": 1000, "max_files": 3, "used_bytes": 600,
-                     "used_files": 1, "promised_bytes": 0, "promised_files": 0}
+                     "used_files": 1, "promised_bytes": 0, "promised_files": 0, "kept_bytes": 0,
+                     "kept_files": 0}
     open_upload = create(client, "b", "open.bin", 300)  # promised: counts before a byte arrives
     assert open_upload.status_code == 201
     refused = create(client, "b", "big.bin", 101)

@@ -42,6 +42,7 @@ def test_a_deleted_file_goes_to_the_trash_and_comes_back_whole(client, services)
     put(client, "b", "docs/note.txt", b"small note")
     deleted = client.delete("/v1/files/b/docs/report.txt")
     assert deleted.status_code == 200 and deleted.get_json()["key"] == "docs/report.txt"  # the seed's answer
+    deletion = deleted.headers["Files-Deletion"]
     assert_error(client.get("/v1/files/b/docs/report.txt"), 404, "not_found")
     assert_error(client.get("/v1/content/b/docs/report.txt"), 404, "not_found")
     assert listed(client, "b") == ["docs/note.txt"]
@@ -50,7 +51,7 @@ def test_a_deleted_file_goes_to_the_trash_and_comes_back_whole(client, services)
     [entry] = client.get("/v1/trash/b").get_json()["data"]
     assert (entry["key"], entry["bytes"], entry["sha256"]) == ("docs/report.txt", len(BLOB),
                                                                hashlib.sha256(BLOB).hexdigest())
-    assert entry["deletion"].startswith("del_") and entry["purge_at"] - entry["deleted_at"] == 30 * 86400
+    assert entry["deletion"] == deletion and entry["purge_at"] - entry["deleted_at"] == 30 * 86400
     services.uploads.collect_garbage(grace=0)  # the trash keeps its blob through gc
     answer = restore(client, "b", ids=[entry["id"]])
     assert answer.status_code == 200, answer.data
@@ -192,7 +193,8 @@ def test_with_the_trash_off_a_delete_is_forever(app, client, services):
     app.extensions["files"].objects.retention = Retention(trash_days=0, versions=0)
     put(client, "b", "gone.bin", BLOB)
     put(client, "b", "gone.bin", BLOB + b"2")  # no version either
-    assert client.delete("/v1/files/b/gone.bin").status_code == 200
+    deleted = client.delete("/v1/files/b/gone.bin")
+    assert deleted.status_code == 200 and "Files-Deletion" not in deleted.headers
     assert client.get("/v1/trash/b").get_json()["data"] == []
     services.uploads.collect_garbage(grace=0)
     assert blob_ids(services.store) == []
@@ -234,6 +236,7 @@ def test_who_may_see_restore_and_empty_a_trash(app, client, runner, services):
     client.delete("/v1/files/ada-files/secret.txt", headers=ada)
     [entry] = client.get("/v1/trash/ada-files", headers=ada).get_json()["data"]
     assert client.put("/v1/files/bob-files", headers=bob).status_code == 201
-    assert restore(client, "bob-files", bob, ids=[entry["id"]]).get_json() == {"restored": [], "skipped": []}
+    assert restore(client, "bob-files", bob, ids=[entry["id"]]).get_json() == {
+        "restored": [], "skipped": [{"id": entry["id"], "key": None, "reason": "not_in_trash"}]}
     assert client.delete("/v1/trash/ada-files", headers=ada).get_json() == {"purged": 1}
     assert_no_drift(services)

@@ -219,6 +219,8 @@ def test_replace_is_atomic_for_readers(services):
     assert obj.sha256 == sha256(new)
     with services.objects.open("b", "k")[1] as stream:
         assert stream.read() == new
+    [version] = services.trash.versions("b", "k")  # the old file is kept as a version
+    services.trash.delete_version("b", "k", version.id)
     services.uploads.collect_garbage(grace=-60)  # an object store leaves the old blob to gc (release_blob)
     assert len(blob_ids(services.store)) == 1  # the old blob is freed
 
