@@ -111,6 +111,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_error_handlers(app)
     _register_health(app)
 
+    from . import cli_store  # noqa: F401  (its commands join the group)
     from .cli import files_cli
 
     app.cli.add_command(files_cli)

@@ -195,6 +195,13 @@ class QuotaExceeded(InsufficientStorage):
     code = "quota_exceeded"
 
 
+class FileDamaged(FilesError):
+    """A file whose stored bytes a scrub found not to be those uploaded: never served as they are."""
+
+    status = 409
+    code = "file_damaged"
+
+
 class ShareGone(FilesError):
     """A share link that no longer works: expired, revoked (or its creator's access gone), or used up."""
 

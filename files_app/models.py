@@ -112,6 +112,8 @@ class StoredObject(db.Model):
     # When the row took its bucket, key and blob, as a number from one counter (migration 0014's
     # triggers set it): a folder delete takes only rows placed at or before the count it confirms.
     placed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # When `flask files verify` found its stored bytes not those uploaded (or missing): never served.
+    damaged_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Quota(db.Model):
@@ -170,6 +172,7 @@ class KeptFile(db.Model):
     kept_by_name: Mapped[str | None] = mapped_column(String(120))
     # One delete's files share an id: "Undo" restores exactly them.
     deletion: Mapped[str | None] = mapped_column(String(32), index=True)
+    damaged_at: Mapped[int | None] = mapped_column(BigInteger)  # as a file's
 
 
 class Share(db.Model):

@@ -120,7 +120,8 @@ _SWAP_BLOB = (
            _objects.c.bucket_id == bindparam("at_bucket_id"), _objects.c.key == bindparam("at_key"))
     .values(blob_id=bindparam("new_blob_id"), mime_type=bindparam("new_mime_type"), size=bindparam("new_size"),
             sha256=bindparam("new_sha256"), created_at=bindparam("new_created_at"),
-            inline_data=bindparam("new_inline_data"), owner=bindparam("new_owner"))
+            inline_data=bindparam("new_inline_data"), owner=bindparam("new_owner"),
+            damaged_at=bindparam("new_damaged_at"))
 )
 _INSERT = insert(_objects)
 
@@ -132,7 +133,7 @@ def publish(target: Target, blob_id: str, digest: str, now: int, inline: bytes |
     the file's bytes, kept in its row (then `blob_id` names no blob). Returns the object and the
     blobs to release (a replaced file's, with versions off; versions past the limit)."""
     values = dict(blob_id=blob_id, mime_type=target.mime_type, size=target.size, sha256=digest, created_at=now,
-                  inline_data=inline, owner=target.owner)
+                  inline_data=inline, owner=target.owner, damaged_at=None)
     for _ in range(5):
         try:
             with transaction(durable=True):

@@ -32,17 +32,21 @@ def collect_garbage(store: BlobStore, now: float, grace: float = 3600.0) -> dict
                                     UploadSession.state == SessionState.ACTIVE)
     for session_id in orphan_partials:
         store.discard_partial(session_id, None)
-    # A blob is named after the session that made it until its object's row commits (spare those
-    # of active sessions), and a complete tus partial's blob waits for its final upload.
-    # Files in the trash and kept versions keep theirs.
-    orphan_blobs = _unreferenced(_unreferenced(_unreferenced(store.blob_ids(now - grace), StoredObject.blob_id),
-                                               KeptFile.blob_id),
-                                 UploadSession.id, or_(UploadSession.state == SessionState.ACTIVE,
-                                                       UploadSession.kind == SessionKind.PARTIAL))
+    orphan_blobs = orphan_blob_ids(store, now - grace)
     for blob_id in orphan_blobs:
         store.delete_blob(blob_id)
     return {"expired_sessions": len(expired), "orphan_partials": len(orphan_partials),
             "orphan_blobs": len(orphan_blobs)}
+
+
+def orphan_blob_ids(store: BlobStore, older_than: float) -> list[str]:
+    """Blobs older than that which no row refers to. A blob is named after the session that made it
+    until its object's row commits (spare those of active sessions), and a complete tus partial's
+    blob waits for its final upload; files in the trash and kept versions keep theirs."""
+    return _unreferenced(_unreferenced(_unreferenced(store.blob_ids(older_than), StoredObject.blob_id),
+                                       KeptFile.blob_id),
+                         UploadSession.id, or_(UploadSession.state == SessionState.ACTIVE,
+                                               UploadSession.kind == SessionKind.PARTIAL))
 
 
 def _unreferenced(ids: Iterable[str], column, *conditions) -> list[str]:

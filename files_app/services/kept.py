@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, insert, select
 
-from ..errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from ..models import KeptFile, KeptKind, StoredObject, db
+from ..errors import Conflict, FileDamaged, InvalidInput, NotFound, PreconditionFailed
+from ..models import KeptFile, KeptKind, StoredObject, db, transaction
 from .acting import current_actor
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 _kept, _objects = KeptFile.__table__, StoredObject.__table__
 # What a file row takes with it into kept_files and back.
-FILE_COLUMNS = ("key", "blob_id", "mime_type", "size", "sha256", "created_at", "inline_data", "owner")
+FILE_COLUMNS = ("key", "blob_id", "mime_type", "size", "sha256", "created_at", "inline_data", "owner", "damaged_at")
 OBJECT_RETURNING = tuple(_objects.c[name] for name in FILE_COLUMNS)
 KEPT_RETURNING = (_kept.c.id, _kept.c.kind, _kept.c.bucket_id, *(_kept.c[name] for name in FILE_COLUMNS))
 _INSERT_KEPT = insert(_kept).returning(_kept.c.id)
@@ -163,6 +163,25 @@ def _free_key(bucket_id: int, key: str) -> str:
         if db.session.execute(_AT_KEY, {"bucket_id": bucket_id, "key": candidate}).first() is None:
             return candidate
     raise Conflict(f"{KEEP_BOTH_TRIES} files named like {key!r} exist already; restore with replace or rename some")
+
+
+def last_good_version(bucket_id: int, key: str) -> int | None:
+    """The newest version of a key that no scrub found damaged, inside the caller's transaction."""
+    return db.session.scalar(select(_kept.c.id).where(
+        _kept.c.bucket_id == bucket_id, _kept.c.key == key, _kept.c.kind == KeptKind.VERSION,
+        _kept.c.damaged_at.is_(None)).order_by(_kept.c.id.desc()).limit(1))
+
+
+def refuse_damaged(row, bucket_id: int, what: str = "this file") -> None:
+    """Damaged bytes are never served: 409 file_damaged, naming the last good version if any."""
+    if row.damaged_at is None:
+        return
+    with transaction():
+        good = last_good_version(bucket_id, row.key)
+    offer = f"; version {good} is the newest intact one" if good else "; no intact version is kept"
+    raise FileDamaged(f"the stored bytes of {what} ({row.key!r}) failed their check (sha256 or size) at "
+                      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(row.damaged_at))}{offer}",
+                      good_version=good)
 
 
 def on_conflict_arg(value) -> str:

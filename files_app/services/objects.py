@@ -339,6 +339,7 @@ class ObjectService:
         lookup and the open took the blob: look again, and find the new file or none (404)."""
         for _ in range(5):
             row = self.row(bucket, key, with_bytes=True)
+            kept.refuse_damaged(row, row.bucket_id)
             if row.inline_data is not None:
                 return ObjectInfo.from_row(bucket, row), MemoryBlobReader(row.inline_data)
             try:

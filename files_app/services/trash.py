@@ -206,6 +206,7 @@ class TrashService:
         bucket_id, key = self.objects.bucket_id(bucket), validation.object_key(key, new=False)
         with transaction():
             row = kept.kept_row(version_id, bucket_id, KeptKind.VERSION, key)
+        kept.refuse_damaged(row, bucket_id, f"version {version_id}")
         info = ObjectInfo(bucket, key, row.mime_type, row.size, row.sha256, row.created_at, row.owner)
         if row.inline_data is not None:
             return info, MemoryBlobReader(row.inline_data)

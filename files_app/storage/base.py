@@ -128,6 +128,9 @@ class BlobStore(Protocol):
         """Free a blob that no row refers to any more but that a reader may have looked up a moment
         ago: at once where open readers keep their bytes (a file), else later, by gc's orphan sweep."""
 
+    def quarantine_blob(self, blob_id: str) -> None:
+        """Move a blob no row refers to out of the way (kept, for a person to look at), for verify."""
+
     def blob_ids(self, older_than: float) -> Iterator[str]:
         """Blobs last modified before `older_than` (Unix time), for the orphan sweep."""
 

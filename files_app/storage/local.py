@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -194,6 +195,12 @@ class LocalBlobStore:
 
     def release_blob(self, blob_id: str) -> None:
         self.delete_blob(blob_id)  # a reader that opened it keeps its bytes; one that did not looks again
+
+    def quarantine_blob(self, blob_id: str) -> None:
+        quarantine = self.root / "quarantine"
+        quarantine.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self._blob_path(blob_id), quarantine / checked_id(blob_id))
 
     def blob_ids(self, older_than: float) -> Iterator[str]:
         for path in self.objects.glob("??/*"):

@@ -1,7 +1,8 @@
 """Nothing lost: a deleted file goes to its bucket's trash, a replaced one becomes a version of its
 key. Both are rows of `kept_files` that keep the file's blob (a blob id names one upload's bytes, so
 a row moves between `objects` and `kept_files` and its bytes never move). Buckets and owners count
-what they keep beside what they hold, in the same transactions (quotas count both).
+what they keep beside what they hold, in the same transactions (quotas count both). A file whose
+stored bytes a scrub found damaged carries `damaged_at`.
 
 Revision ID: 0015
 Revises: 0014
@@ -36,6 +37,7 @@ def upgrade() -> None:
         sa.Column("kept_by", sa.String(64), nullable=True),
         sa.Column("kept_by_name", sa.String(120), nullable=True),
         sa.Column("deletion", sa.String(32), nullable=True),
+        sa.Column("damaged_at", sa.BigInteger(), nullable=True),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_kept_files_bucket_kind_id", "kept_files", ["bucket_id", "kind", "id"])
@@ -46,9 +48,14 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("kept_files", sa.BigInteger(), nullable=False, server_default=sa.text("0")))
             batch.add_column(sa.Column("kept_bytes", sa.BigInteger(), nullable=False, server_default=sa.text("0")))
+    # When `flask files verify` found a file's stored bytes not what was uploaded (or gone).
+    with op.batch_alter_table("objects") as batch:
+        batch.add_column(sa.Column("damaged_at", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("objects") as batch:
+        batch.drop_column("damaged_at")
     for table in ("buckets", "owner_usage"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("kept_bytes")

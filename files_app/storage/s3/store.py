@@ -116,6 +116,19 @@ class S3BlobStore(S3Client):
     def delete_blob(self, blob_id: str) -> None:
         self.delete(self.blob_key(blob_id))
 
+    @translate_errors
+    def quarantine_blob(self, blob_id: str) -> None:
+        """Copied under quarantine/ by the object store itself, then deleted from blobs/."""
+        key = self.blob_key(blob_id)
+        try:
+            # The managed copy: a blob past 5 GiB is copied in parts (copy_object takes at most 5 GiB).
+            self.client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, f"quarantine/{checked_id(blob_id)}")
+        except ClientError as error:
+            if error_code(error) not in MISSING:
+                raise
+            return
+        self.delete(key)
+
     def free_bytes(self) -> None:
         return None  # an object store has no free space to promise
 
