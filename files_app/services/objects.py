@@ -44,10 +44,12 @@ class ObjectInfo:
     sha256: str
     created_at: int
     owner: str | None = None  # who uploaded it, where the query read it
+    damaged_at: int | None = None  # when a scrub found its stored bytes damaged (never served then)
 
     @classmethod
     def from_row(cls, bucket: str, row) -> ObjectInfo:
-        return cls(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at, getattr(row, "owner", None))
+        return cls(bucket, row.key, row.mime_type, row.size, row.sha256, row.created_at, getattr(row, "owner", None),
+                   getattr(row, "damaged_at", None))
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ def preview_context(info, images_root: str | None, folder: str) -> dict:
     its first 256 KiB as text, Markdown rendered (relative images from `images_root` + `folder`;
     none when `images_root` is None), or a CSV's first rows."""
     preview, text, truncated, rendered = preview_kind(info.mime_type, info.key), None, False, None
+    if info.damaged_at is not None:
+        preview = "damaged"  # its bytes are never served: nothing to show
     if preview in ("text", "markdown"):  # the others load from the content URL
         info, raw = objects().read_head(info.bucket, info.key, PREVIEW_TEXT_BYTES + 1)
         text = raw[:PREVIEW_TEXT_BYTES].decode("utf-8", "replace")

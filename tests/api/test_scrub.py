@@ -57,6 +57,9 @@ def test_verify_finds_a_flipped_byte_and_a_damaged_file_is_never_served(client, 
     assert error["good_version"] == version["id"] and f"version {version['id']}" in error["message"]
     assert_error(client.get("/v1/content/b/small.txt"), 409, "file_damaged")
     assert client.get("/v1/files/b/report.bin").status_code == 200  # its metadata still answers
+    page = client.get("/b/b/small.txt").get_data(as_text=True)  # the page says so, shows and offers nothing
+    assert 'data-testid="damaged"' in page and "small and inlinE" not in page and 'data-testid="download"' not in page
+    assert "Restore an earlier version below" in client.get("/b/b/report.bin").get_data(as_text=True)
     assert client.get(f"/v1/versions/b/report.bin?version={version['id']}").data == BLOB
     # The intact version restored: the damaged file becomes a version, marked, and is refused as one.
     assert client.post("/v1/versions/b/report.bin", json={"version": version["id"]}).status_code == 200
