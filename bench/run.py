@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bounded, servers, slow, workloads  # noqa: E402
+from bench import bounded, kept, servers, slow, workloads  # noqa: E402
 from files_app.services.objects import encode_cursor  # noqa: E402
 
 MIB = 1024 * 1024
@@ -25,7 +25,7 @@ SIZE = int(os.environ.get("BENCH_SIZE", 1024 * MIB))
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", 3)))
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL", 5000))
 AUDIT_PUTS = int(os.environ.get("BENCH_AUDIT_PUTS", 1500))
-# Groups: transfer, concurrency, listing, memory, bounded, slow, postgres, openai, cli, audit, s3.
+# Groups: transfer, concurrency, listing, memory, bounded, slow, postgres, openai, cli, audit, kept, s3.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST", "1000,100000,1000000").split(",")]
 HERE = Path(__file__).resolve().parent
@@ -373,7 +373,8 @@ def main() -> None:
                   "listing": lambda: listing_rows(ours), "memory": lambda: memory_rows(ours),
                   "bounded": lambda: bounded.rows(WORK, row),
                   "slow": lambda: slow_client_rows(ours), "postgres": lambda: postgres_rows(bare),
-                  "openai": lambda: openai_rows(ours), "cli": lambda: cli_rows(ours), "audit": audit_rows}
+                  "openai": lambda: openai_rows(ours), "cli": lambda: cli_rows(ours), "audit": audit_rows,
+                  "kept": lambda: kept.rows(WORK, row, interleaved, min(SIZE, 1024 * MIB))}
         for name, rows_of in groups.items():
             if not ONLY or name in ONLY:
                 rows += rows_of()

@@ -155,6 +155,45 @@ def place_back(kept_id: int, bucket_id: int, on_conflict: str, retention: Retent
     return Placed(key, replaced, released)
 
 
+def place_back_many(kept_ids: list[int], bucket_id: int, on_conflict: str, retention: Retention, tally: Tally):
+    """place_back for each of `kept_ids`, oldest first, inside the caller's transaction, with set
+    statements for the files whose key is free (one DELETE ... RETURNING and one INSERT for all of
+    them) and place_back's for the rest. (restored [(id, key, to_key)], skipped [(id, key, reason)],
+    blobs to release after commit)."""
+    entries = db.session.execute(select(_kept.c.id, _kept.c.key).where(_kept.c.id.in_(kept_ids),
+                                                                       _kept.c.bucket_id == bucket_id)
+                                 .order_by(_kept.c.id)).all()
+    taken = set(db.session.scalars(select(_objects.c.key).where(
+        _objects.c.bucket_id == bucket_id, _objects.c.key.in_({entry.key for entry in entries}))))
+    free, contested = [], []
+    for entry in entries:  # a key free now takes its oldest entry; the later ones meet it as a file there
+        (contested if entry.key in taken else free).append(entry)
+        taken.add(entry.key)
+    restored, skipped, released = [], [], []
+    if free:
+        rows = db.session.execute(delete(_kept).where(_kept.c.id.in_([entry.id for entry in free]))
+                                  .returning(*KEPT_RETURNING)).all()
+        if rows:
+            db.session.execute(_INSERT_OBJECT, [{"bucket_id": bucket_id,
+                                                 **{name: getattr(row, name) for name in FILE_COLUMNS}}
+                                                for row in rows])
+        for row in sorted(rows, key=lambda row: row.id):
+            tally.kept(bucket_id, row.owner, -1, -row.size)
+            tally.bucket(bucket_id, 1, row.size)
+            tally.owner(row.owner, 1, row.size)
+            restored.append((row.id, row.key, row.key))
+    for entry in contested:
+        try:
+            placed = place_back(entry.id, bucket_id, on_conflict, retention, tally)
+        except PreconditionFailed:
+            skipped.append((entry.id, entry.key, "exists"))
+            continue
+        if placed is not None:
+            restored.append((entry.id, entry.key, placed.key))
+            released += placed.released
+    return restored, skipped, released
+
+
 def _free_key(bucket_id: int, key: str) -> str:
     """The first "name (n).ext" not taken in the bucket."""
     stem, dot, extension = key.rpartition(".") if "." in posixpath.basename(key) else (key, "", "")

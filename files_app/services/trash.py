@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import validation
-from ..errors import BlobMissing, Conflict, InvalidInput, NotFound, PreconditionFailed
+from ..errors import BlobMissing, Conflict, InvalidInput, NotFound
 from ..models import KeptFile, KeptKind, db, transaction
 from ..storage.base import MemoryBlobReader
 from . import audit, kept
@@ -111,20 +111,11 @@ class TrashService:
     def _restore_batch(self, bucket: str, bucket_id: int, batch: list[int], on_conflict: str,
                        result: Restored) -> None:
         for _ in range(5):
-            restored, skipped, released = [], [], []
             try:
                 with transaction(durable=True):
                     tally = Tally()
-                    for kept_id in batch:
-                        key = db.session.scalar(select(_kept.c.key).where(_kept.c.id == kept_id))
-                        try:
-                            placed = kept.place_back(kept_id, bucket_id, on_conflict, self.retention, tally)
-                        except PreconditionFailed:
-                            skipped.append((kept_id, key, "exists"))
-                            continue
-                        if placed is not None:
-                            restored.append((kept_id, key, placed.key))
-                            released += placed.released
+                    restored, skipped, released = kept.place_back_many(batch, bucket_id, on_conflict, self.retention,
+                                                                       tally)
                     tally.apply(int(self.clock()))
                     if restored:
                         audit.record("trash.restore", bucket=bucket, size=None, detail={
