@@ -123,7 +123,7 @@ def _check(store: BlobStore, row, pacer: Pacer) -> tuple[str, str] | None:
     else:
         try:
             with store.open_blob(row.blob_id) as stream:
-                while chunk := stream.read(READ_SIZE):
+                for chunk in _chunks(stream):
                     digest.update(chunk)
                     size += len(chunk)
                     pacer.took(len(chunk))
@@ -136,6 +136,18 @@ def _check(store: BlobStore, row, pacer: Pacer) -> tuple[str, str] | None:
     if digest.hexdigest() != row.sha256:
         return "corrupt", f"sha256 {digest.hexdigest()} stored, {row.sha256} uploaded"
     return None
+
+
+def _chunks(stream) -> Iterator[memoryview | bytes]:
+    """The stream's bytes, read into one reused buffer where the reader can (a file), else read."""
+    if not hasattr(stream, "readinto"):
+        while chunk := stream.read(READ_SIZE):
+            yield chunk
+        return
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    while read := stream.readinto(buffer):
+        yield view[:read]
 
 
 def _mark(table, row, *, damaged: bool, now: float) -> bool:
