@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -116,6 +116,13 @@ class BlobStore(Protocol):
     def join_blobs(self, blob_ids: list[str], into: str) -> str:
         """Make the blob `into` from the blobs `blob_ids`, in order, without their bytes passing
         through this process (S3: a multipart upload of server-side part copies); its id."""
+
+    def put_blob_stream(self, blob_id: str, source: BinaryIO) -> None:
+        """Store blob `blob_id` from `source`, read to its end in pieces (never whole in memory), durably
+        and whole or not at all: a blob of that id already there is replaced (a restore, done again)."""
+
+    def blob_size(self, blob_id: str) -> int | None:
+        """The size of blob `blob_id`, or None if the store holds no such blob."""
 
     def open_blob(self, blob_id: str) -> BlobReader: ...
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import wait
-from typing import Any
+from typing import Any, BinaryIO
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from ...errors import StorageError
@@ -79,6 +80,14 @@ class S3BlobStore(S3Client):
     @translate_errors
     def put_blob(self, blob_id: str, data: bytes) -> None:
         self.put(self.blob_key(blob_id), data)
+
+    @translate_errors
+    def put_blob_stream(self, blob_id: str, source: BinaryIO) -> None:
+        """boto3's managed transfer: one PUT for a small blob, else a multipart upload of part_size
+        parts, a few at a time (an object appears only when complete)."""
+        config = TransferConfig(multipart_threshold=self.part_size, multipart_chunksize=self.part_size,
+                                max_concurrency=4)
+        self.client.upload_fileobj(source, self.bucket, self.blob_key(blob_id), Config=config)
 
     def can_join(self, sizes: list[int]) -> bool:
         """S3's rules for a multipart upload's parts: at most 10,000, each at most 5 GiB, all but the
