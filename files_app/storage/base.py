@@ -118,8 +118,9 @@ class BlobStore(Protocol):
         through this process (S3: a multipart upload of server-side part copies); its id."""
 
     def put_blob_stream(self, blob_id: str, source: BinaryIO) -> None:
-        """Store blob `blob_id` from `source`, read to its end in pieces (never whole in memory), durably
-        and whole or not at all: a blob of that id already there is replaced (a restore, done again)."""
+        """Store blob `blob_id` from `source`, read to its end in pieces (never whole in memory; a read may
+        return fewer bytes than asked, b"" at the end), durably and whole or not at all: a blob of that id
+        already there is replaced (a restore, done again)."""
 
     def blob_size(self, blob_id: str) -> int | None:
         """The size of blob `blob_id`, or None if the store holds no such blob."""

@@ -84,10 +84,10 @@ class S3BlobStore(S3Client):
     @translate_errors
     def put_blob_stream(self, blob_id: str, source: BinaryIO) -> None:
         """boto3's managed transfer: one PUT for a small blob, else a multipart upload of part_size
-        parts, a few at a time (an object appears only when complete)."""
+        parts, two at a time (at most three parts in memory; an object appears only when complete)."""
         config = TransferConfig(multipart_threshold=self.part_size, multipart_chunksize=self.part_size,
-                                max_concurrency=4)
-        self.client.upload_fileobj(source, self.bucket, self.blob_key(blob_id), Config=config)
+                                max_concurrency=2)
+        self.client.upload_fileobj(_Filled(source), self.bucket, self.blob_key(blob_id), Config=config)
 
     def can_join(self, sizes: list[int]) -> bool:
         """S3's rules for a multipart upload's parts: at most 10,000, each at most 5 GiB, all but the
@@ -169,3 +169,18 @@ class S3BlobStore(S3Client):
             yield from page.get("Uploads", ())
 
 
+class _Filled:
+    """A source whose reads return all that was asked unless at the end: the managed transfer takes a
+    short first read for the whole object (and would store a blob cut short)."""
+
+    def __init__(self, source: BinaryIO):
+        self._source = source
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self._source.read(1024 * 1024), b""))
+        pieces, wanted = [], size
+        while wanted > 0 and (piece := self._source.read(wanted)):
+            pieces.append(piece)
+            wanted -= len(piece)
+        return b"".join(pieces)
