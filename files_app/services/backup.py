@@ -634,11 +634,11 @@ def _load(manifest: dict[str, Any], metadata: Path, report: RestoreReport) -> No
     sqlite = connection.dialect.name == "sqlite"
     try:
         if sqlite:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now: nobody restores beside us
-        if tables := _holding(connection):
-            raise BackupError(f"the target service is not empty ({', '.join(tables)} hold rows)")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now: nobody writes beside us
         tables = list(manifest["metadata"]["tables"])
-        triggers = _triggers_off(connection, tables)
+        triggers = _triggers_off(connection, tables)  # (PostgreSQL: each table locked until the commit)
+        if holding := _holding(connection):
+            raise BackupError(f"the target service is not empty ({', '.join(holding)} hold rows)")
         _insert_rows(connection, metadata, manifest.get("gone", {}), report)
         _set_counters(connection, manifest["counters"], tables)
         _triggers_on(connection, tables, triggers)
