@@ -110,6 +110,7 @@ def restore(src: Path, rate: float | None) -> None:
     """Restore the backup in SRC into this EMPTY service (either database, either blob store). Refused
     when the service holds any row; a restore that was interrupted is run again and goes on."""
     from .services import backup as backups
+    from .services.backup_restore import restore as restore_backup
 
     app = current_app._get_current_object()
     click.echo(_where(app), err=True)
@@ -118,7 +119,7 @@ def restore(src: Path, rate: float | None) -> None:
         manifest = backups.load_manifest(src)
         click.echo(f"restoring backup {manifest['backup']} (schema {manifest['revision']}, from "
                    f"{manifest['source']['database']} and {manifest['source']['store']})")
-        report = backups.restore(app.extensions["files"].store, src, rate=_megabytes(rate), say=click.echo)
+        report = restore_backup(app.extensions["files"].store, src, rate=_megabytes(rate), say=click.echo)
     except FilesError as error:
         raise click.ClickException(error.message) from None
     except (OperationalError, InterfaceError) as error:

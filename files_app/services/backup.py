@@ -1,4 +1,4 @@
-"""Backups that restore anywhere (#24): `flask files backup DEST`, `--verify`, `flask files restore SRC`.
+"""Backups that restore anywhere (#24): `flask files backup DEST` and `--verify` (restore: backup_restore.py).
 
 A backup is logical, so that one taken of SQLite and a local disk restores into PostgreSQL and S3 and
 the other way: every table of the models' metadata, in foreign-key order, read in ONE snapshot
@@ -18,12 +18,8 @@ A blob is copied to tmp/, fsync'd, then renamed into blobs/: a run killed midway
 the previous manifest (still complete: nothing it names is removed before a new manifest replaces it).
 The next run reuses each blob already in blobs/ whose size is right (its sha256 from the manifest, or
 hashed again if a killed run left it) and copies only the others; blobs no manifest names are removed.
-
-Restore goes into an empty service: blobs first (one already in the store with the right size is kept:
-a restore killed midway is simply run again), then the schema at the backup's revision, then every row
-in ONE transaction with triggers off (rows keep their `placed`; SQLite's search index is rebuilt
-after), counters set, the usage counters recounted where rows were left out; then the newest schema.
-A restore killed during the rows leaves the database empty, so running it again resumes.
+A blob gone between the snapshot and its copy is recorded as gone when no row refers to it any more
+(purged meanwhile: restore leaves its row out), else reported as the service's own damage.
 """
 
 from __future__ import annotations
@@ -48,10 +44,7 @@ import sqlalchemy as sa
 
 from ..errors import FilesError, StorageError
 from ..models import KeptFile, SessionKind, SessionState, StoredObject, UploadSession, db
-from ..schema import alembic_config
 from ..storage import BlobStore
-from ..storage.base import is_id
-from . import consistency
 from .scrub import Pacer
 
 FORMAT = "files-backup/1"
@@ -60,17 +53,13 @@ PIECE = 1024 * 1024
 BATCH = 1000
 WORKERS = 8  # blobs copied at a time: an object store answers each GET and PUT after a round trip
 _KINDS = {int: "int", float: "float", str: "str", bytes: "bytes", bool: "bool"}
-# Where a row names the blob it needs (a file, trash entry or version; a completed partial upload).
-_BLOB_COLUMN = {"objects": "blob_id", "kept_files": "blob_id", "upload_sessions": "id"}
-_SA_TYPES = {"int": sa.BigInteger(), "float": sa.Float(), "str": sa.Text(), "bytes": sa.LargeBinary(),
-             "bool": sa.Boolean()}
 
 
 class BackupError(FilesError):
     code = "backup_failed"
 
 
-def _quiet(_line: str) -> None:
+def quiet(_line: str) -> None:
     pass
 
 
@@ -107,7 +96,7 @@ def _encode(kind: str, value: Any) -> Any:
     return float(value) if kind == "float" else value
 
 
-def _decode(kind: str, value: Any) -> Any:
+def decode(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind == "bytes":
@@ -157,7 +146,7 @@ def _note_blob(table: str, row, snapshot: Snapshot, buckets: dict[int, str]) -> 
         snapshot.blobs[row["id"]] = BlobRef(row["id"], size, None, f"completed partial upload {row['id']}")
 
 
-def _serial_columns(tables: Iterator[str] | None = None) -> Iterator[tuple[str, str]]:
+def serial_columns(tables: Iterator[str] | None = None) -> Iterator[tuple[str, str]]:
     """(table, column) of each table whose primary key is one integer: a sequence or rowid counts its ids."""
     wanted = None if tables is None else set(tables)
     for table in db.Model.metadata.sorted_tables:
@@ -166,7 +155,7 @@ def _serial_columns(tables: Iterator[str] | None = None) -> Iterator[tuple[str, 
             yield table.name, key[0].name
 
 
-def _pg_sequence(connection, table: str, column: str) -> str | None:
+def pg_sequence(connection, table: str, column: str) -> str | None:
     return connection.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table, "c": column}).scalar()
 
 
@@ -181,8 +170,8 @@ def _read_counters(connection) -> dict[str, Any]:
     sequences: dict[str, int] = {}
     placement = 0
     if connection.dialect.name == "postgresql":
-        for table, column in _serial_columns():
-            if name := _pg_sequence(connection, table, column):
+        for table, column in serial_columns():
+            if name := pg_sequence(connection, table, column):
                 sequences[table] = _pg_last(connection, name)
         if connection.exec_driver_sql("SELECT to_regclass('object_placements')").scalar():
             placement = _pg_last(connection, "object_placements")
@@ -210,13 +199,13 @@ def dump_rows(path: Path) -> dict[str, list[dict[str, Any]]]:
         if isinstance(item, dict):
             header, rows = item, tables.setdefault(item["table"], [])
         else:
-            rows.append({name: _decode(kind, value)
+            rows.append({name: decode(kind, value)
                          for name, kind, value in zip(header["columns"], header["types"], item, strict=True)})
     return tables
 
 
 # --- files in DEST --------------------------------------------------------------------------------------
-class _SharedPacer:
+class SharedPacer:
     def __init__(self, rate: float | None):
         self._pacer, self._lock = Pacer(rate), threading.Lock()
 
@@ -234,7 +223,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _hash_file(path: Path, pacer: _SharedPacer | None = None) -> tuple[int, str]:
+def hash_file(path: Path, pacer: SharedPacer | None = None) -> tuple[int, str]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as stream:
         while chunk := stream.read(PIECE):
@@ -319,7 +308,7 @@ class BackupReport:
 
 
 def take(store: BlobStore, dest: Path, *, rate: float | None = None,
-         say: Callable[[str], None] = _quiet) -> BackupReport:
+         say: Callable[[str], None] = quiet) -> BackupReport:
     started, dest = time.monotonic(), Path(dest)
     lock = _prepare(dest)
     try:
@@ -334,14 +323,14 @@ def take(store: BlobStore, dest: Path, *, rate: float | None = None,
                               active_sessions=snapshot.active_sessions)
         say(f"snapshot: {report.rows} rows in {report.tables} tables, schema {snapshot.revision}, "
             f"{report.blobs} blobs referenced ({time.monotonic() - started:.1f} s)")
-        copied = _copy_blobs(store, dest, snapshot.blobs, previous, _SharedPacer(rate), report)
+        copied = _copy_blobs(store, dest, snapshot.blobs, previous, SharedPacer(rate), report)
         _fsync_dir(dest / "blobs")
         os.replace(dest / "tmp" / name, dest / name)
         _write_json(dest / MANIFEST, {
             "format": FORMAT, "backup": backup_id, "taken_at": time.time(),
             "source": {"database": db.engine.dialect.name, "store": type(store).__name__},
             "revision": snapshot.revision, "counters": snapshot.counters,
-            "metadata": {"file": name, "sha256": _hash_file(dest / name)[1], "tables": snapshot.tables},
+            "metadata": {"file": name, "sha256": hash_file(dest / name)[1], "tables": snapshot.tables},
             "blobs": copied, "gone": report.gone, "problems": report.problems,
         })
         report.removed = _prune(dest, name, copied)
@@ -352,7 +341,7 @@ def take(store: BlobStore, dest: Path, *, rate: float | None = None,
 
 
 def _copy_blobs(store: BlobStore, dest: Path, refs: dict[str, BlobRef], previous: dict[str, list],
-                pacer: _SharedPacer, report: BackupReport) -> dict[str, list]:
+                pacer: SharedPacer, report: BackupReport) -> dict[str, list]:
     """Each referenced blob into blobs/ (or found there); {id: [size, sha256]} of those the backup holds."""
     def one(ref: BlobRef) -> tuple[BlobRef, str, int, str | None]:
         final = dest / "blobs" / ref.id
@@ -360,7 +349,7 @@ def _copy_blobs(store: BlobStore, dest: Path, refs: dict[str, BlobRef], previous
             known = previous.get(ref.id)
             if known and known[0] == ref.size:
                 return ref, "held", ref.size, known[1]
-            return ref, "held", *_hash_file(final, pacer)  # whole (it was renamed), left by a killed run
+            return ref, "held", *hash_file(final, pacer)  # whole (it was renamed), left by a killed run
         draft, digest, size = dest / "tmp" / ref.id, hashlib.sha256(), 0
         try:
             with store.open_blob(ref.id) as reader, open(draft, "wb") as out:
@@ -452,11 +441,11 @@ def verify(dest: Path, *, rate: float | None = None) -> VerifyReport:
     every blob (size, sha256)."""
     dest = Path(dest)
     manifest = load_manifest(dest)
-    report, pacer = VerifyReport(manifest["backup"]), _SharedPacer(rate)
+    report, pacer = VerifyReport(manifest["backup"]), SharedPacer(rate)
     metadata = dest / manifest["metadata"]["file"]
     if not metadata.exists():
         report.findings.append(f"missing: {metadata.name}, the rows")
-    elif _hash_file(metadata, pacer)[1] != manifest["metadata"]["sha256"]:
+    elif hash_file(metadata, pacer)[1] != manifest["metadata"]["sha256"]:
         report.findings.append(f"corrupt: {metadata.name}: its sha256 is not the manifest's")
     else:
         counted: dict[str, int] = {}
@@ -479,7 +468,7 @@ def verify(dest: Path, *, rate: float | None = None) -> VerifyReport:
         path = dest / "blobs" / blob_id
         if not path.exists():
             return f"missing: blobs/{blob_id}"
-        found = _hash_file(path, pacer)
+        found = hash_file(path, pacer)
         if found != (size, sha256):
             return f"corrupt: blobs/{blob_id}: {found[0]} bytes with sha256 {found[1]}, the manifest says {size} " \
                    f"bytes with sha256 {sha256}"
@@ -494,269 +483,3 @@ def verify(dest: Path, *, rate: float | None = None) -> VerifyReport:
     held = (dest / "blobs").iterdir() if (dest / "blobs").is_dir() else ()
     report.unlisted = sum(1 for path in held if path.name not in manifest["blobs"])
     return report
-
-
-# --- restore -----------------------------------------------------------------------------------------------
-@dataclass
-class RestoreReport:
-    backup: str
-    revision: str
-    put: int = 0
-    found: int = 0
-    rows: int = 0
-    tables: int = 0
-    left_out: list[str] = field(default_factory=list)
-    sessions_reset: int = 0
-    mended: list = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def holding() -> list[str]:
-    """The model tables of the target that hold rows (a fresh schema holds none)."""
-    with db.engine.connect() as connection:
-        return _holding(connection)
-
-
-def _holding(connection) -> list[str]:
-    present = set(sa.inspect(connection).get_table_names())
-    return [table.name for table in db.Model.metadata.sorted_tables if table.name in present
-            and connection.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first()]
-
-
-def restore(store: BlobStore, src: Path, *, rate: float | None = None,
-            say: Callable[[str], None] = _quiet) -> RestoreReport:
-    started, src = time.monotonic(), Path(src)
-    manifest = load_manifest(src)
-    metadata = src / manifest["metadata"]["file"]
-    if not metadata.exists() or _hash_file(metadata)[1] != manifest["metadata"]["sha256"]:
-        raise BackupError(f"{metadata.name} in {src} is missing or damaged (not the manifest's sha256): "
-                          "nothing was restored")
-    script = _script()
-    try:
-        script.get_revision(manifest["revision"])
-    except Exception:  # noqa: BLE001 - alembic's errors for an unknown revision vary
-        raise BackupError(f"the backup's schema {manifest['revision']} is not one this code knows (its newest is "
-                          f"{script.get_current_head()}): restore with the code that took it") from None
-    if tables := holding():
-        raise BackupError(f"the target service is not empty ({', '.join(tables)} hold rows): restore only into "
-                          "an empty service (a new database, and an empty data dir or bucket)")
-    report = RestoreReport(manifest["backup"], manifest["revision"])
-    store.ensure_ready()
-    _put_blobs(store, src, manifest["blobs"], _SharedPacer(rate), report)
-    say(f"blobs: {report.put} put into the store, {report.found} already there")
-    _migrate(manifest["revision"])
-    _load(manifest, metadata, report)
-    _migrate("heads")
-    report.seconds = time.monotonic() - started
-    return report
-
-
-class _Hashing:
-    """A source for put_blob_stream that hashes what is read (read only: a managed transfer then reads
-    it in order)."""
-
-    def __init__(self, stream, pacer: _SharedPacer):
-        self._stream, self._pacer = stream, pacer
-        self.digest, self.size = hashlib.sha256(), 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.digest.update(data)
-        self.size += len(data)
-        self._pacer.took(len(data))
-        return data
-
-
-def _put_blobs(store: BlobStore, src: Path, blobs: dict[str, list], pacer: _SharedPacer,
-               report: RestoreReport) -> None:
-    def one(item: tuple[str, list]) -> str | None:
-        blob_id, (size, sha256) = item
-        if not is_id(blob_id):
-            return f"{blob_id} (not a blob id)"
-        if store.blob_size(blob_id) == size:
-            return "found"
-        try:
-            with open(src / "blobs" / blob_id, "rb") as stream:
-                source = _Hashing(stream, pacer)
-                store.put_blob_stream(blob_id, source)
-        except FileNotFoundError:
-            return f"{blob_id} (missing from the backup)"
-        if (source.size, source.digest.hexdigest()) != (size, sha256):
-            store.delete_blob(blob_id)
-            return f"{blob_id} (its bytes are not the manifest's)"
-        return None
-
-    damaged = []
-    with ThreadPoolExecutor(WORKERS) as pool:
-        for outcome in pool.map(one, sorted(blobs.items())):
-            if outcome == "found":
-                report.found += 1
-            elif outcome:
-                damaged.append(outcome)
-            else:
-                report.put += 1
-    if damaged:
-        raise BackupError(f"{len(damaged)} blob(s) of the backup are damaged: {', '.join(damaged[:5])}; nothing "
-                          "was restored to the database (`flask files backup --verify` lists them)")
-
-
-def _script():
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(alembic_config())
-
-
-def _migrate(revision: str) -> None:
-    """Bring the target's schema to `revision` (a new database: from nothing; an empty one made by a
-    newer code's init-db: down, which an empty database allows)."""
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-
-    config, script = alembic_config(), _script()
-    target = script.get_current_head() if revision == "heads" else revision
-    with db.engine.begin() as connection:
-        if connection.dialect.name == "sqlite":  # DDL too in one transaction: a kill leaves no half schema
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        current = MigrationContext.configure(connection).get_current_revision()
-        if current == target:
-            return
-        config.attributes["connection"] = connection
-        if current is not None and target in {step.revision for step in script.iterate_revisions(current, "base")}:
-            command.downgrade(config, target)
-        else:
-            command.upgrade(config, target)
-
-
-def _load(manifest: dict[str, Any], metadata: Path, report: RestoreReport) -> None:
-    """Every row, in one transaction that the counters' recount commits; rolled back whole on any error."""
-    db.session.remove()
-    connection = db.session.connection()
-    sqlite = connection.dialect.name == "sqlite"
-    try:
-        if sqlite:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now: nobody writes beside us
-        tables = list(manifest["metadata"]["tables"])
-        triggers = _triggers_off(connection, tables)  # (PostgreSQL: each table locked until the commit)
-        if holding := _holding(connection):
-            raise BackupError(f"the target service is not empty ({', '.join(holding)} hold rows)")
-        _insert_rows(connection, metadata, manifest.get("gone", {}), report)
-        _set_counters(connection, manifest["counters"], tables)
-        _triggers_on(connection, tables, triggers)
-        # Left-out rows were counted in their bucket's and owner's usage: recount, and commit it all.
-        report.mended = consistency.repair()
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        db.session.remove()
-
-
-def _triggers_off(connection, tables: list[str]) -> list[tuple[str, str]]:
-    """Rows go back as they were: migration 0014's trigger would give each a new `placed`, 0006's would
-    index keys one by one. SQLite: dropped (and made again below, in the same transaction)."""
-    if connection.dialect.name == "sqlite":
-        saved = connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all()
-        for name, _sql in saved:
-            connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
-        return saved
-    for table in tables:
-        connection.exec_driver_sql(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
-    return []
-
-
-def _triggers_on(connection, tables: list[str], saved: list[tuple[str, str]]) -> None:
-    if connection.dialect.name != "sqlite":
-        for table in tables:
-            connection.exec_driver_sql(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
-        return
-    for _name, sql in saved:
-        connection.exec_driver_sql(sql)
-    for name in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                           "AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%'").scalars():
-        connection.exec_driver_sql(f"INSERT INTO \"{name}\"(\"{name}\") VALUES ('rebuild')")
-
-
-def _insert_rows(connection, metadata: Path, gone: dict[str, str], report: RestoreReport) -> None:
-    """The dump's rows in its (foreign-key) order and batches. Left out: a file, trash entry or version,
-    or a completed partial upload, whose blob was purged after the snapshot began (`gone`), and the rows
-    that refer to one left out (a thumbnail)."""
-    referenced = {(fk.column.table.name, fk.column.name) for table in db.Model.metadata.sorted_tables
-                  for fk in table.foreign_keys}
-    parents = {table.name: [(fk.parent.name, (fk.column.table.name, fk.column.name)) for fk in table.foreign_keys]
-               for table in db.Model.metadata.sorted_tables}
-    skipped: dict[tuple[str, str], set] = {}
-    batch: list[dict[str, Any]] = []
-    target = header = None
-
-    def flush() -> None:
-        if batch:
-            connection.execute(target.insert(), batch)
-            report.rows += len(batch)
-            batch.clear()
-
-    for item in dump_lines(metadata):
-        if isinstance(item, dict):
-            flush()
-            header, report.tables = item, report.tables + 1
-            target = sa.table(header["table"], *[sa.column(name, _SA_TYPES[kind])
-                                                 for name, kind in zip(header["columns"], header["types"],
-                                                                       strict=True)])
-            continue
-        name = header["table"]
-        row = {column: _decode(kind, value) for column, kind, value in zip(header["columns"], header["types"], item,
-                                                                            strict=True)}
-        blob = row.get(_BLOB_COLUMN[name]) if name in _BLOB_COLUMN and row.get("inline_data") is None else None
-        if blob in gone or any(
-                row.get(column) in skipped.get(parent, ()) for column, parent in parents.get(name, ())):
-            if blob in gone:
-                report.left_out.append(gone[blob])
-            for key in referenced:
-                if key[0] == name:
-                    skipped.setdefault(key, set()).add(row.get(key[1]))
-            continue
-        if name == "upload_sessions":
-            report.sessions_reset += _fresh_session(row)
-        batch.append(row)
-        if len(batch) >= BATCH:
-            flush()
-    flush()
-
-
-def _fresh_session(row: dict[str, Any]) -> int:
-    """An upload in progress loses its bytes (they are not in a backup): it starts again at offset 0,
-    as when it was made, and its client resends (the offset is the truth). No lease survives."""
-    row["lease_token"], row["lease_expires_at"] = None, 0.0
-    if row.get("state") != SessionState.ACTIVE:
-        return 0
-    row.update(offset=0, hash_state=None, store_state=None)
-    return 1
-
-
-def _set_counters(connection, counters: dict[str, Any], tables: list[str]) -> None:
-    """Each id counter at the larger of what the source had handed out and the largest id restored; the
-    placement counter likewise (new rows then sort after every restored one)."""
-    postgresql = connection.dialect.name == "postgresql"
-    sequences = counters.get("sequences", {})
-    autoincrement = set() if postgresql else set(connection.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'").scalars())
-    for table, column in _serial_columns(tables):
-        value = max(int(sequences.get(table, 0)),
-                    connection.exec_driver_sql(f'SELECT max("{column}") FROM "{table}"').scalar() or 0)
-        if postgresql:
-            if name := _pg_sequence(connection, table, column):
-                connection.execute(sa.text("SELECT setval(:s, :v, :called)"),
-                                   {"s": name, "v": max(value, 1), "called": value > 0})
-        elif table in autoincrement and value:
-            if not connection.execute(sa.text("UPDATE sqlite_sequence SET seq = :v WHERE name = :t"),
-                                      {"v": value, "t": table}).rowcount:
-                connection.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :v)"),
-                                   {"v": value, "t": table})
-    if "objects" not in tables:
-        return
-    placed = max(int(counters.get("placement", 0)),
-                 connection.exec_driver_sql("SELECT max(placed) FROM objects").scalar() or 0)
-    if postgresql:
-        connection.execute(sa.text("SELECT setval('object_placements', :v, :called)"),
-                           {"v": max(placed, 1), "called": placed > 0})
-    else:
-        connection.execute(sa.text("UPDATE placement_clock SET value = :v"), {"v": placed})

@@ -20,6 +20,7 @@ from files_app import create_app
 from files_app.models import db
 from files_app.schema import upgrade_database
 from files_app.services import backup as backups
+from files_app.services import backup_restore as restoring
 from files_app.services import consistency
 from tests.helpers import bearer, make_token, sha256
 
@@ -167,7 +168,7 @@ def test_a_restore_gives_back_every_row_exactly_and_the_counters_go_on(make_sour
     assert set(backups.load_manifest(dest)["blobs"]) == set(blobs) == {path.name for path in (dest / "blobs").iterdir()}
 
     with target.app_context():
-        restored = backups.restore(target.extensions["files"].store, dest)
+        restored = restoring.restore(target.extensions["files"].store, dest)
         assert restored.put == len(blobs) and restored.left_out == [] and restored.sessions_reset == 1
         assert restored.mended == [] and consistency.check() == []
     assert table_rows(target) == expected_rows(dest)
@@ -217,7 +218,7 @@ def test_a_file_purged_between_the_snapshot_and_its_copy_is_left_out_and_counted
     assert backups.verify(dest).ok
 
     with target.app_context():
-        restored = backups.restore(target.extensions["files"].store, dest)
+        restored = restoring.restore(target.extensions["files"].store, dest)
         assert restored.left_out == ["b/pic.png"]
         assert {(drift.kind, drift.counter) for drift in restored.mended} >= {("bucket", "files"), ("bucket", "bytes")}
         assert consistency.check() == []
@@ -293,12 +294,12 @@ def test_a_restore_is_all_or_nothing_and_refuses_a_target_with_rows(make_source,
     with target.app_context():
         store = target.extensions["files"].store
         with pytest.raises(Exception, match="(?i)unique|duplicate"):
-            backups.restore(store, _tampered(dest, tmp_path / "tampered"))
-        assert backups.holding() == []  # every row of the failed restore was rolled back
-        again = backups.restore(store, dest)  # the blobs it put are found, the rows go in
+            restoring.restore(store, _tampered(dest, tmp_path / "tampered"))
+        assert restoring.holding() == []  # every row of the failed restore was rolled back
+        again = restoring.restore(store, dest)  # the blobs it put are found, the rows go in
         assert again.found == len(backups.load_manifest(dest)["blobs"]) and again.put == 0
         with pytest.raises(backups.BackupError, match="not empty"):
-            backups.restore(store, dest)
+            restoring.restore(store, dest)
     assert table_rows(target) == expected_rows(dest)
 
 
@@ -320,6 +321,6 @@ def test_dest_is_guarded(make_source, tmp_path):
                 backups.take(store, dest)
         finally:
             holder.release()
-        for call in (backups.verify, lambda where: backups.restore(store, where)):
+        for call in (backups.verify, lambda where: restoring.restore(store, where)):
             with pytest.raises(backups.BackupError, match="no complete backup"):
                 call(dest)
