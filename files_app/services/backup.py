@@ -84,24 +84,33 @@ class Snapshot:
     active_sessions: int = 0
 
 
+_JSON = json.JSONEncoder(separators=(",", ":")).encode
+# Only these kinds change on their way to JSON and back (ints, strings and nulls are JSON's own).
+_ENCODE = {"bytes": lambda value: base64.b64encode(value).decode(), "float": float}
+_DECODE = {"bytes": base64.b64decode, "float": float, "bool": bool}
+
+
 def _line(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    return _JSON(value).encode() + b"\n"
 
 
-def _encode(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "bytes":
-        return base64.b64encode(value).decode()
-    return float(value) if kind == "float" else value
+def _converter(kinds: list[str], functions: dict[str, Callable]) -> Callable[[Any], list]:
+    """A row's values as a list, each value of a kind in `functions` (not None) passed through it."""
+    special = [(index, functions[kind]) for index, kind in enumerate(kinds) if kind in functions]
+
+    def convert(row) -> list:
+        values = list(row)
+        for index, function in special:
+            if values[index] is not None:
+                values[index] = function(values[index])
+        return values
+    return convert
 
 
-def decode(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "bytes":
-        return base64.b64decode(value)
-    return {"float": float, "bool": bool, "int": int}.get(kind, str)(value)
+def row_decoder(header: dict[str, Any]) -> Callable[[list], dict[str, Any]]:
+    """For a table's header in the dump: its encoded rows as {column: value}, values as they were read."""
+    convert, columns = _converter(header["types"], _DECODE), header["columns"]
+    return lambda values: dict(zip(columns, convert(values), strict=True))
 
 
 def _dump(path: Path) -> Snapshot:
@@ -119,17 +128,21 @@ def _dump(path: Path) -> Snapshot:
                 for table in db.Model.metadata.sorted_tables:
                     kinds = [_KINDS[column.type.python_type] for column in table.columns]
                     out.write(_line({"table": table.name, "columns": [c.name for c in table.columns], "types": kinds}))
-                    count = 0
+                    encode, noting, count = _converter(kinds, _ENCODE), table.name in _NOTED, 0
                     query = sa.select(table).order_by(*table.primary_key.columns).execution_options(yield_per=BATCH)
-                    for row in connection.execute(query):
-                        out.write(_line([_encode(kind, value) for kind, value in zip(kinds, row, strict=True)]))
-                        _note_blob(table.name, row._mapping, snapshot, buckets)
-                        count += 1
+                    for rows in connection.execute(query).partitions():
+                        out.write(b"".join(_line(encode(row)) for row in rows))
+                        count += len(rows)
+                        for row in rows if noting else ():
+                            _note_blob(table.name, row._mapping, snapshot, buckets)
                     snapshot.tables[table.name] = count
             raw.flush()
             os.fsync(raw.fileno())
         connection.rollback()
     return snapshot
+
+
+_NOTED = ("buckets", "objects", "kept_files", "upload_sessions")
 
 
 def _note_blob(table: str, row, snapshot: Snapshot, buckets: dict[int, str]) -> None:
@@ -197,10 +210,9 @@ def dump_rows(path: Path) -> dict[str, list[dict[str, Any]]]:
     tables: dict[str, list[dict[str, Any]]] = {}
     for item in dump_lines(path):
         if isinstance(item, dict):
-            header, rows = item, tables.setdefault(item["table"], [])
+            decoded, rows = row_decoder(item), tables.setdefault(item["table"], [])
         else:
-            rows.append({name: decode(kind, value)
-                         for name, kind, value in zip(header["columns"], header["types"], item, strict=True)})
+            rows.append(decoded(item))
     return tables
 
 

@@ -29,19 +29,17 @@ from .backup import (
     WORKERS,
     BackupError,
     SharedPacer,
-    decode,
     dump_lines,
     hash_file,
     load_manifest,
     pg_sequence,
     quiet,
+    row_decoder,
     serial_columns,
 )
 
 # Where a row names the blob it needs (a file, trash entry or version; a completed partial upload).
 _BLOB_COLUMN = {"objects": "blob_id", "kept_files": "blob_id", "upload_sessions": "id"}
-_SA_TYPES = {"int": sa.BigInteger(), "float": sa.Float(), "str": sa.Text(), "bytes": sa.LargeBinary(),
-             "bool": sa.Boolean()}
 
 
 @dataclass
@@ -233,25 +231,22 @@ def _insert_rows(connection, metadata: Path, gone: dict[str, str], report: Resto
                for table in db.Model.metadata.sorted_tables}
     skipped: dict[tuple[str, str], set] = {}
     batch: list[dict[str, Any]] = []
-    target = header = None
+    target = header = decoded = None
 
     def flush() -> None:
-        if batch:
-            connection.execute(target.insert(), batch)
+        if batch:  # straight to the driver: every value is already of its column's Python type
+            connection.exec_driver_sql(target, [tuple(row.values()) for row in batch])
             report.rows += len(batch)
             batch.clear()
 
     for item in dump_lines(metadata):
         if isinstance(item, dict):
             flush()
-            header, report.tables = item, report.tables + 1
-            target = sa.table(header["table"], *[sa.column(name, _SA_TYPES[kind])
-                                                 for name, kind in zip(header["columns"], header["types"],
-                                                                       strict=True)])
+            header, decoded, report.tables = item, row_decoder(item), report.tables + 1
+            target = _insert_statement(connection, header["table"], header["columns"])
             continue
         name = header["table"]
-        row = {column: decode(kind, value) for column, kind, value in zip(header["columns"], header["types"], item,
-                                                                            strict=True)}
+        row = decoded(item)
         blob = row.get(_BLOB_COLUMN[name]) if name in _BLOB_COLUMN and row.get("inline_data") is None else None
         if blob in gone or any(
                 row.get(column) in skipped.get(parent, ()) for column, parent in parents.get(name, ())):
@@ -267,6 +262,13 @@ def _insert_rows(connection, metadata: Path, gone: dict[str, str], report: Resto
         if len(batch) >= BATCH:
             flush()
     flush()
+
+
+def _insert_statement(connection, table: str, columns: list[str]) -> str:
+    quote, marker = connection.dialect.identifier_preparer.quote, "?" if connection.dialect.paramstyle == "qmark" \
+        else "%s"
+    return (f"INSERT INTO {quote(table)} ({', '.join(quote(column) for column in columns)}) "
+            f"VALUES ({', '.join([marker] * len(columns))})")
 
 
 def _fresh_session(row: dict[str, Any]) -> int:

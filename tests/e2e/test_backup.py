@@ -124,8 +124,10 @@ def configuration(request):
 @pytest.mark.parametrize("source", ["local", "scaled"])
 def test_a_backup_taken_under_uploads_restores_into_the_other_configuration(source, configuration, tmp_path):
     server = GunicornServer(tmp_path / "src", **configuration(source)).start()
-    # A new service: SQLite in a data dir not made yet; PostgreSQL at the newest schema (an init-db) but empty.
-    target = SimpleNamespace(data_dir=tmp_path / "dst", env=configuration("scaled" if source == "local" else "local"))
+    # A new service: SQLite in a data dir not made yet; a PostgreSQL database without a schema and a new bucket.
+    # (A database at the newest schema but empty, as init-db leaves it: tests/unit/test_backup.py.)
+    target = SimpleNamespace(data_dir=tmp_path / "dst", env=configuration("scaled" if source == "local" else "local",
+                                                                          schema=False))
     restored = None
     try:
         admin_token = flask_files_ok(server, "token", "create", "--name", "admin", "--scope", "admin")
