@@ -60,7 +60,8 @@ def test_disk_full_is_507_and_resumes_once_space_is_freed(server_factory, small_
     # Existing files stay readable.
     assert hashlib.sha256(connection.getresponse().read()).hexdigest() == hashlib.sha256(old).hexdigest()
 
-    assert call(server, "DELETE", "/v1/files/d/old")[0] == 200  # space is freed
+    assert call(server, "DELETE", "/v1/files/d/old")[0] == 200  # into the trash: its bytes are still there
+    assert call(server, "DELETE", "/v1/trash/d")[1] == {"purged": 1}  # space is freed
     status, file, _ = call(server, "POST", path, new[durable:], {"Upload-Offset": str(durable)})
     assert status == 200 and file["sha256"] == hashlib.sha256(new).hexdigest()
 

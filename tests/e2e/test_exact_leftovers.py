@@ -238,13 +238,20 @@ def test_a_dead_file_requests_uploads_keep_counting_for_its_creator(service):
     assert (again.status_code, _error_code(again)) == (507, "quota_exceeded")
     assert service.call("GET", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
 
-    # The file deleted, its finished upload's session a day older (expired): nothing counts through the link.
+    # The file deleted, its finished upload's session a day older (expired): in the trash it still
+    # counts for the creator through the link, which stays; once the trash is emptied, nothing counts.
     assert service.call("DELETE", "/v1/files/inbox/received.bin", creator).status_code in (200, 204)
     service.sql("UPDATE upload_sessions SET expires_at = expires_at - 86401 WHERE owner = :owner",
                 owner=f"share:{share_id}")
     gc = flask_files(service.server, "gc")
     assert gc.returncode == 0, gc.stderr
     assert service.usage(token_id) == (0, 0)
+    assert service.call("GET", f"/v1/quotas/tokens/{token_id}").json()["kept_bytes"] == 600_000
+    assert service.call("GET", f"/v1/shares/{share_id}", creator).json()["state"] == "revoked"
+    assert service.call("DELETE", "/v1/trash/inbox").json() == {"purged": 1}
+    gc = flask_files(service.server, "gc")
+    assert gc.returncode == 0, gc.stderr
+    assert service.call("GET", f"/v1/quotas/tokens/{token_id}").json()["kept_bytes"] == 0
     assert service.call("GET", f"/v1/shares/{share_id}", creator).status_code == 404  # forgotten now
     assert_no_drift(service.server)
 

@@ -105,7 +105,9 @@ def test_a_folder_delete_with_until_racing_moves_and_uploads_in_takes_only_what_
                        for kind, key, (status, _) in results if kind != "delete" and status == 200)
     status, listing = api("GET", "/v1/files/b?prefix=dir/")
     kept = sorted(item["key"] for item in listing["data"])
-    assert (statuses, deleted, len(placed_in), kept) == ([200], {"deleted": 20}, 24, placed_in)
+    assert (statuses, deleted["deleted"], len(placed_in), kept) == ([200], 20, 24, placed_in)
+    status, trash = api("GET", "/v1/trash/b?prefix=dir/")
+    assert sorted(entry["key"] for entry in trash["data"]) == counted  # the 20, and only they, in the trash
     assert_no_drift(server)
 
 
@@ -125,8 +127,8 @@ def test_the_older_before_cannot_delete_a_file_moved_in_after_the_count(local):
     assert (status, refused["error"]["code"]) == (400, "until_required")
     status, deleted = api("DELETE", f"/v1/folders/old/before/?until={count['until']}")
     _, listing = api("GET", "/v1/files/old?prefix=before/")
-    assert (status, deleted, [item["key"] for item in listing["data"]]) == (
-        200, {"deleted": 1}, ["before/later.txt"])
+    assert (status, deleted["deleted"], [item["key"] for item in listing["data"]]) == (
+        200, 1, ["before/later.txt"])
 
 
 def test_malformed_until_and_before_are_a_clean_400(local):
