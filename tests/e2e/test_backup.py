@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from files_app import create_app
-from files_app.models import User, db
+from files_app.models import StoredObject, User, db
 from files_app.services import backup as backups
 from files_app.storage.base import is_id
 from tests.e2e.test_counters import Client
@@ -180,8 +180,17 @@ def test_a_backup_taken_under_uploads_restores_into_the_other_configuration(sour
         assert status == 200 and [entry["key"] for entry in found["data"]] == ["dir/deep.bin"]
         for key in sorted(before)[:: max(1, len(before) // 5)]:
             assert sha256(again.content("w", key)) == before[key], key
-        assert again.put("w", "after-restore", os.urandom(70_000)) == 200  # ids and placement go on
+        # Ids and the placement counter go on past what the source handed out (sequences, sqlite_sequence).
+        assert again.put("w", "after-restore", os.urandom(70_000)) == 200
         assert again.call("POST", "/v1/users", {"name": "bob", "password": "correct horse battery"})[0] == 201
+        counters = backups.load_manifest(dest)["counters"]
+        with restored.app_context():
+            placed = db.session.execute(db.select(StoredObject.key, StoredObject.placed)).all()
+            bob = db.session.execute(db.select(User.id).where(User.username == "bob")).scalar_one()
+            db.session.remove()
+        assert dict(placed)["after-restore"] > max(counters["placement"], *(at for key, at in placed
+                                                                             if key != "after-restore"))
+        assert bob > counters["sequences"]["users"] >= 1
 
         # The next backup into the same DEST copies only the blobs it does not hold yet, and says how many.
         for index in range(3):
