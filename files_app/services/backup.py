@@ -261,6 +261,8 @@ def load_manifest(where: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_bytes())
     except FileNotFoundError:
+        if not Path(where).is_dir():
+            raise BackupError(f"there is no backup at {where} (no such directory)") from None
         raise BackupError(f"{where} holds no complete backup (no {MANIFEST}): a backup that never finished "
                           "writes none; run `flask files backup` into it again") from None
     except ValueError as error:

@@ -84,7 +84,8 @@ def restore(store: BlobStore, src: Path, *, rate: float | None = None,
                           f"{script.get_current_head()}): restore with the code that took it") from None
     if tables := holding():
         raise BackupError(f"the target service is not empty ({', '.join(tables)} hold rows): restore only into "
-                          "an empty service (a new database, and an empty data dir or bucket)")
+                          "an empty service (a new database, and an empty data dir or bucket). A restore that "
+                          "was stopped after its rows went in (one transaction) has nothing left to do")
     report = RestoreReport(manifest["backup"], manifest["revision"])
     store.ensure_ready()
     _put_blobs(store, src, manifest["blobs"], SharedPacer(rate), report)
