@@ -198,7 +198,7 @@ def sha256_header(value: str | None) -> str | None:
 def list_limit(value: str | None, default: int = 1000, maximum: int = 10000) -> int:
     if value is None:
         return default
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
+    if not value.isascii() or not value.isdigit() or len(value) > 9 or not 1 <= int(value) <= maximum:
         raise InvalidInput(f"limit must be an integer from 1 to {maximum}", "invalid_limit")
     return int(value)
 

@@ -13,7 +13,7 @@ from ..downloads import send_object
 from ..errors import InvalidInput
 from ..request_io import is_chunked, read_json_object, trash, uploader_name
 from ..services.kept import on_conflict_arg
-from ..services.trash import KeptEntry, Restored
+from ..services.trash import MAX_ID, KeptEntry, Restored
 from .blueprints import api_bp
 from .common import file_json
 
@@ -55,7 +55,8 @@ def restore_from_trash(bucket: str):
     """{ids | prefix | deletion, on_conflict: fail | keep_both | replace}: back to their keys."""
     fields = read_json_object(request.stream)
     _only(fields, {"ids", "prefix", "deletion", "on_conflict"})
-    if not {"ids", "prefix", "deletion"} & fields.keys():
+    if not {name for name in ("ids", "prefix", "deletion") if fields.get(name) is not None}:
+        # (a null selection is none: never "everything")
         raise InvalidInput("name what to restore: ids, prefix (\"\" for everything) or deletion", "missing_field")
     prefix = fields.get("prefix")
     if prefix is not None and not isinstance(prefix, str):
@@ -68,10 +69,15 @@ def restore_from_trash(bucket: str):
 @api_bp.delete("/trash/<bucket>")
 @access("manage", bucket="bucket")
 def empty_trash(bucket: str):
-    """Delete for good: {ids}, or (no body) the whole trash."""
+    """Delete for good: {ids}, or (no body at all) the whole trash."""
     fields = _optional_json()
+    if fields is None:
+        return {"purged": trash().purge(bucket)}
     _only(fields, {"ids"})
-    return {"purged": trash().purge(bucket, fields.get("ids") if fields else None)}
+    if fields.get("ids") is None:  # a body that names nothing empties nothing
+        raise InvalidInput("give ids (a list of trash entry ids), or send no body to empty the whole trash",
+                           "missing_field")
+    return {"purged": trash().purge(bucket, fields["ids"])}
 
 
 @api_bp.route("/versions/<bucket>/<path:key>", methods=["GET", "HEAD"])
@@ -93,7 +99,7 @@ def restore_version(bucket: str, key: str):
     fields = read_json_object(request.stream)
     _only(fields, {"version"})
     version_id = fields.get("version")
-    if isinstance(version_id, bool) or not isinstance(version_id, int) or not 0 < version_id < 2**63:
+    if isinstance(version_id, bool) or not isinstance(version_id, int) or not 0 < version_id <= MAX_ID:
         raise InvalidInput("version must be a version's id", "invalid_version")
     return file_json(trash().restore_version(bucket, key, version_id))
 
@@ -107,7 +113,8 @@ def delete_version(bucket: str, key: str):
 
 def _version_arg() -> int:
     value = request.args.get("version", "")
-    if len(request.args.getlist("version")) != 1 or not (value.isascii() and value.isdigit() and len(value) < 19):
+    if (len(request.args.getlist("version")) != 1 or not (value.isascii() and value.isdigit() and len(value) < 11)
+            or int(value) > MAX_ID):
         raise InvalidInput("version must be one version's id", "invalid_version")
     return int(value)
 

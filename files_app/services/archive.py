@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 
-from ..errors import NotFound
+from ..errors import FileDamaged, NotFound
 from .objects import ObjectInfo, ObjectService
 
 READ_SIZE = 1024 * 1024
@@ -140,14 +140,14 @@ def zip_folder(objects: ObjectService, bucket: str, prefix: str) -> Iterator[byt
 
 def zip_keys(objects: ObjectService, bucket: str, keys: Iterable[str], folder: str = "") -> Iterator[bytes]:
     """These files as a zip archive, piece by piece, named relative to `folder` where they are in it.
-    A file missing (or deleted while the archive is made) is left out."""
+    A file missing (or deleted while the archive is made) or damaged (never served) is left out."""
     folder = folder.rpartition("/")[0] + "/" if "/" in folder else ""  # "a/b" (no slash) is in folder "a/"
     writer = ZipWriter()
     try:
         for key in keys:
             try:
                 info, stream = objects.open(bucket, key)
-            except NotFound:
+            except (NotFound, FileDamaged):
                 continue
             name = entry_name(info.key[len(folder):] if info.key.startswith(folder) else info.key)
             with stream:

@@ -223,6 +223,11 @@ def refuse_damaged(row, bucket_id: int, what: str = "this file") -> None:
                       good_version=good)
 
 
+def is_deadlock(error: Exception) -> bool:
+    """PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): it may simply run again."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == "40P01"
+
+
 def on_conflict_arg(value) -> str:
     if value is None:
         return "fail"

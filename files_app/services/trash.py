@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sqlalchemy import and_, bindparam, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .. import validation
 from ..errors import BlobMissing, Conflict, InvalidInput, NotFound
@@ -25,6 +25,7 @@ from .objects import ObjectInfo, ObjectService, Tally, key_successor_bound
 _kept = KeptFile.__table__
 BATCH = 200  # files per transaction of a restore or purge
 MAX_IDS = 1000  # ids in one request
+MAX_ID = 2**31 - 1  # kept_files.id is an INTEGER (32 bits on PostgreSQL)
 _ENTRY_COLUMNS = (_kept.c.id, _kept.c.key, _kept.c.mime_type, _kept.c.size, _kept.c.sha256, _kept.c.created_at,
                   _kept.c.kept_at, _kept.c.kept_by, _kept.c.kept_by_name, _kept.c.deletion, _kept.c.owner)
 
@@ -123,6 +124,10 @@ class TrashService:
                             "on_conflict": on_conflict})
             except (IntegrityError, Conflict):
                 continue  # a name taken or a file changed meanwhile: the batch again, as it is now
+            except OperationalError as error:
+                if not kept.is_deadlock(error):
+                    raise
+                continue  # PostgreSQL ended it for another restore taking the same names: again
             break
         else:
             raise Conflict("the files are being changed too often to restore; retry")
@@ -131,10 +136,15 @@ class TrashService:
         self._release(released)
 
     def purge(self, bucket: str, ids: list[int] | None = None) -> int:
-        """Delete for good: the entries `ids`, or the whole trash. How many went."""
+        """Delete for good: the entries `ids`, or the whole trash as it is now (a file deleted while
+        it empties is not taken). How many went."""
         bucket_id = self.objects.bucket_id(bucket)
         chosen = self._chosen(bucket_id, ids, None, None)
-        return self._forget(chosen, {}, bucket)
+        with transaction():
+            newest = db.session.scalar(select(func.max(_kept.c.id)).where(chosen))
+        if newest is None:
+            return 0
+        return self._forget(and_(chosen, _kept.c.id <= newest), {}, bucket)
 
     def collect_garbage(self, now: float) -> int:
         """For gc: forget what has been in the trash longer than FILES_TRASH_DAYS (all of it, once
@@ -155,7 +165,7 @@ class TrashService:
                                  detail={"files": len(gone), "keys": sorted(row.key for row in gone)})
             self._release(row.blob_id for row in gone)
             forgotten += len(gone)
-            if len(gone) < BATCH:
+            if not gone:  # (a short batch is no end: rows a restore took meanwhile were skipped)
                 return forgotten
 
     @staticmethod
@@ -239,7 +249,7 @@ class TrashService:
 
 def _ids(ids) -> list[int]:
     if (not isinstance(ids, list) or not ids or len(ids) > MAX_IDS
-            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)):
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids)):
         raise InvalidInput(f"ids must be a list of 1 to {MAX_IDS} trash entry ids", "invalid_ids")
     return ids
 
@@ -247,6 +257,6 @@ def _ids(ids) -> list[int]:
 def _id_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) < 11 and int(cursor) <= MAX_ID + 1):
         raise InvalidInput("cursor is not one this server gave out", "invalid_cursor")
     return int(cursor)
