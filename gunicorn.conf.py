@@ -130,13 +130,15 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Each worker collects garbage every FILES_GC_INTERVAL seconds (see files_app.start_periodic_gc)
+    """Each worker collects garbage every FILES_GC_INTERVAL seconds (see files_app.start_periodic_gc),
+    scrubs every FILES_SCRUB_INTERVAL seconds when it is its turn (files_app.start_periodic_scrub),
     and delivers webhook events (files_app.services.webhooks.start_delivery: workers never deliver
     the same event at once)."""
-    from files_app import start_periodic_gc
+    from files_app import start_periodic_gc, start_periodic_scrub
     from files_app.services.webhooks import start_delivery
 
     start_periodic_gc(worker.wsgi)
+    start_periodic_scrub(worker.wsgi)
     start_delivery(worker.wsgi)
 
 

@@ -194,6 +194,35 @@ def start_periodic_gc(app: Flask) -> threading.Event:
     return stop
 
 
+def start_periodic_scrub(app: Flask) -> threading.Event:
+    """`files verify` of every file, paced to FILES_SCRUB_RATE MB/s, every FILES_SCRUB_INTERVAL
+    seconds (0: never), in a daemon thread; one process at a time scrubs (services/scrub.exclusive),
+    the others skip that round. Orphans are gc's. Returns the event that stops it."""
+    from .services.scrub import exclusive, scrub
+
+    stop = threading.Event()
+    interval, rate = app.config["FILES_SCRUB_INTERVAL"], app.config["FILES_SCRUB_RATE"]
+    if not interval:
+        return stop
+
+    def loop() -> None:
+        while not stop.wait(interval * random.uniform(0.8, 1.2)):
+            try:
+                with app.app_context(), exclusive(app.config["FILES_DATA_DIR"]) as mine:
+                    if not mine:
+                        continue
+                    report = scrub(app.extensions["files"].store, rate=rate * 1e6, orphans=False)
+                for finding in report.findings:
+                    app.logger.error("scrub: %s", finding)
+                app.logger.info("scrub: %d files, %d bytes checked in %.0f s, %d problems", report.files,
+                                report.bytes, report.seconds, len(report.findings))
+            except Exception:  # noqa: BLE001 - a failed pass must not end the loop; the next one retries
+                app.logger.exception("scrub pass failed")
+
+    threading.Thread(target=loop, name="files-scrub", daemon=True).start()
+    return stop
+
+
 def error_headers(error: FilesError) -> dict[str, str]:
     """The one place where a domain error's data becomes HTTP headers."""
     headers = {}

@@ -49,6 +49,8 @@ _SETTINGS: dict[str, tuple[type, Any]] = {
     "FILES_S3_PRESIGN": (int, 0),  # 1: downloads redirect to a presigned URL on the object store
     "FILES_TRASH_DAYS": (int, 30),  # days a deleted file stays in its bucket's trash (0: a delete is forever)
     "FILES_VERSIONS": (int, 10),  # replaced versions kept per key (0: a replaced file is gone)
+    "FILES_SCRUB_INTERVAL": (int, 0),  # seconds between background scrubs (as `files verify`; 0: none)
+    "FILES_SCRUB_RATE": (int, 20),  # MB/s a background scrub reads at most
     "FILES_AUDIT_DAYS": (int, 365),  # days the audit log keeps an entry (gc prunes older ones; 0: forever)
     "FILES_METRICS": (str, "local"),  # /metrics: local (loopback, or an admin), admin (admins only), off
     "FILES_HOOKS_POLL_MS": (int, 1000),  # how often each worker looks for webhook deliveries due (0: it sends none)
@@ -84,9 +86,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     for name, (kind, default) in _SETTINGS.items():
         raw = overrides.get(name, os.environ.get(name, default))
         settings[name] = _parse(name, kind, raw)
-    for name in ("FILES_TRASH_DAYS", "FILES_VERSIONS"):
+    for name in ("FILES_TRASH_DAYS", "FILES_VERSIONS", "FILES_SCRUB_INTERVAL"):
         if settings[name] < 0:
             raise ConfigError(f"{name} must be 0 or more")
+    if settings["FILES_SCRUB_RATE"] < 1:
+        raise ConfigError("FILES_SCRUB_RATE must be at least 1 (MB/s)")
     if settings["FILES_LEASE_TTL"] < 1:
         raise ConfigError("FILES_LEASE_TTL must be at least 1 second")
     if settings["FILES_CHECKPOINT_BYTES"] < MIB:

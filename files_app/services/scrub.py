@@ -10,12 +10,15 @@ Reading is paced to `rate` bytes a second, so that a scrub of a large store does
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from ..errors import BlobMissing, StorageError
 from ..models import Bucket, KeptFile, StoredObject, db, transaction
@@ -24,6 +27,7 @@ from .housekeeping import orphan_blob_ids
 
 READ_SIZE = 1024 * 1024
 BATCH = 500
+_SCRUB_LOCK = 0x66696C6573  # "files": the advisory lock one background scrub holds
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,34 @@ def _check(store: BlobStore, row, pacer: Pacer) -> tuple[str, str] | None:
     if digest.hexdigest() != row.sha256:
         return "corrupt", f"sha256 {digest.hexdigest()} stored, {row.sha256} uploaded"
     return None
+
+
+@contextmanager
+def exclusive(data_dir: str) -> Iterator[bool]:
+    """Whether this process may scrub now: one at a time per service (PostgreSQL: a session advisory
+    lock, held on a connection of its own; SQLite: a lock on a file in the data dir, which every
+    process of a one-machine service shares). False: another is scrubbing."""
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as connection:
+            if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _SCRUB_LOCK}).scalar():
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCRUB_LOCK})
+                connection.commit()
+        return
+    with open(Path(data_dir) / "scrub.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _chunks(stream) -> Iterator[memoryview | bytes]:

@@ -106,3 +106,12 @@ def test_the_pacer_holds_a_rate_without_sleeping_when_behind():
     now[0] = 2.0
     pacer.took(500)  # 1000 bytes in 2 s: behind the rate, no sleep
     assert slept == [0.5]
+
+
+def test_one_background_scrubber_at_a_time(app, services):
+    from files_app.services.scrub import exclusive
+
+    with exclusive(app.config["FILES_DATA_DIR"]) as first, exclusive(app.config["FILES_DATA_DIR"]) as second:
+        assert (first, second) == (True, False)
+    with exclusive(app.config["FILES_DATA_DIR"]) as again:  # let go at the end of the first
+        assert again
