@@ -7,6 +7,7 @@ every file is in the trash or back, and the same request again restores the rest
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ _kept = KeptFile.__table__
 BATCH = 200  # files per transaction of a restore or purge
 MAX_IDS = 1000  # ids in one request
 MAX_ID = 2**31 - 1  # kept_files.id is an INTEGER (32 bits on PostgreSQL)
+_DELETION = re.compile(r"del_[0-9a-f]{24}")  # as kept.new_deletion makes them
 _ENTRY_COLUMNS = (_kept.c.id, _kept.c.key, _kept.c.mime_type, _kept.c.size, _kept.c.sha256, _kept.c.created_at,
                   _kept.c.kept_at, _kept.c.kept_by, _kept.c.kept_by_name, _kept.c.deletion, _kept.c.owner)
 
@@ -111,7 +113,9 @@ class TrashService:
 
     def _restore_batch(self, bucket: str, bucket_id: int, batch: list[int], on_conflict: str,
                        result: Restored) -> None:
-        for _ in range(5):
+        """One transaction for the batch; where writers keep taking its names meanwhile (each time
+        the batch runs again), a transaction per file, so that the rest is not held up by a few."""
+        for _attempt in range(10 if len(batch) == 1 else 2):
             try:
                 with transaction(durable=True):
                     tally = Tally()
@@ -130,6 +134,10 @@ class TrashService:
                 continue  # PostgreSQL ended it for another restore taking the same names: again
             break
         else:
+            if len(batch) > 1:
+                for kept_id in batch:
+                    self._restore_batch(bucket, bucket_id, [kept_id], on_conflict, result)
+                return
             raise Conflict("the files are being changed too often to restore; retry")
         result.restored += restored
         result.skipped += skipped
@@ -183,7 +191,7 @@ class TrashService:
             return and_(condition, _kept.c.key >= prefix, _kept.c.key < key_successor_bound(prefix)) \
                 if prefix else condition
         if deletion is not None:
-            if not isinstance(deletion, str) or not deletion.startswith("del_") or len(deletion) > 32:
+            if not isinstance(deletion, str) or not _DELETION.fullmatch(deletion):
                 raise InvalidInput("deletion is the id a delete answered (del_...)", "invalid_deletion")
             return and_(condition, _kept.c.deletion == deletion)
         return condition
