@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from ..errors import FilesError, StorageError
 from ..models import KeptFile, SessionKind, SessionState, StoredObject, UploadSession, db
 from ..storage import BlobStore
+from ..storage.local import fsync_dir
 from .scrub import Pacer
 
 FORMAT = "files-backup/1"
@@ -227,14 +228,6 @@ class SharedPacer:
                 self._pacer.took(size)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def hash_file(path: Path, pacer: SharedPacer | None = None) -> tuple[int, str]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as stream:
@@ -253,7 +246,7 @@ def _write_json(path: Path, value: Any) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(draft, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def load_manifest(where: Path) -> dict[str, Any]:
@@ -338,7 +331,7 @@ def take(store: BlobStore, dest: Path, *, rate: float | None = None,
         say(f"snapshot: {report.rows} rows in {report.tables} tables, schema {snapshot.revision}, "
             f"{report.blobs} blobs referenced ({time.monotonic() - started:.1f} s)")
         copied = _copy_blobs(store, dest, snapshot.blobs, previous, SharedPacer(rate), report)
-        _fsync_dir(dest / "blobs")
+        fsync_dir(dest / "blobs")
         os.replace(dest / "tmp" / name, dest / name)
         _write_json(dest / MANIFEST, {
             "format": FORMAT, "backup": backup_id, "taken_at": time.time(),

@@ -51,7 +51,8 @@ def _load_sync_file_range():
 _sync_file_range = _load_sync_file_range()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link in the directory durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -79,7 +80,7 @@ class LocalPartialWriter:
     def sync(self) -> None:
         os.fdatasync(self._fd)
         if self._new_name_in is not None:  # once per new file, before an offset may rely on it
-            _fsync_dir(self._new_name_in)
+            fsync_dir(self._new_name_in)
             self._new_name_in = None
 
     @_space
@@ -155,7 +156,7 @@ class LocalBlobStore:
         except FileExistsError:
             if not os.path.samefile(source, target):
                 raise StorageError(f"blob {session_id} exists and is not the session's bytes") from None
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return session_id
 
     @_space
@@ -173,7 +174,7 @@ class LocalBlobStore:
             raise
         finally:
             os.close(fd)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     @_space
     def put_blob_stream(self, blob_id: str, source: BinaryIO) -> None:
@@ -195,7 +196,7 @@ class LocalBlobStore:
         finally:
             os.close(fd)
         os.replace(draft, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def blob_size(self, blob_id: str) -> int | None:
         try:
