@@ -22,6 +22,7 @@ from .access import access, rule_of
 from .config import load_settings
 from .errors import FilesError, IncompleteBody, OpenService, Unavailable
 from .models import db
+from .request_io import close_when_asked
 from .services import ObjectService, UploadService, audit, webhooks
 from .services.accounts import AccountService
 from .services.folders import FolderService
@@ -115,6 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .cli import files_cli
 
     app.cli.add_command(files_cli)
+    app.wsgi_app = close_when_asked(app.wsgi_app)  # outermost: it needs the server's own start_response
     return app
 
 

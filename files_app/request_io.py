@@ -23,6 +23,22 @@ from .services.trash import TrashService
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 1024 * 1024  # read past a refused JSON body this far, so that the 400 reaches the client
+CLOSE_CONNECTION = "files.close_connection"  # set in a request's environ: its answer says Connection: close
+
+
+def close_when_asked(wsgi_app):
+    """WSGI middleware: an answer whose request set CLOSE_CONNECTION goes out with `Connection: close`
+    (gunicorn's response object, behind its start_response, is told to close), so that a keep-alive
+    client does not send its next request on a connection that will not read it."""
+    def app(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if environ.get(CLOSE_CONNECTION):
+                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, exc_info)
+        return wsgi_app(environ, start)
+    return app
 
 
 def uploads() -> UploadService:
@@ -102,17 +118,19 @@ class RequestBody:
         except Exception as error:  # noqa: BLE001 - server-specific exception types
             raise IncompleteBody(f"the request body broke off: {error.__class__.__name__}") from None
 
-    def drain(self, limit: int) -> None:
+    def drain(self, limit: int) -> bool:
         """Read and drop up to `limit` more bytes. A server that answers and closes while the client
-        is still sending resets the connection, and the client never sees the answer."""
+        is still sending resets the connection, and the client never sees the answer. Whether the
+        body's end was reached (if not, the connection cannot carry another request)."""
         while limit > 0:
             try:
                 dropped = self.read(min(limit, 64 * 1024))
             except IncompleteBody:
-                return
+                return True
             if not dropped:
-                return
+                return True
             limit -= len(dropped)
+        return not self.read(1)
 
 
 def read_json_object(stream) -> dict[str, Any]:
@@ -121,7 +139,8 @@ def read_json_object(stream) -> dict[str, Any]:
     body = RequestBody(stream)
     raw = body.read(MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
-        body.drain(MAX_DRAIN_BYTES)
+        if not body.drain(MAX_DRAIN_BYTES):
+            request.environ[CLOSE_CONNECTION] = True  # the rest of the body is still on the wire
         raise InvalidInput(f"the JSON body must be at most {MAX_JSON_BYTES} bytes", "body_too_large")
     try:
         value = json.loads(raw)

@@ -238,6 +238,8 @@ def on_conflict_arg(value) -> str:
 
 def kept_row(kept_id: int, bucket_id: int, kind: KeptKind, key: str | None = None):
     """A kept file's row (with its bytes, if inline), inside the caller's transaction; 404 if none."""
+    if not 0 < kept_id < 2**31:  # kept_files.id is 32 bits on PostgreSQL: no such id
+        raise NotFound(f"no {'version' if kind == KeptKind.VERSION else 'trash entry'} {kept_id} here")
     query = select(_kept).where(_kept.c.id == kept_id, _kept.c.bucket_id == bucket_id, _kept.c.kind == kind)
     if key is not None:
         query = query.where(_kept.c.key == key)

@@ -265,6 +265,6 @@ def _ids(ids) -> list[int]:
 def _id_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) < 11 and int(cursor) <= MAX_ID + 1):
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) < 11 and int(cursor) <= MAX_ID):
         raise InvalidInput("cursor is not one this server gave out", "invalid_cursor")
     return int(cursor)
