@@ -108,6 +108,28 @@ def test_a_killed_restore_and_a_killed_empty_leave_each_file_in_one_place(any_se
     assert trash_entries(client, "b") == []
     assert_no_drift(any_server)
 
+    # Version restores, one after another, killed midway: every content of the key is still there
+    # exactly once, as the file or a version.
+    contents = [f"content {index}".encode() for index in range(5)]
+    for content in contents:
+        assert client.put("b", "v/k.txt", content) == 200
+
+    def restores():
+        mine = Client(any_server)
+        for _ in range(40):
+            status, versions = mine.call("GET", "/v1/versions/b/v/k.txt")
+            mine.call("POST", "/v1/versions/b/v/k.txt", {"version": versions["data"][-1]["id"]})
+
+    thread, _ = in_background(restores)
+    probe = Client(any_server)
+    kill_once(any_server, thread, lambda: _read(probe, "/v1/content/b/v/k.txt") != contents[-1])
+    any_server.start(same_port=True)
+    status, versions = client.call("GET", "/v1/versions/b/v/k.txt")
+    held = [_read(client, "/v1/content/b/v/k.txt")] + [
+        _read(client, f"/v1/versions/b/v/k.txt?version={version['id']}") for version in versions["data"]]
+    assert sorted(held) == sorted(contents)
+    assert_no_drift(any_server)
+
 
 def test_a_restore_racing_uploads_to_the_same_keys_keeps_both_contents_once(any_server):
     """With on_conflict fail, then replace (one server for both): each key ends with its old and its
