@@ -129,9 +129,10 @@ class UploadService:
         bucket_id = None
         if kind != SessionKind.PARTIAL:
             bucket, key = validation.bucket_name(bucket), validation.object_key(key)
-        size = None if defer_length else validation.object_size(size, self.max_size)
+        # Every field's form before its limits: a malformed request is a 400 whatever its size says.
         mime_type = validation.mime_type(mime_type, key or "")
         expected = validation.sha256_hex(sha256)
+        size = None if defer_length else validation.object_size(size, self.max_size)
         if size is not None:
             self.check_space(size)
         if kind != SessionKind.PARTIAL and create_only and self._object_exists(bucket, key):
