@@ -136,7 +136,8 @@ def test_a_backup_taken_under_uploads_restores_into_the_other_configuration(sour
         alice = person_token(server, "alice")
 
         acked: list[tuple[float, str, str]] = []  # (when acknowledged, key, sha256)
-        done = threading.Event()
+        refused: list[tuple[str, int]] = []  # what a writer was answered other than 200 (asserted below)
+        done, under_way = threading.Event(), threading.Event()
 
         def write(writer: int) -> None:
             client = Client(server, admin_token)
@@ -145,21 +146,27 @@ def test_a_backup_taken_under_uploads_restores_into_the_other_configuration(sour
                     return
                 data = os.urandom(70_000 if index % 3 else 500)  # blobs, and some kept inline
                 key = f"w{writer}/{index:03}"
-                assert client.put("w", key, data) == 200, key
+                if (status := client.put("w", key, data)) != 200:
+                    refused.append((key, status))
+                    under_way.set()
+                    return
                 acked.append((time.monotonic(), key, sha256(data)))
+                if len(acked) >= 20:
+                    under_way.set()
+            under_way.set()
 
         writers = [threading.Thread(target=write, args=(writer,)) for writer in range(WRITERS)]
         for thread in writers:
             thread.start()
-        while len(acked) < 20:
-            time.sleep(0.01)  # until the uploads are well under way
+        assert under_way.wait(timeout=120), "the uploads never got under way"
+        assert refused == []
         dest = tmp_path / "backup"
         began = time.monotonic()
         status, said = run_files(server, "backup", str(dest))
         done.set()
         for thread in writers:
             thread.join(timeout=60)
-        assert status == 0 and "complete" in said, said
+        assert refused == [] and status == 0 and "complete" in said, (refused, said)
         before = {key: digest for at, key, digest in acked if at < began}
         assert len(acked) > len(before), "no upload went on while the backup ran"
 
